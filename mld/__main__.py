@@ -1,0 +1,5 @@
+import sys
+
+from mld.cli import main
+
+sys.exit(main())

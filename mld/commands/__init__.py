@@ -1,0 +1,1 @@
+"""Command groups of the `mld` CLI; each module exposes `register(subparsers)`."""

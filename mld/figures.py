@@ -1,0 +1,84 @@
+"""Figure 5: mAP vs FLOPs for GAP and ML-Decoder across backbone sizes, paper beside reproduced.
+
+The paper's TResNet points (tens of GFLOPs, MS-COCO) and the reproduced ones (the embedded
+default's tiny backbones on synthetic data) differ in scale by orders of magnitude, so they get a
+panel each. The figure is built on a bare `matplotlib.figure.Figure` (Agg for PNG, the SVG backend
+for SVG): no pyplot, no global backend state, nothing shown on screen.
+"""
+from __future__ import annotations
+
+import io
+import math
+import textwrap
+
+import matplotlib
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from mld.tables import TableResult, metric_column, plain_value
+
+HEAD_STYLES = {  # head -> (label, marker, colour)
+    "gap": ("GAP", "o", "tab:blue"),
+    "ml_decoder": ("ML-Decoder", "s", "tab:orange"),
+    "transformer_decoder": ("transformer-decoder", "^", "tab:green"),
+    "hsvlt": ("HSVLT", "D", "tab:red"),
+}
+X_METRIC, Y_METRIC = "flops_g", "mAP"
+TITLE_WIDTH = 60  # characters per line of a panel title
+
+
+def _points(frame: pd.DataFrame, side: str) -> pd.DataFrame:
+    """(head, backbone, flops, mAP, mAP std) of one side's rows that have both values."""
+    if side == "paper":
+        x, y = frame[metric_column(X_METRIC, "paper")], frame[metric_column(Y_METRIC, "paper")]
+        spread = pd.Series(math.nan, index=frame.index)
+    else:
+        x, y = frame[metric_column(X_METRIC, "mean")], frame[metric_column(Y_METRIC, "mean")]
+        spread = frame[metric_column(Y_METRIC, "std")]
+    points = pd.DataFrame({"head": frame["head"].map(plain_value), "backbone": frame["backbone"].map(plain_value),
+                           "flops": x, "map": y, "std": spread})
+    return points.dropna(subset=["flops", "map"]).sort_values("flops")
+
+
+def _draw(axes: Axes, points: pd.DataFrame, title: str) -> None:
+    axes.set_title(textwrap.fill(title, TITLE_WIDTH), fontsize=9)
+    axes.margins(0.15)
+    axes.set_xlabel("FLOPs [G multiply-accumulates]")
+    axes.set_ylabel("mAP [%]")
+    axes.grid(alpha=0.3)
+    if points.empty:
+        axes.text(0.5, 0.5, "no values yet", ha="center", va="center", transform=axes.transAxes)
+        return
+    for head, group in points.groupby("head", sort=False):
+        label, marker, colour = HEAD_STYLES.get(head, (str(head), "x", "tab:gray"))
+        errors = None if group["std"].isna().all() else group["std"].fillna(0.0)
+        axes.errorbar(group["flops"], group["map"], yerr=errors, marker=marker, color=colour, label=label,
+                      capsize=3, linestyle="-" if len(group) > 1 else "none")
+        for row in group.itertuples(index=False):
+            axes.annotate(str(row.backbone), (row.flops, row.map), textcoords="offset points", xytext=(4, 4),
+                          fontsize=8)
+    axes.legend(fontsize=8)
+
+
+def map_vs_flops(table: TableResult, reproduced_label: str) -> Figure:
+    """The two-panel figure from the `figure5` table (key columns `backbone` and `head`)."""
+    missing = {"backbone", "head"} - set(table.frame.columns)
+    if missing:
+        raise ValueError(f"table {table.spec.table_id} lacks the column(s) {sorted(missing)} the figure needs")
+    figure = Figure(figsize=(10, 4.2), layout="constrained")
+    paper_axes, reproduced_axes = figure.subplots(1, 2)
+    _draw(paper_axes, _points(table.frame, "paper"), f"Paper: {table.spec.source}")
+    _draw(reproduced_axes, _points(table.frame, "reproduced"),
+          f"Reproduced: {reproduced_label} (mean ± std over seeds)")
+    figure.suptitle(table.spec.title, fontsize=11)
+    return figure
+
+
+def figure_bytes(figure: Figure, file_format: str) -> bytes:
+    """The figure encoded as PNG or SVG, without timestamps so that reruns give identical files."""
+    buffer = io.BytesIO()
+    metadata = {"Date": None} if file_format == "svg" else {"Software": None}
+    with matplotlib.rc_context({"svg.hashsalt": "mld", "svg.fonttype": "none"}):
+        figure.savefig(buffer, format=file_format, dpi=150, metadata=metadata)
+    return buffer.getvalue()

@@ -1,0 +1,283 @@
+"""The results tables: summaries over seeds, pairing with the paper's rows, missing and infeasible
+runs, measurements, claim verdicts, markdown/CSV output and the `mld tables` command."""
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from mld import claims, experiments, paper, tables
+from mld.claims import Estimate
+from mld.experiments import Registry, Run
+
+REPO = Path(__file__).resolve().parent.parent
+SEEDS = [0, 1, 2]
+# Per run: its rows, then per seed its mAP (None: no outputs for that seed).
+TABLE1_RUNS = {
+    "coco-like/gap": ({"head": "gap", "queries": None}, [60.0, 61.0, 62.5]),
+    "coco-like/transformer_decoder": ({"head": "transformer_decoder", "queries": 20}, [70.0, 71.0, 70.5]),
+    "coco-like/ml_decoder-k5": ({"head": "ml_decoder", "queries": 5}, [None, None, None]),
+    "coco-like/ml_decoder-k20": ({"head": "ml_decoder", "queries": 20}, [70.2, 70.9, None]),
+}
+FLOPS = {"gap": 1.0, "transformer_decoder": 1.4, "ml_decoder": 1.2}
+INFEASIBLE_REASON = "needs 61.2 GFLOPs at batch 1, over train.feasibility.max_gflops 10"
+
+
+def write_json(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data))
+
+
+def write_seed(results: Path, run_id: str, seed: int, final: dict, flops: float) -> None:
+    seed_dir = Path(experiments.run_dir(run_id, seed, str(results)))
+    write_json(seed_dir / "metrics.json", {"run_id": run_id, "seed": seed, "mode": "cached_features",
+                                           "versions": {"torch": "2.14.1", "platform": "test-machine"},
+                                           "final": final})
+    write_json(seed_dir / "cost.json", {"flops_g": flops, "params_m": 0.5})
+
+
+def make_results(results: Path, table1_runs: dict = TABLE1_RUNS) -> Registry:
+    """A results tree and its registry: Table 1 (a missing and a partial run), Table 2 (an
+    infeasible run), Table 6 (one zero-shot run, two rows) and the module timing measurements."""
+    registry = Registry(config={})
+
+    def add_run(run_id: str, table_id: str, row: dict) -> None:
+        registry.runs[run_id] = Run(run_id, {}, list(SEEDS), {table_id: row})
+        registry.tables.setdefault(table_id, []).append(run_id)
+
+    for run_id, (row, maps) in table1_runs.items():
+        add_run(run_id, "table1_heads", row)
+        for seed, value in zip(SEEDS, maps):
+            if value is not None:
+                write_seed(results, run_id, seed, {"mAP": value}, FLOPS[row["head"]])
+
+    add_run("oi-like/gap", "table2_extreme", {"head": "gap", "queries": None})
+    add_run("oi-like/transformer_decoder", "table2_extreme", {"head": "transformer_decoder", "queries": 500})
+    for seed in SEEDS:
+        write_seed(results, "oi-like/gap", seed, {"mAP": 50.0 + seed}, 1.0)
+        write_json(Path(experiments.run_dir("oi-like/transformer_decoder", seed, str(results))) / "metrics.json",
+                   {"infeasible": True, "reason": INFEASIBLE_REASON, "cost": {"flops_g": 61.2}})
+
+    add_run("nus-like/ml_decoder", "table6_zsl", {"method": "ml_decoder"})
+    for seed in SEEDS:
+        sections = {task: {"mAP": 20.0 + seed + offset, "F1@3": 30.0, "F1@5": 25.0}
+                    for task, offset in (("zsl", 0.0), ("gzsl", -10.0))}
+        write_seed(results, "nus-like/ml_decoder", seed, {"mAP": 20.0 + seed, **sections}, 1.0)
+
+    for classes, scale in ((10, 1.0), (400, 50.0)):
+        measurement_id = f"module_timing/transformer_decoder-n{classes}"
+        registry.measurements[measurement_id] = {
+            "kind": "module_timing", "rows": {"module_timing": {"head": "transformer_decoder", "classes": classes}}}
+        registry.tables.setdefault("module_timing", []).append(measurement_id)
+        write_json(Path(experiments.measurement_path(measurement_id, str(results))),
+                   {"device": "cpu", "amp": False,
+                    "time_ms": {"self_attention": 2.0 * scale, "cross_attention": 1.0 * scale, "mlp": 1.5}})
+    return registry
+
+
+REPORTED = ["table1_heads", "table2_extreme", "table6_zsl", "module_timing"]
+
+
+@pytest.fixture
+def built(tmp_path: Path) -> dict[str, tables.TableResult]:
+    registry = make_results(tmp_path)
+    return {t.spec.table_id: t for t in tables.build_tables(registry, tmp_path, REPORTED)}
+
+
+def row_of(table: tables.TableResult, run_id: str) -> pd.Series:
+    matches = table.frame[table.frame["run"] == run_id]
+    assert len(matches) == 1, matches
+    return matches.iloc[0]
+
+
+def values(results) -> tuple[tables.TableValues, tables.TableValues]:
+    results = list(results)
+    return tables.TableValues(results, "paper"), tables.TableValues(results, "reproduced")
+
+
+def test_mean_std_n_and_difference_over_seeds(built):
+    table = built["table1_heads"]
+    gap = row_of(table, "coco-like/gap")
+    maps = TABLE1_RUNS["coco-like/gap"][1]
+    reported = paper.paper_table("table1_heads").set_index("head").loc["gap", "mAP"]
+    assert gap["mAP mean"] == pytest.approx(statistics.mean(maps))
+    assert gap["mAP std"] == pytest.approx(statistics.stdev(maps))
+    assert gap["mAP n"] == len(maps)
+    assert gap["mAP paper"] == reported
+    assert gap["mAP diff"] == pytest.approx(statistics.mean(maps) - reported)
+    assert gap["flops_g mean"] == pytest.approx(FLOPS["gap"]) and gap["flops_g std"] == 0
+
+
+def test_counts_are_paired_by_rank_with_the_papers_rows(built):
+    frame = built["table1_heads"].frame
+    reported_queries = sorted(paper.paper_table("table1_heads").query("head == 'ml_decoder'")["queries"])
+    decoders = frame[frame["head"] == "ml_decoder"].set_index("run")
+    # The smallest K of the run sits beside the paper's smallest K, the largest beside the largest.
+    assert decoders.loc["coco-like/ml_decoder-k5", "queries"] == reported_queries[0]
+    assert decoders.loc["coco-like/ml_decoder-k20", "queries"] == reported_queries[-1]
+    assert decoders.loc["coco-like/ml_decoder-k20", "run row"] == "queries=20"
+    assert frame["reported"].all(), "every run found its reported row"
+
+
+def test_exact_key_match_when_the_counts_of_rows_differ():
+    spec = tables.TableSpec("t", "t", "s", ("head", "queries"), ("mAP",),
+                            pd.DataFrame([{"head": "a", "queries": 1, "mAP": 1.0},
+                                          {"head": "a", "queries": 2, "mAP": 2.0}]))
+    only = tables.Observation("run-2", {"head": "a", "queries": 2}, ["seed0"])
+    other = tables.Observation("run-7", {"head": "a", "queries": 7}, ["seed0"])
+    pairs = tables.pair_rows(spec, [only])
+    assert [(row["queries"], obs and obs.origin) for row, obs in pairs] == [(1, None), (2, "run-2")]
+    pairs = tables.pair_rows(spec, [only, tables.Observation("run-1", {"head": "a", "queries": 1}, []), other])
+    assert pairs[-1] == (None, other), "a run matching no reported row is kept as its own row"
+
+
+def test_two_runs_with_one_row_is_an_error():
+    spec = tables.TableSpec("t", "t", "s", ("head",), ("mAP",), pd.DataFrame(columns=["head", "mAP"]))
+    runs = [tables.Observation(name, {"head": "gap"}, []) for name in ("run-a", "run-b")]
+    with pytest.raises(ValueError, match="run-a and run-b"):
+        tables.pair_rows(spec, runs)
+
+
+def test_missing_and_partial_runs_are_reported(built):
+    table = built["table1_heads"]
+    missing = row_of(table, "coco-like/ml_decoder-k5")
+    assert missing["status"].startswith(tables.STATUS_MISSING) and missing["mAP n"] == 0
+    assert math.isnan(missing["mAP mean"])
+    partial = row_of(table, "coco-like/ml_decoder-k20")
+    assert partial["status"] == "partial: seed2 missing" and partial["mAP n"] == 2
+    section = tables.render_section(table, claims.evaluate_claims([], *values(built.values())))
+    assert "Missing runs: `coco-like/ml_decoder-k5`" in section
+    assert "Runs with missing seeds: `coco-like/ml_decoder-k20` (seed2 missing)" in section
+
+
+def test_infeasible_run_shows_its_measured_cost(built):
+    table = built["table2_extreme"]
+    decoder = row_of(table, "oi-like/transformer_decoder")
+    assert decoder["status"].startswith(tables.STATUS_INFEASIBLE) and INFEASIBLE_REASON in decoder["status"]
+    assert decoder["flops_g mean"] == pytest.approx(61.2) and decoder["mAP n"] == 0
+    markdown = tables.render_table(table)
+    line = next(line for line in markdown.splitlines() if "oi-like/transformer_decoder" in line)
+    assert "| infeasible |" in line and "flops_g=61.20" in line
+    assert tables.TableValues([table], "reproduced").infeasible("table2_extreme", head="transformer_decoder")
+    assert not tables.TableValues([table], "reproduced").infeasible("table2_extreme", head="gap")
+
+
+def test_zero_shot_run_gives_a_zsl_and_a_gzsl_row(built):
+    frame = built["table6_zsl"].frame
+    ours = frame[frame["run"] == "nus-like/ml_decoder"].set_index("task")
+    assert set(ours.index) == {"zsl", "gzsl"}
+    assert ours.loc["zsl", "mAP mean"] == pytest.approx(21.0)
+    assert ours.loc["gzsl", "mAP mean"] == pytest.approx(11.0)
+    reported = paper.paper_table("table6_zsl").set_index(["method", "task"]).loc[("ml_decoder", "gzsl"), "mAP"]
+    assert ours.loc["gzsl", "mAP diff"] == pytest.approx(11.0 - reported)
+
+
+def test_module_timing_measurement_gives_one_row_per_module(built):
+    frame = built["module_timing"].frame
+    measured = frame[frame["run"].notna()]
+    assert len(measured) == 6 and set(measured["module"]) == {"self_attention", "cross_attention", "mlp"}
+    largest = measured[(measured["run"] == "module_timing/transformer_decoder-n400")].set_index("module")
+    assert largest.loc["self_attention", "time_ms mean"] == pytest.approx(100.0)
+    # 10 and 400 classes pair with the paper's smallest and largest class counts.
+    assert largest["classes"].nunique() == 1 and largest["classes"].iloc[0] == paper.paper_table(
+        "module_timing")["classes"].max()
+    assert built["module_timing"].environments == ["device cpu, amp False"]
+
+
+@pytest.mark.parametrize("gap_maps, verdict", [([60.0, 61.0, 62.5], claims.HOLDS),
+                                                ([69.8, 70.6, 70.1], claims.FAILS)])
+def test_claim_verdicts_follow_the_reproduced_values(tmp_path, gap_maps, verdict):
+    runs = {**TABLE1_RUNS, "coco-like/gap": ({"head": "gap", "queries": None}, gap_maps)}
+    built = tables.build_tables(make_results(tmp_path, runs), tmp_path, REPORTED)
+    frame = claims.evaluate_claims(paper.claims(), *values(built)).set_index("claim")
+    beat = frame.loc["attention_heads_beat_gap"]
+    assert beat["reproduced verdict"] == verdict
+    assert "ML-Decoder K=20" in beat["reproduced evidence"], "evidence names the run's own K, not the paper's"
+    assert beat["paper verdict"] == claims.HOLDS, "the paper's own numbers support its claim"
+    assert frame.loc["self_attention_redundant", "reproduced verdict"] == claims.HOLDS
+    assert frame.loc["group_decoding_small_cost", "reproduced verdict"] == claims.UNDETERMINED
+    assert "missing" in frame.loc["group_decoding_small_cost", "reproduced evidence"]
+    assert frame.loc["extreme_classification_scales", "reproduced verdict"] == claims.UNDETERMINED
+
+
+def test_a_claim_without_a_check_is_not_checked(built):
+    claim = {"id": "no_such_check", "table": "table1_heads", "text": "something"}
+    frame = claims.evaluate_claims([claim], *values(built.values()))
+    assert list(frame["reproduced verdict"]) == [claims.NOT_CHECKED]
+    assert list(frame["paper verdict"]) == [claims.NOT_CHECKED]
+    assert set(claims.checked_claim_ids()) >= {c["id"] for c in paper.claims()}, "every paper claim has a check"
+
+
+def test_seed_noise_margin():
+    # Two seeds' standard error is std / sqrt(n); the margin is 2 x sqrt(se_a^2 + se_b^2).
+    a, b = Estimate(10.0, 1.0, 4), Estimate(10.0, 1.0, 4)
+    margin = claims.noise_margin(a, b)
+    assert margin == pytest.approx(2 * math.sqrt(2 * (1.0 / 2) ** 2))
+    inside, outside = Estimate(10.0 + 0.9 * margin, 1.0, 4), Estimate(10.0 + 1.1 * margin, 1.0, 4)
+    assert claims.agree(inside, b, "a", "b").verdict == claims.HOLDS
+    assert claims.agree(outside, b, "a", "b").verdict == claims.FAILS
+    assert claims.beats(inside, b, "a", "b").verdict == claims.FAILS
+    assert claims.beats(outside, b, "a", "b").verdict == claims.HOLDS
+    assert claims.agree(Estimate(10.0, None, 1), b, "a", "b").verdict == claims.UNDETERMINED
+    reported = Estimate(10.0)
+    assert claims.noise_margin(reported, reported) == pytest.approx(2 * math.hypot(0.05, 0.05))
+
+
+def test_markdown_and_csv(built, tmp_path):
+    results = list(built.values())
+    claim_frame = claims.evaluate_claims(paper.claims(), *values(results))
+    header = tables.ReportHeader(config="config/x.yaml", label="unit-test label", mode="cached_features",
+                                 seeds=SEEDS, datasets=["`coco-like` (stands for coco): synthetic"], synthetic=True)
+    markdown = tables.render_markdown(results, claim_frame, header)
+    assert markdown.startswith("# Reproduced results: unit-test label")
+    assert "`config/x.yaml`" in markdown and "synthetic stand-ins" in markdown
+    assert "cached features" in markdown and "torch 2.14.1, platform test-machine" in markdown
+    assert claims.NOISE_DEFINITION in markdown
+    gap = row_of(built["table1_heads"], "coco-like/gap")
+    cell = f"{gap['mAP mean']:.2f} ± {gap['mAP std']:.2f} (n=3)"
+    assert cell in markdown and f"{gap['mAP diff']:+.2f}" in markdown
+    for claim in paper.claims():
+        assert f"`{claim['id']}`" in markdown, "every claim is listed, checked or not"
+
+    path = tmp_path / "table1.csv"
+    path.write_text(built["table1_heads"].frame.to_csv(index=False))
+    back = pd.read_csv(path)
+    assert list(back.columns) == list(built["table1_heads"].frame.columns)
+    assert back.loc[back["run"] == "coco-like/gap", "mAP n"].item() == 3
+
+
+def test_bad_json_names_the_file(tmp_path):
+    bad = tmp_path / "metrics.json"
+    bad.write_text("{not json")
+    with pytest.raises(ValueError, match=str(bad)):
+        tables.read_json(bad)
+
+
+def test_command_writes_every_output_without_torch(tmp_path):
+    """`mld tables` on the tiny test config, with a few runs finished: every file, no torch import."""
+    registry = experiments.build_registry(experiments.load_config(REPO / "config/test.yaml", root=REPO))
+    results = tmp_path / "results"
+    run_ids, _ = registry.table_members("figure5")
+    for index, run_id in enumerate(run_ids):
+        for seed in registry.runs[run_id].seeds:
+            write_seed(results, run_id, seed, {"mAP": 50.0 + index}, 0.1 * (index + 1))
+    out = tmp_path / "out"
+    script = ("import sys, argparse; from mld.commands import report; p = argparse.ArgumentParser(); "
+              "report.register(p.add_subparsers()); a = p.parse_args(sys.argv[1:]); code = a.func(a); "
+              "assert 'torch' not in sys.modules, 'torch was imported'; sys.exit(code)")
+    command = [sys.executable, "-c", script, "tables", "--config", "config/test.yaml", "--results", str(results),
+               "--out-md", str(out / "tables.md"), "--out-csv", str(out / "tables"), "--out-fig", str(out / "figures")]
+    finished = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert finished.returncode == 0, finished.stderr
+    markdown = (out / "tables.md").read_text()
+    assert "tiny test config" in markdown
+    assert {p.stem for p in (out / "tables").glob("*.csv")} >= set(paper.table_ids()) | {"claims"}
+    assert (out / "figures" / "map_vs_flops.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert (out / "figures" / "map_vs_flops.svg").read_text().lstrip().startswith("<?xml")
+    assert not list(out.rglob(".*.tmp")), "no temporary files left behind"
