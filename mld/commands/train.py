@@ -1,0 +1,108 @@
+"""`mld train`, `mld evaluate`, `mld extract-features`, `mld export-backbone` (the engine's commands)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    train = subparsers.add_parser(
+        "train", help="train and evaluate one run config (resumes an interrupted run in --out)",
+        description="Train one run config and write metrics.json, predictions.npz, cost.json, train.log and "
+                    "checkpoint.pt to --out. Rerunning the same command resumes from --out/last.pt; a "
+                    "finished run is not retrained. Under torchrun it trains with DistributedDataParallel.")
+    train.add_argument("--config", required=True, type=Path, help="run config YAML")
+    train.add_argument("--out", required=True, type=Path, help="output directory of the run")
+    train.set_defaults(func=_train)
+
+    evaluate = subparsers.add_parser(
+        "evaluate", help="evaluate saved weights on a run config's evaluation split",
+        description="Score a run's checkpoint.pt (model and EMA) or a bare model state dict on the "
+                    "evaluation split of --config; writes metrics.json and predictions.npz to --out.")
+    evaluate.add_argument("--config", required=True, type=Path, help="run config YAML")
+    evaluate.add_argument("--checkpoint", required=True, type=Path, help="checkpoint.pt or state dict file")
+    evaluate.add_argument("--out", required=True, type=Path, help="output directory (not a training run's)")
+    evaluate.set_defaults(func=_evaluate)
+
+    extract = subparsers.add_parser(
+        "extract-features", help="cache a dataset's backbone feature maps (for cached_features runs)",
+        description="Write the feature maps of the train and val splits under a backbone, at a resolution, "
+                    "as float16 arrays in --out. Give a run config (its dataset, model and "
+                    "train.resolution), or --backbone, --weights, --dataset and --resolution.")
+    extract.add_argument("--config", type=Path, help="run config YAML (features: null)")
+    extract.add_argument("--backbone", help="timm backbone name (without --config)")
+    extract.add_argument("--weights", help="backbone weights file, e.g. from export-backbone")
+    extract.add_argument("--dataset", help="prepared dataset directory")
+    extract.add_argument("--resolution", type=int, help="input resolution in pixels")
+    extract.add_argument("--head", default="gap",
+                         help="head whose feature kind decides what is cached: gap (one map, default) "
+                              "or hsvlt (every stage)")
+    extract.add_argument("--out", required=True, type=Path, help="feature cache directory")
+    extract.set_defaults(func=_extract)
+
+    export = subparsers.add_parser(
+        "export-backbone", help="write a finished run's backbone weights to a file",
+        description="Take the backbone of --run/checkpoint.pt (the selected weights: model or EMA) and "
+                    "write it as a state dict usable as model.backbone_weights.")
+    export.add_argument("--run", required=True, type=Path, help="directory of a finished end-to-end run")
+    export.add_argument("--out", required=True, type=Path, help="weights file to write")
+    export.add_argument("--weights", default="selected", choices=("selected", "model", "ema"))
+    export.set_defaults(func=_export)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from mld.engine import NonFiniteLossError, RunInterrupted, train
+
+    try:
+        train(args.config, args.out)
+    except RunInterrupted as stop:
+        print(f"mld train: {stop}", file=sys.stderr)
+        return 128 + stop.signal_number
+    except (NonFiniteLossError, OSError) as error:  # messages name the step or the file
+        print(f"mld train: error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from mld.engine import evaluate
+
+    metrics = evaluate(args.config, args.checkpoint, args.out)
+    final = metrics["final"]
+    print(f"{final['selected_by']} {final[final['selected_by']]:.2f} ({final['selected']} weights); "
+          f"written to {args.out}")
+    return 0
+
+
+def _extract(args: argparse.Namespace) -> int:
+    from mld.engine import extract_features
+
+    if args.config is not None:
+        flags = [name for name in ("backbone", "weights", "dataset", "resolution") if getattr(args, name)]
+        if flags:
+            raise ValueError(f"give either --config or --backbone/--weights/--dataset/--resolution, "
+                             f"not both (also given: {', '.join('--' + f for f in flags)})")
+        extract_features(args.config, args.out)
+        return 0
+    missing = [name for name in ("backbone", "dataset", "resolution") if not getattr(args, name)]
+    if missing:
+        raise ValueError(f"without --config, give {', '.join('--' + name for name in missing)}")
+    from mld.data.prepared import open_prepared
+    from mld.engine.data import task_of
+
+    config = {"run_id": f"features/{args.out.name}", "dataset": {"path": args.dataset},
+              "task": task_of(open_prepared(args.dataset)),
+              "model": {"backbone": args.backbone, "backbone_weights": args.weights, "head": args.head},
+              "train": {"resolution": args.resolution, "augment": {"cutout": 0.0, "randaugment": False}}}
+    extract_features(config, args.out)
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from mld.engine import export_backbone
+
+    summary = export_backbone(args.run, args.out, args.weights)
+    print(f"wrote {summary['tensors']} backbone tensors ({summary['weights']} weights of "
+          f"{summary['source']}) to {args.out}")
+    return 0

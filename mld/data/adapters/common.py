@@ -1,0 +1,104 @@
+"""What every real-dataset adapter produces, and how it becomes a prepared dataset.
+
+An adapter reads a dataset's own annotation files into a `ReadDataset`: class names, and for
+each split the image paths and labels. Images stay where they are (the prepared dataset lists
+their absolute paths); labels are dense, or sparse when the matrix is too large for memory
+(Open Images: millions of images x thousands of classes).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from mld.data.prepared import PreparedMeta, open_prepared
+from mld.data.writing import (
+    atomic_directory, create_label_array, write_image_list, write_labels, write_meta, write_word_vectors,
+)
+
+
+@dataclass
+class SparseLabels:
+    """Known entries of a label matrix; every other entry is `fill`."""
+
+    shape: tuple[int, int]
+    rows: np.ndarray
+    columns: np.ndarray
+    values: np.ndarray
+    fill: int = -1
+
+    def select_rows(self, keep: np.ndarray) -> "SparseLabels":
+        new_row = np.cumsum(keep) - 1
+        kept = keep[self.rows]
+        return SparseLabels((int(keep.sum()), self.shape[1]), new_row[self.rows[kept]],
+                            self.columns[kept], self.values[kept], self.fill)
+
+
+@dataclass
+class FileSplit:
+    paths: list[Path]
+    labels: np.ndarray | SparseLabels
+
+    def select(self, keep: np.ndarray) -> "FileSplit":
+        labels = self.labels.select_rows(keep) if isinstance(self.labels, SparseLabels) else self.labels[keep]
+        return FileSplit([path for path, kept in zip(self.paths, keep) if kept], labels)
+
+
+@dataclass
+class ReadDataset:
+    name: str
+    source: str
+    class_names: list[str]
+    splits: dict[str, FileSplit]
+    seen_classes: list[int] | None = None
+    unseen_classes: list[int] | None = None
+    word_vectors_required: bool = False
+
+
+def keep_existing_images(split: FileSplit, where: str, skip_missing: bool) -> FileSplit:
+    """Drop images whose file is missing when `skip_missing`, else refuse naming one of them."""
+    exists = np.array([path.is_file() for path in split.paths], dtype=bool)
+    if exists.all():
+        return split
+    first_missing = split.paths[int(np.argmin(exists))]
+    if not skip_missing:
+        raise FileNotFoundError(
+            f"{int((~exists).sum())} of {len(exists)} images listed by {where} are missing, e.g. "
+            f"{first_missing}; check the dataset root, or pass --skip-missing-images to leave them out")
+    return split.select(exists)
+
+
+def write_read_dataset(dataset: ReadDataset, out: str | Path,
+                       word_vectors: Callable[[Sequence[str]], np.ndarray] | None = None,
+                       overwrite: bool = False) -> PreparedMeta:
+    """Write an adapter's result as a prepared dataset (file storage) at `out`, atomically."""
+    if word_vectors is None and dataset.word_vectors_required:
+        raise ValueError(f"{dataset.name} is a zero-shot dataset: pass --word-vectors FILE or --sentence-model NAME")
+    vectors = None if word_vectors is None else word_vectors(dataset.class_names)
+    if vectors is not None and vectors.shape[0] != len(dataset.class_names):
+        raise ValueError(f"got {vectors.shape[0]} word vectors for {len(dataset.class_names)} classes")
+    with atomic_directory(out, overwrite=overwrite) as building:
+        for split, content in dataset.splits.items():
+            write_image_list(building, split, content.paths)
+            labels = content.labels
+            if isinstance(labels, SparseLabels):
+                dense = create_label_array(building, split, *labels.shape, fill=labels.fill)
+                order = np.argsort(labels.rows, kind="stable")  # row order: sequential writes
+                dense[labels.rows[order], labels.columns[order]] = labels.values[order]
+                dense.flush()
+                del dense
+            else:
+                write_labels(building, split, labels)
+        if vectors is not None:
+            write_word_vectors(building, vectors)
+        write_meta(building, PreparedMeta(
+            path=Path(out), name=dataset.name, source=dataset.source, num_classes=len(dataset.class_names),
+            class_names=tuple(dataset.class_names), task="multilabel",
+            splits={split: len(content.paths) for split, content in dataset.splits.items()},
+            image_storage="files",
+            seen_classes=None if dataset.seen_classes is None else tuple(dataset.seen_classes),
+            unseen_classes=None if dataset.unseen_classes is None else tuple(dataset.unseen_classes),
+        ))
+    return open_prepared(out)

@@ -1,0 +1,120 @@
+"""Reading prepared splits for training and evaluation.
+
+`PreparedDataset` serves one split: synthetic sets from their memory-mapped image array (no
+decoding: fast on CPU), real datasets by decoding their JPEG files (give the loader worker
+processes). `ImageDataset` is the same at a run's resolution with the paper's augmentation.
+`create_loader` wraps it with the engine's deterministic samplers (`mld.engine.sampling`): the
+order of epoch e and each sample's augmentation are functions of (seed, e), so a resumed or
+multi-process run sees exactly the data of an uninterrupted one.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+from mld.data.images import read_image
+from mld.data.prepared import PreparedMeta, open_prepared
+from mld.data.transforms import ImageTransform, build_transform, to_tensor
+
+
+class PreparedDataset(Dataset):
+    """One split of a prepared dataset; item i is (image float [3, H, W] in [0, 1], labels int8 [N]).
+
+    `transform` maps a PIL image to the image tensor; without one, images are returned at their
+    stored size. Memory maps are opened lazily in each process, so the dataset pickles small.
+    """
+
+    def __init__(self, path: str | Path | PreparedMeta, split: str,
+                 transform: Callable[[Image.Image], torch.Tensor] | None = None) -> None:
+        self.meta: PreparedMeta = path if isinstance(path, PreparedMeta) else open_prepared(path)
+        self.split = split
+        self.transform = transform
+        self.meta.split_dir(split)  # refuses an unknown split, naming the dataset
+        self.length = self.meta.splits[split]
+        self._paths = self.meta.image_paths(split) if self.meta.image_storage == "files" else None
+        self._labels: np.ndarray | None = None
+        self._images: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_labels": None, "_images": None}
+
+    @property
+    def labels(self) -> np.ndarray:
+        if self._labels is None:
+            self._labels = self.meta.labels(self.split)
+        return self._labels
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if not 0 <= index < self.length:
+            raise IndexError(f"index {index} is out of range for split {self.split!r} of {self.length} images")
+        labels = torch.from_numpy(np.array(self.labels[index], dtype=np.int8))
+        if self._paths is not None:
+            image = read_image(self._paths[index])
+            return (self.transform or to_tensor)(image), labels
+        if self._images is None:
+            self._images = self.meta.images(self.split)
+        pixels = np.asarray(self._images[index])
+        if self.transform is None:
+            return to_tensor(pixels), labels
+        return self.transform(Image.fromarray(pixels)), labels
+
+
+class ImageDataset(PreparedDataset):
+    """A split at a run's input resolution: with `augment` (a run config's `train.augment` block,
+    keys `cutout` and `randaugment`, the paper's 0.5 and true when absent) the training
+    transform, without it resize only. Stored images already at the resolution skip PIL."""
+
+    def __init__(self, path: str | Path | PreparedMeta, split: str, resolution: int,
+                 augment: Mapping[str, Any] | None = None) -> None:
+        meta = path if isinstance(path, PreparedMeta) else open_prepared(path)
+        super().__init__(meta, split, image_transform(meta, resolution, augment))
+
+
+def image_transform(meta: PreparedMeta, resolution: int,
+                    augment: Mapping[str, Any] | None) -> ImageTransform | None:
+    if augment is not None:
+        return build_transform(resolution, train=True, cutout=float(augment.get("cutout", 0.5)),
+                               randaugment_enabled=bool(augment.get("randaugment", True)))
+    if meta.image_storage == "array" and meta.image_size == resolution:
+        return None
+    return build_transform(resolution, train=False)
+
+
+class PreparedLoader(DataLoader):
+    """A DataLoader whose batches are lists of (index, sample seed) keys from a deterministic sampler."""
+
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        """Select the epoch to iterate (training), skipping its first `start_batch` batches (resume)."""
+        if hasattr(self.batch_sampler, "set_epoch"):
+            self.batch_sampler.set_epoch(epoch, start_batch)
+
+
+def create_loader(path: str | Path, split: str, batch_size: int, resolution: int, train: bool,
+                  num_workers: int = 0, seed: int = 0, cutout: float = 0.5, randaugment: bool = True,
+                  rank: int = 0, world_size: int = 1) -> PreparedLoader:
+    """A loader over one split at `resolution` px.
+
+    Training (`train=True`): the paper's augmentation (`cutout` factor, `randaugment`), batches of
+    `batch_size` images (the global batch over `world_size` processes; the last incomplete batch
+    is dropped), shuffled by (seed, epoch) - call `loader.set_epoch(epoch)` before each epoch.
+    Evaluation: resize only, in order, this process's shard of the split.
+    """
+    # Imported here: the engine package imports much of mld, and mld.data must stay importable
+    # from it without a cycle.
+    from mld.engine.sampling import EvalBatchSampler, SeededSamples, TrainBatchSampler
+
+    augment = {"cutout": cutout, "randaugment": randaugment} if train else None
+    dataset = ImageDataset(path, split, resolution, augment)
+    if train:
+        sampler = TrainBatchSampler(len(dataset), batch_size, seed, rank=rank, world_size=world_size)
+    else:
+        sampler = EvalBatchSampler(len(dataset), batch_size, rank=rank, world_size=world_size)
+    return PreparedLoader(SeededSamples(dataset), batch_sampler=sampler, num_workers=num_workers)

@@ -1,0 +1,89 @@
+"""The paper's image transforms: PIL image in, float tensor [3, R, R] in [0, 1] out.
+
+Training: resize to the square input resolution, Cutout (a random rectangle of `factor` times
+each side, painted a random colour), RandAugment (timm's), then scaling to [0, 1]. Validation:
+resize only. No mean/std normalisation, as the paper's recipe.
+
+The random choices use Python's and NumPy's global generators (timm's RandAugment does), which
+the engine seeds per sample (see mld.engine.sampling), so an epoch's augmentations are a
+function of (seed, epoch).
+"""
+from __future__ import annotations
+
+import random
+from typing import Callable
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+RANDAUGMENT_CONFIG = "rand-m9-mstd0.5"  # timm's usual setting: 2 ops, magnitude 9 +- 0.5
+
+
+class Cutout:
+    """Paint a rectangle of `factor` x the image's sides, at a random centre, in a random colour."""
+
+    def __init__(self, factor: float = 0.5) -> None:
+        if not 0.0 < factor <= 1.0:
+            raise ValueError(f"cutout factor must be in (0, 1], got {factor}")
+        self.factor = factor
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        width, height = image.size
+        half_width, half_height = int(self.factor * width + 0.5) // 2, int(self.factor * height + 0.5) // 2
+        centre_x, centre_y = random.randrange(width), random.randrange(height)
+        box = (max(centre_x - half_width, 0), max(centre_y - half_height, 0),
+               min(centre_x + half_width, width), min(centre_y + half_height, height))
+        fill = tuple(random.randrange(256) for _ in range(3))
+        image = image.copy()
+        ImageDraw.Draw(image).rectangle(box, fill=fill)
+        return image
+
+
+class Resize:
+    """Bilinear resize to a square; a no-op when the image already has that size."""
+
+    def __init__(self, resolution: int) -> None:
+        self.resolution = resolution
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        if image.size == (self.resolution, self.resolution):
+            return image
+        return image.resize((self.resolution, self.resolution), Image.BILINEAR)
+
+
+def to_tensor(image: Image.Image | np.ndarray) -> torch.Tensor:
+    """HWC uint8 (PIL image or array) -> CHW float32 in [0, 1]."""
+    array = np.asarray(image, dtype=np.uint8)
+    return torch.from_numpy(array.transpose(2, 0, 1).astype(np.float32) / np.float32(255.0))
+
+
+def randaugment(resolution: int) -> Callable[[Image.Image], Image.Image]:
+    from timm.data.auto_augment import rand_augment_transform  # timm is heavy: import on use
+
+    # Translations scale with the image, as timm's own pipelines set them (0.45 x the side).
+    hparams = {"translate_const": int(resolution * 0.45), "img_mean": (128, 128, 128)}
+    return rand_augment_transform(RANDAUGMENT_CONFIG, hparams)
+
+
+class ImageTransform:
+    """Apply PIL steps in order, then scale to a float tensor (a class, so workers can pickle it)."""
+
+    def __init__(self, steps: list[Callable[[Image.Image], Image.Image]]) -> None:
+        self.steps = steps
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        for step in self.steps:
+            image = step(image)
+        return to_tensor(image)
+
+
+def build_transform(resolution: int, train: bool, cutout: float = 0.5,
+                    randaugment_enabled: bool = True) -> ImageTransform:
+    """The training (`train=True`) or validation transform at `resolution` px."""
+    steps: list[Callable[[Image.Image], Image.Image]] = [Resize(resolution)]
+    if train and cutout > 0:
+        steps.append(Cutout(cutout))
+    if train and randaugment_enabled:
+        steps.append(randaugment(resolution))
+    return ImageTransform(steps)

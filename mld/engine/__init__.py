@@ -1,0 +1,35 @@
+"""The engine: one run from one config (training, evaluation, feature caches, backbone export).
+
+`train(config, out_dir)` trains or resumes a run and writes its outputs; `evaluate(config,
+checkpoint, out_dir)` scores saved weights; `extract_features(config, out_dir)` caches backbone
+feature maps for cached_features runs; `export_backbone(run_dir, out_file)` turns a finished
+end-to-end run into a backbone weights file. Contracts: docs/architecture.md.
+
+Names are imported on first use, so that reading or validating a config does not import torch.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "train": "mld.engine.run",
+    "evaluate": "mld.engine.evaluate_checkpoint",
+    "extract_features": "mld.engine.extract",
+    "export_backbone": "mld.engine.export",
+    "load_run_config": "mld.engine.config",
+    "validate_run_config": "mld.engine.config",
+    "ConfigError": "mld.engine.config",
+    "CheckpointError": "mld.engine.checkpoint",
+    "NonFiniteLossError": "mld.engine.loop",
+    "RunInterrupted": "mld.engine.signals",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'mld.engine' has no attribute {name!r}")
+
+
+__all__ = sorted(_LAZY)

@@ -1,0 +1,119 @@
+"""Scoring the evaluation split, the task's metrics, and the choice between the model and its EMA."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+from torch import nn
+
+from mld import metrics
+from mld.engine.data import RunData, make_loader
+from mld.engine.distributed import World
+from mld.engine.loop import predict
+from mld.engine.precision import Precision
+from mld.engine.progress import RunLog, track
+from mld.engine.sampling import EvalBatchSampler
+
+
+@dataclass(frozen=True)
+class TaskMetrics:
+    """What a task reports; `selection` is the metric that picks the model or its EMA.
+
+    multilabel: mAP and the threshold metrics (CP, CR, CF1, OP, OR, OF1) over all classes.
+    zero_shot: ZSL (unseen classes) and GZSL (all classes) mAP, F1@3, F1@5, plus the mAP of the
+        seen classes ("mAP_seen"); "mAP" is the ZSL mAP, the headline of the zero-shot tables.
+    single_label: top-1 accuracy (which selects) and mAP over one-hot targets.
+    """
+
+    task: str
+    seen: Sequence[int] = ()
+    unseen: Sequence[int] = ()
+
+    @property
+    def selection(self) -> str:
+        return "top1" if self.task == "single_label" else "mAP"
+
+    def compute(self, scores: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
+        if self.task == "multilabel":
+            return {"mAP": metrics.mean_average_precision(scores, labels),
+                    **metrics.threshold_metrics(scores, labels)}
+        if self.task == "single_label":
+            return {"top1": metrics.top1_accuracy(scores, labels),
+                    "mAP": metrics.mean_average_precision(scores, labels)}
+        zero_shot = metrics.zero_shot_evaluation(scores, labels, self.unseen, self.seen)
+        seen = metrics.class_subset_metrics(scores, labels, self.seen, top_k=())
+        return {"mAP": zero_shot["zsl"]["mAP"], "mAP_seen": seen["mAP"], **zero_shot}
+
+    def quick(self, scores: torch.Tensor, labels: torch.Tensor) -> float:
+        """Only the selection metric (per-epoch history)."""
+        if self.task == "single_label":
+            return metrics.top1_accuracy(scores, labels)
+        if self.task == "zero_shot":
+            return metrics.class_subset_metrics(scores, labels, self.unseen, top_k=())["mAP"]
+        return metrics.mean_average_precision(scores, labels)
+
+
+def select(candidates: Mapping[str, Mapping[str, Any]], selection: str) -> str:
+    """The candidate ("model" or "ema") with the best selection metric; the model wins ties."""
+    return max(candidates, key=lambda name: (candidates[name][selection], name == "model"))
+
+
+def final_section(candidates: Mapping[str, Mapping[str, Any]], selection: str) -> dict[str, Any]:
+    """metrics.json "final": the selected candidate's metrics, each candidate's mAP, what was chosen."""
+    chosen = select(candidates, selection)
+    final = dict(candidates[chosen])
+    final.update({f"mAP_{name}": values["mAP"] for name, values in candidates.items()})
+    final.update({"selected": chosen, "selected_by": selection,
+                  "candidates": {name: dict(values) for name, values in candidates.items()}})
+    return final
+
+
+class Evaluator:
+    """Scores the evaluation split with any set of weights, sharded over processes."""
+
+    def __init__(self, data: RunData, task: str, batch_size: int, num_workers: int, world: World,
+                 precision: Precision, log: RunLog, log_every_s: float,
+                 should_stop: Callable[[], bool] = lambda: False) -> None:
+        self.data, self.world, self.precision, self.log = data, world, precision, log
+        self.log_every_s, self.should_stop = log_every_s, should_stop
+        sampler = EvalBatchSampler(len(data.eval_set), batch_size, world.rank, world.world_size)
+        self.loader = make_loader(data.eval_set, sampler, data.collate, num_workers, world.device)
+        self.metrics = TaskMetrics(task, data.meta.seen_classes or (), data.meta.unseen_classes or ())
+        embeddings = data.eval_class_embeddings
+        self.class_embeddings = None if embeddings is None else embeddings.to(world.device)
+
+    def _activation(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits.softmax(dim=1) if self.data.labels.softmax else logits.sigmoid()
+
+    def scores(self, model: nn.Module) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Scores and labels of the whole split (every process gets all); None if stopped."""
+        batches = track(self.loader, len(self.loader), "evaluation", self.log, self.log_every_s)
+        result = predict(model, batches, self.class_embeddings, self.precision, self._activation,
+                         self.should_stop)
+        if result is None:
+            return None
+        total = len(self.data.eval_set)
+        return self.world.gather_shards(result[0], total), self.world.gather_shards(result[1], total)
+
+    def quick(self, candidates: Mapping[str, nn.Module]) -> dict[str, float] | None:
+        """The selection metric of each candidate, keyed "<metric>_<candidate>"; None if stopped."""
+        values = {}
+        for name, model in candidates.items():
+            scored = self.scores(model)
+            if scored is None:
+                return None
+            values[f"{self.metrics.selection}_{name}"] = self.metrics.quick(*scored)
+        return values
+
+    def full(self, candidates: Mapping[str, nn.Module]
+             ) -> tuple[dict[str, dict[str, Any]], dict[str, torch.Tensor], torch.Tensor] | None:
+        """Every metric and the scores of each candidate, and the labels; None if stopped."""
+        results, scores, labels = {}, {}, torch.empty(0)
+        for name, model in candidates.items():
+            scored = self.scores(model)
+            if scored is None:
+                return None
+            scores[name], labels = scored
+            results[name] = self.metrics.compute(*scored)
+        return results, scores, labels

@@ -1,0 +1,43 @@
+"""Optimiser and learning-rate schedule of a run (the paper: Adam, "true" weight decay, OneCycle)."""
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+
+def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Decay weights only: biases, normalisation parameters (all 1-D) and frozen tensors are exempt.
+
+    Frozen tensors (e.g. fixed random queries registered as parameters without gradients, or a
+    frozen backbone) are left out of the optimiser entirely.
+    """
+    decay, no_decay = [], []
+    for parameter in model.parameters():
+        if not parameter.requires_grad:
+            continue
+        (decay if parameter.ndim > 1 else no_decay).append(parameter)
+    if not decay and not no_decay:
+        raise ValueError("the model has no trainable parameters; check model.head and features")
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def build_optimizer(model: nn.Module, train: Mapping[str, Any]) -> torch.optim.Optimizer:
+    groups = parameter_groups(model, train["weight_decay"])
+    optimizer_class = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[train["optimizer"]]
+    return optimizer_class(groups, lr=train["lr"])
+
+
+def build_schedule(optimizer: torch.optim.Optimizer, train: Mapping[str, Any],
+                   total_steps: int) -> torch.optim.lr_scheduler.LRScheduler:
+    """A per-step schedule over the whole run: OneCycle (max lr = train.lr), cosine or constant."""
+    name = train["schedule"]
+    if name == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=train["lr"], total_steps=total_steps,
+                                                   pct_start=train["pct_start"])
+    if name == "cosine":
+        return torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps)))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)

@@ -1,0 +1,77 @@
+"""The files a run leaves behind (names and fields: "Run outputs" in docs/architecture.md)."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from mld.engine.atomic import write_json, write_npz
+
+METRICS = "metrics.json"
+PREDICTIONS = "predictions.npz"
+COST = "cost.json"
+LOG = "train.log"
+PARTIAL_LOG = "train.log.partial"  # the log while the run is unfinished; renamed to LOG at the end
+CHECKPOINT = "checkpoint.pt"
+RESUME = "last.pt"
+
+
+def software_versions() -> dict[str, str]:
+    """What produced a result: enough to tell two runs' environments apart."""
+    import timm
+
+    import mld
+
+    versions = {"mld": mld.__version__, "python": platform.python_version(), "torch": torch.__version__,
+                "timm": timm.__version__, "numpy": np.__version__, "platform": platform.platform()}
+    if torch.cuda.is_available():
+        versions["cuda"] = str(torch.version.cuda)
+        versions["gpu"] = torch.cuda.get_device_name()
+    return versions
+
+
+def json_safe(value: Any) -> Any:
+    """Plain JSON types, with NaN and infinities as null (JSON has no NaN)."""
+    if isinstance(value, Mapping):
+        return {str(key): json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    if isinstance(value, (np.floating, float)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, torch.Tensor):
+        return json_safe(value.tolist())
+    return value
+
+
+def write_metrics(out_dir: Path, metrics: Mapping[str, Any]) -> None:
+    write_json(out_dir / METRICS, json_safe(metrics))
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text())
+
+
+def write_cost(out_dir: Path, cost: Mapping[str, Any]) -> None:
+    write_json(out_dir / COST, json_safe(cost))
+
+
+def write_predictions(out_dir: Path, scores: torch.Tensor, targets: torch.Tensor,
+                      class_names: Sequence[str]) -> None:
+    """Scores of the selected weights on the evaluation split, enough to recompute every metric."""
+    write_npz(out_dir / PREDICTIONS, scores=scores.float().numpy(), targets=targets.to(torch.int8).numpy(),
+              class_names=np.asarray(class_names, dtype=str))
+
+
+def finish_log(out_dir: Path) -> None:
+    """Publish the log under its final name (a rename: atomic)."""
+    partial = out_dir / PARTIAL_LOG
+    if partial.exists():
+        os.replace(partial, out_dir / LOG)

@@ -1,0 +1,48 @@
+"""Turn the signals a cluster sends before it kills a job into a polite stop request.
+
+Slurm sends SIGTERM at preemption and at the time limit (and SIGUSR1 when asked with
+`--signal=USR1@<seconds>`); torchrun forwards SIGTERM to its workers. The handler only records
+the signal; the training loop checks it between steps, saves a checkpoint and exits, so the same
+command resumes the run later.
+"""
+from __future__ import annotations
+
+import signal
+import threading
+from types import FrameType, TracebackType
+
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGUSR1") if hasattr(signal, name))
+
+
+class RunInterrupted(RuntimeError):
+    """A run stopped on a signal after saving its resume point; rerun the same command to resume."""
+
+    def __init__(self, signal_number: int, message: str) -> None:
+        super().__init__(message)
+        self.signal_number = signal_number
+
+
+class StopRequest:
+    """Context manager that records the first stop signal received while it is active."""
+
+    def __init__(self, signals: tuple[int, ...] = STOP_SIGNALS) -> None:
+        self.signals = signals
+        self.received: int | None = None
+        self._previous: dict[int, object] = {}
+
+    def _handle(self, signal_number: int, frame: FrameType | None) -> None:
+        if self.received is None:
+            self.received = signal_number
+
+    def __enter__(self) -> "StopRequest":
+        # Handlers can only be installed from the main thread (e.g. not inside a notebook worker).
+        if threading.current_thread() is threading.main_thread():
+            for number in self.signals:
+                self._previous[number] = signal.signal(number, self._handle)
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+        self._previous.clear()

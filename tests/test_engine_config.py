@@ -1,0 +1,99 @@
+"""Run config validation: defaults, every problem reported with file, key, value and a fix."""
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from mld.engine.config import (
+    PAPER_LOSS, ConfigError, check_components, load_run_config, result_defining, validate_run_config,
+)
+
+MINIMAL = {"run_id": "r", "dataset": {"path": "data/x"}, "model": {"backbone": "test_resnet", "head": "gap"}}
+
+
+def test_minimal_config_gets_the_paper_recipe():
+    config = validate_run_config(MINIMAL)
+    train = config["train"]
+    assert (train["optimizer"], train["lr"], train["weight_decay"]) == ("adam", 2.0e-4, 1.0e-4)
+    assert (train["schedule"], train["pct_start"], train["epochs"]) == ("onecycle", 0.2, 40)
+    assert train["ema_decay"] == 0.9997 and train["loss"] == PAPER_LOSS
+    assert train["augment"] == {"cutout": 0.5, "randaugment": True}
+    assert config["task"] == "multilabel" and config["features"] is None and config["seed"] == 0
+
+
+def test_defaults_are_not_shared_between_configs():
+    first = validate_run_config(MINIMAL)
+    first["train"]["loss"]["gamma_neg"] = 99
+    assert validate_run_config(MINIMAL)["train"]["loss"]["gamma_neg"] == PAPER_LOSS["gamma_neg"]
+
+
+def test_every_problem_is_reported_with_source_key_value_and_fix():
+    raw = {**MINIMAL, "extra": 1, "dataset": {"path": "d", "unkown": 1},
+           "train": {"lr": -1, "epochs": "ten", "augment": {"cutout": 2}}}
+    with pytest.raises(ConfigError) as caught:
+        validate_run_config(raw, source="runs/a.yaml")
+    message = str(caught.value)
+    lines = message.splitlines()[1:]
+    assert len(lines) == 5 and all(line.strip().startswith("runs/a.yaml: ") for line in lines)
+    assert "extra: unknown key" in message and "dataset.unkown: unknown key" in message
+    assert "train.lr = -1: expected a number > 0.0, or remove the key to use the default 0.0002" in message
+    assert "train.epochs = ten: expected an integer >= 1" in message
+    assert "train.augment.cutout = 2: expected a number >= 0.0 and <= 1.0" in message
+
+
+def test_missing_required_keys_are_named():
+    with pytest.raises(ConfigError, match=r"model.head: missing; add it"):
+        validate_run_config({"run_id": "r", "dataset": {"path": "d"}, "model": {"backbone": "b"}})
+
+
+@pytest.mark.parametrize("change, expected", [
+    ({"task": "single_label", "train": {"loss": {"name": "focal"}}}, "a single_label run needs one of"),
+    ({"train": {"loss": {"name": "softmax_ce"}}}, "softmax cross-entropy needs task: single_label"),
+    ({"dataset": {"path": "d", "unknown_labels": "negative"}}, "dataset.unknown_weight: missing"),
+    ({"dataset": {"path": "d", "unknown_weight": 0.1}}, "only used with unknown_labels: negative"),
+    ({"train": {"loss": {"gamma_neg": 4}}}, "train.loss = {gamma_neg: 4}: expected a mapping with a 'name'"),
+    ({"train": {"amp": "fp8"}}, "train.amp = fp8: expected one of auto, bf16, fp16, off"),
+    ({"train": {"ema_decay": 1.0}}, "train.ema_decay = 1.0: expected a number >= 0.0 and < 1.0 or null"),
+    ({"train": True}, "train = true: expected a mapping of keys"),
+])
+def test_bad_values_and_combinations_are_refused(change, expected):
+    with pytest.raises(ConfigError) as caught:
+        validate_run_config({**MINIMAL, **change})
+    assert expected in str(caught.value)
+
+
+def test_booleans_are_not_numbers():
+    with pytest.raises(ConfigError, match="train.epochs = true"):
+        validate_run_config({**MINIMAL, "train": {"epochs": True}})
+
+
+def test_load_names_the_file(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump({**MINIMAL, "seed": -1}))
+    with pytest.raises(ConfigError, match=f"{path}: seed = -1"):
+        load_run_config(path)
+    path.write_text("run_id: [unclosed")
+    with pytest.raises(ConfigError, match=f"{path}: not valid YAML"):
+        load_run_config(path)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_run_config(tmp_path / "missing.yaml")
+
+
+def test_execution_keys_do_not_define_the_result():
+    base = validate_run_config(MINIMAL)
+    more_workers = validate_run_config({**MINIMAL, "train": {"num_workers": 2, "log_every_s": 5.0}})
+    other_lr = validate_run_config({**MINIMAL, "train": {"lr": 1.0e-3}})
+    assert result_defining(base) == result_defining(more_workers)
+    assert result_defining(base) != result_defining(other_lr)
+
+
+def test_components_are_checked_before_any_work():
+    raw = {**MINIMAL, "model": {"backbone": "no_such_net", "head": "ml_decoder", "head_options": {"dim": 8}},
+           "train": {"loss": {"name": "asl", "gama_neg": 4}}}
+    with pytest.raises(ConfigError) as caught:
+        check_components(validate_run_config(raw), source="run.yaml")
+    message = str(caught.value)
+    assert "run.yaml: train.loss = {name: asl, gama_neg: 4}: bad options for loss 'asl'" in message
+    assert "model.head_options: head 'ml_decoder' has no option(s) 'dim'" in message
+    assert "run.yaml: model.backbone = no_such_net: not a timm model" in message
+    check_components(validate_run_config(MINIMAL))
