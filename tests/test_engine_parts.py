@@ -25,7 +25,7 @@ from mld.engine.loop import Trainer, predict
 from mld.engine.optim import build_schedule, parameter_groups
 from mld.engine.precision import choose_precision
 from mld.engine.progress import RunLog, track
-from mld.engine.sampling import EvalBatchSampler, SeededSamples, TrainBatchSampler, shard_bounds
+from mld.data.sampling import EvalBatchSampler, SeededSamples, TrainBatchSampler, shard_bounds
 from mld.engine.signals import StopRequest
 from mld.engine.targets import LabelPolicy
 from mld.heads import extend_targets

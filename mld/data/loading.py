@@ -3,12 +3,13 @@
 `PreparedDataset` serves one split: synthetic sets from their memory-mapped image array (no
 decoding: fast on CPU), real datasets by decoding their JPEG files (give the loader worker
 processes). `ImageDataset` is the same at a run's resolution with the paper's augmentation.
-`create_loader` wraps it with the engine's deterministic samplers (`mld.engine.sampling`): the
+`create_loader` wraps it with the deterministic samplers of `mld.data.sampling`: the
 order of epoch e and each sample's augmentation are functions of (seed, e), so a resumed or
 multi-process run sees exactly the data of an uninterrupted one.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -19,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from mld.data.images import read_image
 from mld.data.prepared import PreparedMeta, open_prepared
+from mld.data.sampling import EvalBatchSampler, SeededSamples, TrainBatchSampler
 from mld.data.transforms import ImageTransform, build_transform, to_tensor
 
 
@@ -107,14 +109,30 @@ def create_loader(path: str | Path, split: str, batch_size: int, resolution: int
     is dropped), shuffled by (seed, epoch) - call `loader.set_epoch(epoch)` before each epoch.
     Evaluation: resize only, in order, this process's shard of the split.
     """
-    # Imported here: the engine package imports much of mld, and mld.data must stay importable
-    # from it without a cycle.
-    from mld.engine.sampling import EvalBatchSampler, SeededSamples, TrainBatchSampler
-
     augment = {"cutout": cutout, "randaugment": randaugment} if train else None
     dataset = ImageDataset(path, split, resolution, augment)
     if train:
         sampler = TrainBatchSampler(len(dataset), batch_size, seed, rank=rank, world_size=world_size)
     else:
         sampler = EvalBatchSampler(len(dataset), batch_size, rank=rank, world_size=world_size)
-    return PreparedLoader(SeededSamples(dataset), batch_sampler=sampler, num_workers=num_workers)
+    return make_loader(SeededSamples(dataset), sampler, None, num_workers, torch.device("cpu"),
+                       loader_class=PreparedLoader)
+
+
+def make_loader(dataset: Dataset, batch_sampler: Any, collate: Callable[[Any], Any] | None,
+                num_workers: int, device: torch.device,
+                loader_class: type[DataLoader] = DataLoader) -> DataLoader:
+    """A DataLoader over engine keys, with pinned memory on GPUs.
+
+    The loader's own generator is fixed: sample randomness comes from the keys (see
+    mld.data.sampling), and a fixed generator keeps loaders from drawing on the global one.
+    Workers are not persistent: each pass starts them and, when it ends, stops them, instead of
+    leaving them to garbage collection (which stalls whatever runs then for seconds).
+    """
+    options: dict[str, Any] = {}
+    num_workers = min(num_workers, len(os.sched_getaffinity(0)))  # more workers than CPUs only slow down
+    if num_workers > 0:
+        options.update(prefetch_factor=4)
+    return loader_class(dataset, batch_sampler=batch_sampler, num_workers=num_workers,
+                      collate_fn=collate, pin_memory=device.type == "cuda",
+                      generator=torch.Generator().manual_seed(0), **options)

@@ -5,7 +5,7 @@ each side, painted a random colour), RandAugment (timm's), then scaling to [0, 1
 resize only. No mean/std normalisation, as the paper's recipe.
 
 The random choices use Python's and NumPy's global generators (timm's RandAugment does), which
-the engine seeds per sample (see mld.engine.sampling), so an epoch's augmentations are a
+the engine seeds per sample (see mld.data.sampling), so an epoch's augmentations are a
 function of (seed, epoch).
 """
 from __future__ import annotations

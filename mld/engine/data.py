@@ -6,20 +6,18 @@ indexed by (index, seed) keys from the engine's samplers and yields (inputs, lab
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from mld.data.loading import PreparedDataset
+from mld.data.loading import ImageDataset
 from mld.data.prepared import PreparedMeta, open_prepared
-from mld.data.transforms import build_transform
 from mld.engine.config import SOFTMAX_LOSS
 from mld.engine.features import FeatureCache, file_sha256, keep_batch
-from mld.engine.sampling import SeededSamples
+from mld.data.sampling import SeededSamples
 from mld.engine.targets import LabelPolicy
 
 TRAIN_SPLIT, EVAL_SPLIT = "train", "val"
@@ -81,8 +79,8 @@ def open_run_data(config: Mapping[str, Any], source: str) -> RunData:
         return RunData(train_set=cache.dataset(TRAIN_SPLIT, train_labels),
                        eval_set=cache.dataset(EVAL_SPLIT, meta.labels(EVAL_SPLIT)),
                        collate=keep_batch, feature_channels=cache.in_channels, **common)
-    return RunData(train_set=SeededSamples(image_dataset(meta, TRAIN_SPLIT, config["train"], training=True)),
-                   eval_set=SeededSamples(image_dataset(meta, EVAL_SPLIT, config["train"], training=False)),
+    return RunData(train_set=SeededSamples(ImageDataset(meta, TRAIN_SPLIT, config["train"]["resolution"], config["train"]["augment"])),
+                   eval_set=SeededSamples(ImageDataset(meta, EVAL_SPLIT, config["train"]["resolution"])),
                    collate=None, feature_channels=None, **common)
 
 
@@ -100,34 +98,3 @@ def open_feature_cache(config: Mapping[str, Any], meta: PreparedMeta, source: st
                         splits={split: meta.splits[split] for split in cache.meta["splits"]},
                         source=source)
     return cache
-
-
-def image_dataset(meta: PreparedMeta, split: str, train: Mapping[str, Any], training: bool) -> Dataset:
-    """Images of a prepared split at the run's resolution, augmented (Cutout, RandAugment) when training."""
-    resolution, augment = train["resolution"], train["augment"]
-    stored_at_resolution = meta.image_storage == "array" and meta.image_size == resolution
-    transform = None
-    if training:
-        transform = build_transform(resolution, train=True, cutout=augment["cutout"],
-                                    randaugment_enabled=augment["randaugment"])
-    elif not stored_at_resolution:
-        transform = build_transform(resolution, train=False)
-    return PreparedDataset(meta.path, split, transform)
-
-
-def make_loader(dataset: Dataset, batch_sampler: Any, collate: Callable[[Any], Any] | None,
-                num_workers: int, device: torch.device) -> DataLoader:
-    """A DataLoader over engine keys, with pinned memory on GPUs.
-
-    The loader's own generator is fixed: sample randomness comes from the keys (see
-    mld.engine.sampling), and a fixed generator keeps loaders from drawing on the global one.
-    Workers are not persistent: each pass starts them and, when it ends, stops them, instead of
-    leaving them to garbage collection (which stalls whatever runs then for seconds).
-    """
-    options: dict[str, Any] = {}
-    num_workers = min(num_workers, len(os.sched_getaffinity(0)))  # more workers than CPUs only slow down
-    if num_workers > 0:
-        options.update(prefetch_factor=4)
-    return DataLoader(dataset, batch_sampler=batch_sampler, num_workers=num_workers,
-                      collate_fn=collate, pin_memory=device.type == "cuda",
-                      generator=torch.Generator().manual_seed(0), **options)

@@ -20,7 +20,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from mld.engine.sampling import shard_bounds
+from mld.data.sampling import shard_bounds
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,13 @@ import torch
 from torch import nn
 
 from mld import metrics
-from mld.engine.data import RunData, make_loader
+from mld.data.loading import make_loader
+from mld.engine.data import RunData
 from mld.engine.distributed import World
 from mld.engine.loop import predict
 from mld.engine.precision import Precision
 from mld.engine.progress import RunLog, track
-from mld.engine.sampling import EvalBatchSampler
+from mld.data.sampling import EvalBatchSampler
 
 
 @dataclass(frozen=True)

@@ -8,13 +8,14 @@ from typing import IO, Any, Iterable, Iterator, Mapping
 import torch
 
 from mld.engine import features
-from mld.engine.data import EVAL_SPLIT, TRAIN_SPLIT, image_dataset, make_loader, open_run_data
+from mld.data.loading import ImageDataset, make_loader
+from mld.engine.data import EVAL_SPLIT, TRAIN_SPLIT, open_run_data
 from mld.engine.distributed import World
 from mld.engine.modeling import build_model
 from mld.engine.precision import Precision, choose_precision
 from mld.engine.progress import RunLog, track
 from mld.engine.run import as_run_config, seed_everything
-from mld.engine.sampling import EvalBatchSampler, SeededSamples
+from mld.data.sampling import EvalBatchSampler, SeededSamples
 
 
 def extract_features(config: Mapping[str, Any] | str | Path, out_dir: str | Path, batch_size: int = 64,
@@ -40,7 +41,7 @@ def extract_features(config: Mapping[str, Any] | str | Path, out_dir: str | Path
     meta, shapes = data.meta, []
     with RunLog(None, stream=log_stream) as log:
         for split in (TRAIN_SPLIT, EVAL_SPLIT):
-            dataset = SeededSamples(image_dataset(meta, split, config["train"], training=False))
+            dataset = SeededSamples(ImageDataset(meta, split, config["train"]["resolution"]))
             loader = make_loader(dataset, EvalBatchSampler(len(dataset), batch_size), None,
                                  config["train"]["num_workers"], device)
             batches = track(_feature_batches(model, loader, precision), len(loader), f"features of {split}", log,

@@ -24,7 +24,8 @@ from mld.engine.checkpoint import (
 )
 from mld.engine.config import check_components, load_run_config, result_defining, validate_run_config
 from mld.engine.costing import check_feasibility, measure_cost
-from mld.engine.data import RunData, make_loader, open_run_data
+from mld.data.loading import make_loader
+from mld.engine.data import RunData, open_run_data
 from mld.engine.distributed import World, synchronise_batchnorm
 from mld.engine.ema import ModelEma
 from mld.engine.evaluation import Evaluator, final_section
@@ -33,7 +34,7 @@ from mld.engine.modeling import build_model
 from mld.engine.optim import build_optimizer, build_schedule
 from mld.engine.precision import Precision, choose_precision
 from mld.engine.progress import RunLog, track
-from mld.engine.sampling import TrainBatchSampler
+from mld.data.sampling import TrainBatchSampler
 from mld.engine.signals import RunInterrupted, StopRequest
 from mld.heads import extend_targets
 from mld.losses import create_loss
