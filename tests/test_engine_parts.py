@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from mld.engine import atomic
+from mld import atomic
 from mld.engine.checkpoint import (
     CheckpointError, capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint,
 )

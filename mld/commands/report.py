@@ -8,10 +8,10 @@ and matplotlib are imported: no torch, so the command takes seconds.
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
+
+from mld.atomic import write_bytes, write_text
 
 FIGURE_TABLE = "figure5"
 FIGURE_NAME = "map_vs_flops"
@@ -36,19 +36,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="what produced the results, for the header and the figure "
                              "(default: the config's `label`)")
     parser.set_defaults(func=write_report)
-
-
-def write_atomic(path: Path, content: bytes) -> None:
-    """Write to a temporary file beside `path`, then rename: a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(content)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def describe_dataset(entry: Mapping[str, Any]) -> str:
@@ -87,16 +74,16 @@ def write_report(args: argparse.Namespace) -> int:
                           datasets=[describe_dataset(entry) for entry in datasets],
                           synthetic=any(entry.get("source") == "synthetic" for entry in datasets))
 
-    write_atomic(Path(args.out_md), render_markdown(tables, claims, header).encode("utf-8"))
+    write_text(args.out_md, render_markdown(tables, claims, header))
     csv_dir = Path(args.out_csv)
     for table in tables:
         csv = table.frame.to_csv(index=False, float_format=CSV_FLOAT_FORMAT)
-        write_atomic(csv_dir / f"{table.spec.table_id}.csv", csv.encode("utf-8"))
-    write_atomic(csv_dir / "claims.csv", claims.to_csv(index=False).encode("utf-8"))
+        write_text(csv_dir / f"{table.spec.table_id}.csv", csv)
+    write_text(csv_dir / "claims.csv", claims.to_csv(index=False))
     figure_table = next(table for table in tables if table.spec.table_id == FIGURE_TABLE)
     figure = map_vs_flops(figure_table, label)
     for file_format in ("png", "svg"):
-        write_atomic(Path(args.out_fig) / f"{FIGURE_NAME}.{file_format}", figure_bytes(figure, file_format))
+        write_bytes(Path(args.out_fig) / f"{FIGURE_NAME}.{file_format}", lambda handle: handle.write(figure_bytes(figure, file_format)))
 
     verdicts = claims["reproduced verdict"].value_counts().to_dict()
     print(f"wrote {args.out_md}, {len(tables) + 1} CSV files in {csv_dir}, {FIGURE_NAME}.png/.svg in "

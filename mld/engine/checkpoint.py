@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mld.engine.atomic import write_torch
+from mld.atomic import write_torch
 
 
 class CheckpointError(ValueError):

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mld.engine.atomic import write_torch
+from mld.atomic import write_torch
 from mld.engine.checkpoint import CheckpointError, load_checkpoint
 from mld.engine.outputs import CHECKPOINT
 

@@ -20,7 +20,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import torch
 
-from mld.engine.atomic import atomic_path, write_json
+from mld.atomic import atomic_path, write_json
 
 FORMAT = "mld-features/1"
 

@@ -11,7 +11,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from mld.engine.atomic import write_json, write_npz
+from mld.atomic import write_json, write_npz
 
 METRICS = "metrics.json"
 PREDICTIONS = "predictions.npz"

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
-import torch
 
 
 @contextlib.contextmanager
@@ -59,4 +58,6 @@ def write_npz(path: str | Path, **arrays: np.ndarray) -> None:
 
 
 def write_torch(path: str | Path, obj: Any) -> None:
+    import torch  # here, so that torch-free tools (tables, reports) can use this module cheaply
+
     write_bytes(path, lambda handle: torch.save(obj, handle))

@@ -1,0 +1,209 @@
+"""mld.cost and `mld profile`: MAC counts, attention included, the paper's cheap FLOPs cells,
+throughput and per-module timing on tiny models."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+import yaml
+from torch import nn
+
+import mld
+from mld import cost, paper
+from mld.cli import main
+
+TINY_DECODER = {"decoder_dim": 32, "num_heads": 2, "ff_dim": 64}
+
+
+def tiny_model(head: str = "ml_decoder", num_classes: int = 6, **options) -> nn.Module:
+    options = {**TINY_DECODER, **options} if head != "gap" else options
+    return mld.create_model("test_resnet", head, num_classes, **options)
+
+
+class Attention(nn.Module):
+    """F.scaled_dot_product_attention over [1, heads, tokens, head_dim]; optionally data-dependent,
+    which the meta device cannot run (the count then falls back to real tensors)."""
+
+    def __init__(self, data_dependent: bool = False) -> None:
+        super().__init__()
+        self.data_dependent = data_dependent
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q = x.view(1, 4, 10, 8)
+        if self.data_dependent and bool(q.sum() > -1e9):
+            q = q + 0
+        return F.scaled_dot_product_attention(q, q, q)
+
+
+@pytest.mark.parametrize("data_dependent", [False, True])
+def test_scaled_dot_product_attention_is_counted(data_dependent):
+    macs = cost.count_flops(Attention(data_dependent), (4, 10, 8)) * 1e9
+    assert macs == pytest.approx(2 * 4 * 10 * 10 * 8)  # Q K^T and A V: heads x L x S x E each
+
+
+@pytest.mark.parametrize("data_dependent", [False, True])
+def test_fused_multihead_attention_is_counted(data_dependent):
+    class SelfAttention(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            # Frozen and batch-first in eval mode: nn.MultiheadAttention's fused fast path.
+            self.attention = nn.MultiheadAttention(16, 4, batch_first=True).requires_grad_(False)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            tokens = x.view(1, 12, 16)
+            if data_dependent and bool(tokens.sum() > -1e9):
+                tokens = tokens + 0
+            return self.attention(tokens, tokens, tokens, need_weights=False)[0]
+
+    macs = cost.count_flops(SelfAttention(), (1, 12, 16)) * 1e9
+    assert macs == pytest.approx(4 * 12 * 16 * 16 + 2 * 12 * 12 * 16)
+
+
+def test_convolution_and_linear_macs_and_params():
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.Flatten(), nn.Linear(8 * 16 * 16, 10))
+    expected = 16 * 16 * 8 * 3 * 9 + 8 * 16 * 16 * 10
+    assert cost.count_flops(model, 16) * 1e9 == pytest.approx(expected)
+    assert cost.count_params(model) * 1e6 == 8 * 3 * 9 + 8 + 8 * 16 * 16 * 10 + 10
+    model[0].requires_grad_(False)
+    assert cost.count_params(model, trainable_only=True) * 1e6 == 8 * 16 * 16 * 10 + 10
+
+
+def test_model_cost_splits_model_and_head_and_leaves_the_model_untouched():
+    model = tiny_model("transformer_decoder").train()
+    before = {name: value.clone() for name, value in model.state_dict().items()}
+    result = cost.model_cost(model, 32)
+    assert set(result) == {"flops_g", "params_m", "head_flops_g", "head_params_m", "resolution"}
+    backbone = cost.count_flops(model.backbone, 32)
+    assert result["flops_g"] == pytest.approx(backbone + result["head_flops_g"])
+    assert result["head_params_m"] == pytest.approx(cost.count_params(model.head))
+    assert result["resolution"] == 32
+    assert model.training
+    for name, value in model.state_dict().items():
+        torch.testing.assert_close(value, before[name])
+
+
+def test_head_flops_from_given_features_match_those_from_images():
+    model = tiny_model().eval()
+    features = model.forward_features(torch.zeros(1, 3, 32, 32))
+    assert cost.count_head_flops(model, features=features) == \
+        pytest.approx(cost.count_head_flops(model, 32))
+    with pytest.raises(ValueError, match="exactly one"):
+        cost.count_head_flops(model)
+
+
+def test_decoder_flops_grow_as_the_paper_says():
+    """Self-attention is quadratic in the queries; ML-Decoder's groups make it flat."""
+    def head_macs(head: str, classes: int, **options) -> float:
+        return cost.count_head_flops(tiny_model(head, classes, **options), 32)
+
+    growth = head_macs("transformer_decoder", 400) - 2 * head_macs("transformer_decoder", 200)
+    assert growth > 0  # more than linear
+    flat = head_macs("ml_decoder", 400, num_groups=10) - head_macs("ml_decoder", 200, num_groups=10)
+    assert flat == pytest.approx(200 * TINY_DECODER["decoder_dim"] / 1e9)  # group FC only
+
+
+@pytest.mark.parametrize("head, classes, options", [
+    ("gap", 100, {}),
+    ("ml_decoder", 1000, {"num_groups": 100}),
+])
+def test_paper_flops_cells_within_3_percent(head, classes, options):
+    rows = paper.paper_table("table9_throughput")
+    row = rows[(rows["head"] == head) & (rows["classes"] == classes)].iloc[0]
+    with torch.device("meta"):  # shapes are all a count needs: skip initialising the weights
+        model = mld.create_model(row["backbone"], head, classes, **options)
+    assert cost.count_flops(model, int(row["resolution"])) == pytest.approx(row["flops_g"],
+                                                                            rel=0.03)
+
+
+@pytest.mark.parametrize("size, shape", [(32, (3, 32, 32)), ((24, 40), (3, 24, 40)),
+                                         ((1, 8, 8), (1, 8, 8))])
+def test_input_sizes(size, shape):
+    assert cost.as_input_shape(size) == shape
+
+
+@pytest.mark.parametrize("size", [0, (3, 4, 5, 6), (32.0, 32), True])
+def test_bad_input_sizes(size):
+    with pytest.raises(ValueError, match="input_size"):
+        cost.as_input_shape(size)
+
+
+def test_throughput_report_on_cpu():
+    model = tiny_model("ml_decoder")  # caches its class layout: inference, then training
+    with pytest.raises(ValueError, match="give batch_size"):
+        cost.throughput_report(model, 32)
+    result = cost.throughput_report(model, 32, batch_size=2, warmup=0, repeats=1)
+    assert result["max_train_batch"] is None and result["batch_size"] == 2
+    assert result["inference_images_per_s"] > 0 and result["train_images_per_s"] > 0
+    with pytest.raises(ValueError, match="CUDA only"):
+        cost.max_batch_size(model, 32, device="cpu")
+
+
+def test_module_timing_finds_the_decoder_modules():
+    with_self = cost.time_decoder_modules(tiny_model("transformer_decoder"), 32, 2, warmup=0,
+                                          repeats=2)
+    assert with_self["layers"] == 1
+    assert all(with_self["time_ms"][name] > 0 for name in cost.DECODER_MODULES)
+    assert all(with_self["time_ms"][name] <= with_self["total_ms"] for name in cost.DECODER_MODULES)
+    stacked = cost.time_decoder_modules(tiny_model("ml_decoder", num_layers=2), 32, 1, warmup=0,
+                                        repeats=1)
+    assert stacked["layers"] == 2 and stacked["time_ms"]["self_attention"] is None
+    with pytest.raises(ValueError, match="no decoder layers"):
+        cost.time_decoder_modules(tiny_model("gap"), 32, 1)
+
+
+def write_config(tmp_path, dataset=None) -> str:
+    config = {"run_id": "tiny/ml_decoder", "train": {"resolution": 32},
+              "model": {"backbone": "test_resnet", "head": "ml_decoder", "num_groups": 2,
+                        "head_options": TINY_DECODER, "backbone_weights": "absent.pt"}}
+    if dataset is not None:
+        config["dataset"] = {"path": str(dataset)}
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return str(path)
+
+
+def test_profile_flops_from_a_run_config(tmp_path):
+    out = tmp_path / "cost" / "flops.json"
+    assert main(["profile", "flops", "--config", write_config(tmp_path), "--num-classes", "6",
+                 "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["kind"] == "flops" and result["run_id"] == "tiny/ml_decoder"
+    assert result["resolution"] == 32 and result["num_classes"] == 6
+    expected = cost.count_flops(tiny_model(num_groups=2), 32)
+    assert result["flops_g"] == pytest.approx(expected)
+
+
+def test_profile_reads_the_class_count_from_the_dataset(tmp_path):
+    dataset = tmp_path / "data"
+    dataset.mkdir()
+    (dataset / "meta.json").write_text(json.dumps({"num_classes": 9}))
+    out = tmp_path / "modules.json"
+    assert main(["profile", "module_timing", "--config", write_config(tmp_path, dataset),
+                 "--warmup", "0", "--repeats", "1", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["num_classes"] == 9 and result["time_ms"]["self_attention"] is None
+
+
+def test_profile_throughput_from_flags(tmp_path):
+    out = tmp_path / "throughput.json"
+    assert main(["profile", "throughput", "--backbone", "test_resnet", "--head", "gap",
+                 "--num-classes", "4", "--resolution", "32", "--device", "cpu",
+                 "--batch-size", "2", "--warmup", "0", "--repeats", "1", "--no-train",
+                 "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["kind"] == "throughput" and result["train_images_per_s"] is None
+    assert result["inference_images_per_s"] > 0 and result["flops_g"] > 0
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--head", "gap", "--num-classes", "4"], "--backbone and --head"),
+    (["--backbone", "test_resnet", "--head", "gap"], "--num-classes"),
+    (["--backbone", "test_resnet", "--head", "gap", "--num-classes", "4",
+      "--head-option", "oops"], "KEY=VALUE"),
+])
+def test_profile_errors_are_readable(tmp_path, capsys, arguments, message):
+    assert main(["profile", "flops", *arguments, "--out", str(tmp_path / "x.json")]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "x.json").exists()
