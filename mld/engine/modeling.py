@@ -1,7 +1,6 @@
 """The model a run trains: backbone + head end to end, or the head alone on cached features."""
 from __future__ import annotations
 
-import inspect
 from typing import Any, Mapping
 
 import torch
@@ -33,19 +32,8 @@ class HeadOnlyModel(nn.Module):
 
 
 def uses_word_vectors(head: str, options: Mapping[str, Any]) -> bool:
-    """Whether head `head` with `options` builds on class word vectors (and must be given them).
-
-    A head that takes a `word_vectors` option needs them when one of its `query_type` / `head_type`
-    options is "nlp" (ML-Decoder, transformer-decoder), or always if it has neither option
-    (HSVLT's label tokens are word vectors).
-    """
-    parameters = inspect.signature(head_class(head).__init__).parameters
-    if "word_vectors" not in parameters:
-        return False
-    switches = [name for name in ("query_type", "head_type") if name in parameters]
-    if not switches:
-        return True
-    return any(options.get(name, parameters[name].default) == "nlp" for name in switches)
+    """Whether head `head` with `options` builds on class word vectors (and must be given them)."""
+    return head_class(head).needs_word_vectors(options)
 
 
 def head_options_for(model_config: Mapping[str, Any], word_vectors: torch.Tensor | None) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from os import PathLike
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Mapping
 
 import numpy as np
 import torch
@@ -49,6 +49,11 @@ class Head(nn.Module):
         if not _all_positive_ints([num_classes]):
             raise ValueError(f"{name}: num_classes={num_classes!r} must be a positive int")
         self.num_classes = int(num_classes)
+
+    @classmethod
+    def needs_word_vectors(cls, options: Mapping[str, Any]) -> bool:
+        """Whether this head, built with `options`, builds on class word vectors (so callers pass them)."""
+        return False
 
     @property
     def supports_class_embeddings(self) -> bool:

@@ -10,7 +10,7 @@ See docs/hsvlt.md for the mapping to the paper and what is approximated.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 from torch import nn
@@ -82,6 +82,11 @@ class HSVLTHead(Head):
     """
 
     feature_kind = "multiscale"
+
+    @classmethod
+    def needs_word_vectors(cls, options: Mapping[str, Any]) -> bool:
+        """Always: the label tokens are the classes' word vectors."""
+        return True
 
     def __init__(
         self,

@@ -10,9 +10,10 @@ from the new word vectors exactly as they were for the training classes.
 """
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 from torch import nn
@@ -40,6 +41,13 @@ class MLDecoderHead(Head):
         random_queries, query_noise: the training-only query augmentations (mld.heads.augment).
         self_attention: put self-attention back into every layer (the transformer-decoder of Eq. 2).
     """
+
+    @classmethod
+    def needs_word_vectors(cls, options: Mapping[str, Any]) -> bool:
+        """NLP queries or an NLP head (a `query_type` / `head_type` of "nlp") build on word vectors."""
+        parameters = inspect.signature(cls.__init__).parameters
+        return any(options.get(name, parameters[name].default) == "nlp"
+                   for name in ("query_type", "head_type") if name in parameters)
 
     def __init__(
         self,
