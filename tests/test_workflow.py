@@ -1,0 +1,216 @@
+"""The Snakemake workflow: lint, dry runs of the paper config, named targets, clear failures, and
+the tiny config end to end, locally and through a real Slurm cluster (.ci/start-slurm.sh)."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mld.experiments import build_registry, load_config
+
+REPO = Path(__file__).resolve().parents[1]
+TEST_CONFIG = REPO / "config" / "test.yaml"
+SLURM_OVERRIDES = ("--default-resources", "slurm_partition=debug", "--slurm-no-account",
+                   "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "2")
+
+
+def snakemake(*args: str | Path, workdir: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run Snakemake on the repository's Snakefile from the repository root (as users do); its log
+    and messages are all in `.stdout`."""
+    command = [sys.executable, "-m", "snakemake"]
+    if workdir is not None:
+        command += ["--directory", str(workdir)]
+    command += [str(arg) for arg in args]
+    return subprocess.run(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          timeout=timeout)
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """Snakemake's "Job stats" table of a (dry) run."""
+    table = output[output.index("job      "):]
+    counts = {}
+    for line in table.splitlines()[2:]:
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].isdigit():
+            break
+        counts[parts[0]] = int(parts[1])
+    return counts
+
+
+def planned_runs(output: str) -> set[tuple[str, str]]:
+    """The (run id, seed) pairs a dry run would train."""
+    return set(re.findall(r"output: results/runs/(\S+)/seed(\d+)/metrics\.json", output))
+
+
+@pytest.fixture(scope="module")
+def paper_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A user config on top of config/paper.yaml whose dataset roots exist (empty folders)."""
+    root = tmp_path_factory.mktemp("datasets")
+    for folder in ("coco2014", "VOCdevkit/VOC2007", "nus-wide", "openimages-v6", "imagenet-prepared"):
+        (root / folder).mkdir(parents=True)
+    (root / "imagenet-prepared" / "meta.json").write_text("{}")
+    user_config = root / "my.yaml"
+    user_config.write_text(yaml.safe_dump({"base": "config/paper.yaml", "data_root": str(root),
+                                           "datasets": {"imagenet": {"prepared": str(root / "imagenet-prepared")}}}))
+    return user_config
+
+
+def test_lint_is_clean() -> None:
+    result = snakemake("--lint")
+    assert result.returncode == 0, result.stdout
+    assert "Congratulations, your workflow is in a good condition" in result.stdout
+
+
+def test_paper_dry_run_lists_every_experiment(paper_data: Path, tmp_path: Path) -> None:
+    result = snakemake("--dry-run", "--configfile", paper_data, workdir=tmp_path)
+    assert result.returncode == 0, result.stdout[-5000:]
+    counts = job_counts(result.stdout)
+    registry = build_registry(load_config(paper_data, root=REPO))
+    print(f"\npaper config dry run: {counts['total']} jobs: {counts}")
+    assert counts["train"] == sum(len(run.seeds) for run in registry.runs.values())
+    assert counts["measure"] == len(registry.measurements)
+    assert counts["prepare_dataset"] == 4  # COCO, VOC, NUS-WIDE, Open Images; ImageNet is prepared
+    assert "pretrain_backbone" not in counts and "extract_features" not in counts  # end to end
+    assert {run_id for run_id, _ in planned_runs(result.stdout)} == set(registry.runs)
+
+
+def test_missing_dataset_path_stops_before_any_job(tmp_path: Path) -> None:
+    (tmp_path / "data" / "openimages-v6").mkdir(parents=True)
+    data_root = f"data_root={tmp_path / 'data'}"
+    # Only the requested runs' datasets must exist: Table 2 needs Open Images alone.
+    needs_open_images = snakemake("--dry-run", "--configfile", REPO / "config" / "paper.yaml",
+                                  "--config", data_root, "--", "extreme_classification", workdir=tmp_path)
+    assert needs_open_images.returncode == 0, needs_open_images.stdout[-5000:]
+    result = snakemake("--dry-run", "--configfile", REPO / "config" / "paper.yaml", "--config", data_root,
+                       "--", "heads", workdir=tmp_path)
+    assert result.returncode != 0
+    assert f"config key datasets.coco.root: {tmp_path / 'data' / 'coco2014'} does not exist" in result.stdout
+    assert "--config data_root=DIR" in result.stdout
+
+
+def test_bad_config_stops_before_any_job_naming_the_key(tmp_path: Path) -> None:
+    result = snakemake("--dry-run", "--config", "seeds=three", workdir=tmp_path)
+    assert result.returncode != 0
+    assert "config key seeds: 'three' is not of type 'array'" in result.stdout
+    assert not (tmp_path / "results").exists()
+
+
+def test_named_target_makes_only_its_ablation(tmp_path: Path) -> None:
+    result = snakemake("--dry-run", "query_types", workdir=tmp_path)
+    assert result.returncode == 0, result.stdout[-5000:]
+    counts = job_counts(result.stdout)
+    assert counts["train"] == 3 * 3 and "measure" not in counts and "tables" not in counts
+    assert {run_id for run_id, _ in planned_runs(result.stdout)} == {
+        "coco-like/ml_decoder-k80/learnable", "coco-like/ml_decoder-k80/nlp", "coco-like/ml_decoder-k80/fixed_random"}
+    assert counts["pretrain_backbone"] == 1 and counts["extract_features"] == 1
+
+
+def test_slurm_profile_selects_the_paper_config_and_the_slurm_executor(paper_data: Path, tmp_path: Path) -> None:
+    profile = yaml.safe_load((REPO / "slurm" / "config.yaml").read_text())
+    assert profile["executor"] == "slurm" and profile["configfile"] == "config/paper.yaml"
+    assert "slurm_partition" in profile["default-resources"] and profile["jobs"] >= 1 and profile["retries"] >= 1
+    result = snakemake("--dry-run", "--cores", "8", "--profile", "slurm", "--configfile", paper_data,
+                       workdir=tmp_path)
+    assert result.returncode == 0, result.stdout[-5000:]
+    assert "Using profiles slurm and workflow specific profile" in result.stdout
+    registry = build_registry(load_config(paper_data, root=REPO))
+    assert job_counts(result.stdout)["train"] == sum(len(run.seeds) for run in registry.runs.values())
+
+
+# ---------------------------------------------------------------- end to end (minutes)
+
+
+@pytest.fixture(scope="module")
+def tiny_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The whole tiny config, run locally on 2 cores; its wall time is printed."""
+    workdir = tmp_path_factory.mktemp("tiny-local")
+    start = time.monotonic()
+    result = snakemake("--cores", "2", "--configfile", TEST_CONFIG, workdir=workdir, timeout=1800)
+    print(f"\ntiny config, local, 2 cores: {time.monotonic() - start:.0f} s")
+    assert result.returncode == 0, result.stdout[-5000:]
+    return workdir
+
+
+def check_every_table(workdir: Path) -> set[str]:
+    """Every registry table is in tables.md and has a CSV with a finished reproduced row; the figure exists."""
+    registry = build_registry(load_config(TEST_CONFIG, root=REPO))
+    markdown = (workdir / "results" / "tables.md").read_text()
+    csvs = {path.stem for path in (workdir / "results" / "tables").glob("*.csv")}
+    for table_id in registry.tables:
+        assert table_id in markdown and table_id in csvs, table_id
+    assert (workdir / "results" / "figures" / "map_vs_flops.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert b"<svg" in (workdir / "results" / "figures" / "map_vs_flops.svg").read_bytes()[:2000]
+    return csvs
+
+
+@pytest.mark.slow
+def test_tiny_config_produces_every_table(tiny_results: Path) -> None:
+    check_every_table(tiny_results)
+    registry = build_registry(load_config(TEST_CONFIG, root=REPO))
+    for run_id, run in registry.runs.items():
+        metrics = yaml.safe_load((tiny_results / f"results/runs/{run_id}/seed0/metrics.json").read_text())
+        assert metrics["mode"] == "cached_features" or metrics.get("infeasible"), run_id
+    infeasible = yaml.safe_load((tiny_results / "results/runs/oi-like/transformer_decoder/seed0/metrics.json").read_text())
+    assert infeasible["infeasible"] is True  # over the embedded default's feasibility budget
+
+
+@pytest.mark.slow
+def test_rerun_redoes_nothing_and_a_change_reruns_only_its_runs(tiny_results: Path, tmp_path: Path) -> None:
+    unchanged = snakemake("--dry-run", "--configfile", TEST_CONFIG, workdir=tiny_results)
+    assert "Nothing to be done" in unchanged.stdout, unchanged.stdout[-3000:]
+    wider = tmp_path / "wider.yaml"
+    wider.write_text(yaml.safe_dump({"base": str(TEST_CONFIG), "heads": {"hsvlt": {"embed_dim": 48}}}))
+    result = snakemake("--dry-run", "--configfile", wider, workdir=tiny_results)
+    counts = job_counts(result.stdout)
+    registry = build_registry(load_config(TEST_CONFIG, root=REPO))
+    hsvlt_runs = {run_id for run_id, run in registry.runs.items() if run.config["model"]["head"] == "hsvlt"}
+    assert {run_id for run_id, _ in planned_runs(result.stdout)} == hsvlt_runs
+    assert set(counts) == {"train", "tables", "all", "total"}
+
+
+@pytest.mark.slow
+def test_a_failing_run_names_itself_and_the_fix(tiny_results: Path, tmp_path: Path) -> None:
+    workdir = tmp_path / "copy"
+    shutil.copytree(tiny_results, workdir, symlinks=True)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(yaml.safe_dump({"base": str(TEST_CONFIG), "heads": {"gap": {"no_such_option": 1}}}))
+    result = snakemake("--cores", "1", "--configfile", broken, "--", "results/runs/coco-like/gap/seed0/metrics.json",
+                       workdir=workdir)
+    assert result.returncode != 0
+    assert "run coco-like/gap seed 0 failed" in result.stdout
+    assert "no_such_option" in result.stdout
+    assert "run the same snakemake command again" in result.stdout
+
+
+# ---------------------------------------------------------------- Slurm
+
+
+def slurm_is_up() -> bool:
+    try:
+        return subprocess.run(["sinfo", "-h"], capture_output=True, timeout=20).returncode == 0
+    except (FileNotFoundError, subprocess.TimeoutExpired):
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_tiny_config_through_slurm_produces_the_same_tables(tiny_results: Path, tmp_path: Path) -> None:
+    if not slurm_is_up():
+        message = "Slurm does not answer (sinfo); .ci/run starts it with .ci/start-slurm.sh"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    start = time.monotonic()
+    result = snakemake("--cores", "2", "--profile", "slurm", "--configfile", TEST_CONFIG, *SLURM_OVERRIDES,
+                       workdir=tmp_path, timeout=2400)
+    print(f"\ntiny config through Slurm: {time.monotonic() - start:.0f} s")
+    assert result.returncode == 0, result.stdout[-5000:]
+    assert "Using profiles slurm" in result.stdout and "sbatch" in result.stdout
+    assert check_every_table(tmp_path) == check_every_table(tiny_results)
