@@ -169,10 +169,18 @@ def test_word_vectors_may_come_from_a_npy_file(tmp_path):
     torch.testing.assert_close(head.word_vectors, vectors)
 
 
-def test_learnable_weights_cannot_score_more_classes_than_they_have():
-    head = decoder(SEEN, num_groups=4, query_type="nlp", head_type="learnable", word_vectors=word_vectors(SEEN))
-    with pytest.raises(ValueError, match="head_type 'shared' or 'nlp'"):
-        head(feature_map(), class_embeddings=word_vectors(SEEN + 3))
+@pytest.mark.parametrize("query_type,head_type", [("nlp", "learnable"), ("learnable", "nlp")])
+def test_learnable_parts_score_a_larger_class_set_by_reusing_trained_rows(query_type, head_type):
+    """Table 8's learnable rows: more classes than trained reuse the trained rows cyclically, so
+    the trained classes keep their scores and the extra classes get scores from reused rows."""
+    seen = word_vectors(SEEN)
+    head = decoder(SEEN, num_groups=4, query_type=query_type, head_type=head_type, word_vectors=seen,
+                   group_order="plain").eval()
+    features = feature_map()
+    larger = head(features, class_embeddings=torch.cat([seen, word_vectors(3)]))
+    assert larger.shape == (3, SEEN + 3)
+    torch.testing.assert_close(larger[:, :SEEN], head(features))
+    assert torch.isfinite(larger).all()
 
 
 @pytest.mark.parametrize("query_type,head_type", QUERY_HEAD_TYPES)

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from mld.heads.grouping import GroupLayout
+from mld.heads.grouping import GroupLayout, cyclic_rows
 
 HEAD_TYPES = ("learnable", "shared", "nlp")
 
@@ -55,14 +55,12 @@ class LearnableGroupWeights(nn.Module):
         nn.init.xavier_normal_(self.weight)
 
     def weights(self, layout: GroupLayout, class_embeddings: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        available = self.weight.shape[0]
-        if layout.num_groups > available:
-            raise ValueError(
-                f"head_type 'learnable' has weights for {available} groups of {layout.group_size} classes; "
-                f"{layout.num_classes} classes need {layout.num_groups} groups. Use head_type 'shared' or "
-                "'nlp' to score larger class sets"
-            )
-        return self.weight[: layout.num_groups], self.bias[: layout.num_slots]
+        # More groups than were trained (a larger call-time class set) reuse the trained per-group
+        # weights cyclically: free weights carry no class meaning, so unseen classes score blindly.
+        groups = cyclic_rows(layout.num_groups, self.weight.shape[0], self.weight.device)
+        slots = (groups[:, None] * layout.group_size
+                 + torch.arange(layout.group_size, device=groups.device)).flatten()[: layout.num_slots]
+        return self.weight[groups], self.bias[slots]
 
 
 class SharedGroupWeights(nn.Module):

@@ -59,3 +59,8 @@ def group_layout(
         generator = torch.Generator().manual_seed(seed)
         slots = torch.randperm(num_groups * group_size, generator=generator)[:num_classes]
     return GroupLayout(slots.to(device), group_size, num_groups)
+
+
+def cyclic_rows(count: int, available: int, device: torch.device) -> torch.Tensor:
+    """Row indices 0..count-1 wrapped onto `available` trained rows (identity when count <= available)."""
+    return torch.arange(count, device=device) % available

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from mld.heads.grouping import GroupLayout
+from mld.heads.grouping import GroupLayout, cyclic_rows
 
 QUERY_TYPES = ("learnable", "fixed_random", "nlp")
 
@@ -34,13 +34,9 @@ class QueryMatrix(nn.Module):
             self.register_buffer("weight", initial)
 
     def inputs(self, layout: GroupLayout, class_embeddings: torch.Tensor | None) -> torch.Tensor:
-        available = self.weight.shape[0]
-        if layout.num_groups > available:
-            raise ValueError(
-                f"the head has {available} queries; {layout.num_classes} classes in groups of "
-                f"{layout.group_size} need {layout.num_groups}. Use query_type 'nlp' to score larger class sets"
-            )
-        return self.weight[: layout.num_groups]
+        # A call-time class set with more groups than were trained reuses the queries cyclically:
+        # they carry no class meaning, so unseen classes get uninformed scores (Table 8's point).
+        return self.weight[cyclic_rows(layout.num_groups, self.weight.shape[0], self.weight.device)]
 
     def embed(self, inputs: torch.Tensor, layout: GroupLayout) -> torch.Tensor:
         return inputs
@@ -87,3 +83,4 @@ def create_queries(
             raise ValueError("query_type 'nlp' builds its queries from word vectors; pass word_vectors=[N, d_w]")
         return NLPQueries(dim, word_dim, group_size)
     raise ValueError(f"unknown query_type {query_type!r}; valid query types: {', '.join(QUERY_TYPES)}")
+
