@@ -159,6 +159,10 @@ def test_tiny_config_produces_every_table(tiny_results: Path) -> None:
         assert metrics["mode"] == "cached_features" or metrics.get("infeasible"), run_id
     infeasible = yaml.safe_load((tiny_results / "results/runs/oi-like/transformer_decoder/seed0/metrics.json").read_text())
     assert infeasible["infeasible"] is True  # over the embedded default's feasibility budget
+    report = snakemake("--configfile", TEST_CONFIG, "--report", "report.html", workdir=tiny_results)
+    assert report.returncode == 0, report.stdout[-3000:]
+    html = (tiny_results / "report.html").read_text()
+    assert "map_vs_flops.png;base64" in html and "table1_heads.csv" in html and "tables.md" in html
 
 
 @pytest.mark.slow
