@@ -361,7 +361,10 @@ class _Builder:
                     "seed": 0,
                     "dataset": self._dataset_block(dataset_id),
                     "features": None,
-                    "model": self.model_block(backbone_id, head if multiscale else "gap", None, {}),
+                    # No head options: only the backbone's features are extracted, so a change
+                    # to a head's options must not invalidate the cache.
+                    "model": {**self.model_block(backbone_id, head if multiscale else "gap", None, {}),
+                              "head_options": {}},
                     "task": TASK_BY_ROLE.get(self.registry.datasets[dataset_id]["role"], "multilabel"),
                     # Only what extraction uses: a change to the training recipe keeps the cache.
                     "train": {**{key: self.config["train"][key] for key in EXTRACTION_TRAIN_KEYS
