@@ -6,8 +6,7 @@ light tools (metrics, tables) do not pay for importing timm.
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from mld.lazy import lazy_attributes
 
 __version__ = "0.1.0"
 
@@ -17,11 +16,7 @@ _LAZY = {
     "list_heads": "mld.heads",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'mld' has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 __all__ = ["create_model", "load_official_checkpoint", "list_heads", "__version__"]

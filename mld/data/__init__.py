@@ -7,8 +7,7 @@ so that reading metadata or preset tables stays light.
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from mld.lazy import lazy_attributes
 
 from mld.data.prepared import PreparedDatasetError, PreparedMeta, open_prepared, validate_prepared
 from mld.data.synthetic import PRESETS, prepare_synthetic, preset_num_classes
@@ -22,11 +21,7 @@ _LAZY = {
     "convert_pickle": "mld.data.pickle_conversion",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'mld.data' has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 __all__ = ["PRESETS", "PreparedDatasetError", "PreparedMeta", "open_prepared", "validate_prepared",

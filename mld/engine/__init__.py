@@ -9,8 +9,7 @@ Names are imported on first use, so that reading or validating a config does not
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from mld.lazy import lazy_attributes
 
 _LAZY = {
     "train": "mld.engine.run",
@@ -25,11 +24,7 @@ _LAZY = {
     "RunInterrupted": "mld.engine.signals",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'mld.engine' has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 __all__ = sorted(_LAZY)
