@@ -140,9 +140,11 @@ def test_a_hyperparameter_change_affects_only_the_runs_that_use_it() -> None:
     after = build_registry(changed(base, heads={"hsvlt": {"embed_dim": 48}}))
     differing = {r for r in before.runs if before.runs[r].config != after.runs[r].config}
     assert differing == {r for r, run in before.runs.items() if run.config["model"]["head"] == "hsvlt"}
-    # The training recipe is not part of a feature cache: changing it keeps every cache.
-    retrained = build_registry(changed(base, train={"epochs": 3}))
-    assert {f: c["config"] for f, c in retrained.features.items()} == {f: c["config"] for f, c in before.features.items()}
+    # Neither the training recipe nor a head's options are part of a feature cache.
+    caches = {f: c["config"] for f, c in before.features.items()}
+    assert {f: c["config"] for f, c in after.features.items()} == caches
+    retrained = build_registry(changed(base, train={"epochs": 3}, heads={"gap": {"dropout": 0.5}}))
+    assert {f: c["config"] for f, c in retrained.features.items()} == caches
 
 
 def test_zero_shot_runs_switch_the_augmentations_and_head_types(default_registry: experiments.Registry) -> None:
