@@ -123,7 +123,7 @@ main() {
         stop_daemon /run/slurmd.pid
         stop_daemon /run/slurmctld.pid
     fi
-    daemon_running /run/slurmctld.pid || { log "starting slurmctld"; slurmctld; }
+    daemon_running /run/slurmctld.pid || { log "starting slurmctld (clearing jobs left by an earlier run)"; slurmctld -c; }
     daemon_running /run/slurmd.pid || { log "starting slurmd"; slurmd; }
 
     local host

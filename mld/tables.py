@@ -255,7 +255,7 @@ def observe_measurement(measurement_id: str, entry: Mapping[str, Any], table_id:
             observation.finished.append(str(path))
             observation.modes.add("measurement")
             observation.environments.add(describe_environment(
-                report.get("versions") or {k: report[k] for k in ("device", "amp") if k in report}))
+                {**(report.get("versions") or {}), **{k: report[k] for k in ("device", "amp") if k in report}}))
             if report.get("infeasible"):
                 observation.infeasible = infeasible_text(report, {})
             for metric in spec.metrics:

@@ -195,6 +195,7 @@ def test_profile_throughput_from_flags(tmp_path):
     result = json.loads(out.read_text())
     assert result["kind"] == "throughput" and result["train_images_per_s"] is None
     assert result["inference_images_per_s"] > 0 and result["flops_g"] > 0
+    assert result["versions"]["torch"] == torch.__version__  # timings travel with their software
 
 
 @pytest.mark.parametrize("arguments, message", [

@@ -156,6 +156,12 @@ def test_zero_shot_runs_switch_the_augmentations_and_head_types(default_registry
     head_types = {run.config["model"]["head_options"]["head_type"]
                   for run in default_registry.runs.values() if "table8_zsl_query_head" in run.rows}
     assert head_types == {"learnable", "shared", "nlp"}
+    # The paper's ZSL baseline: full decoding (K = N, NLP queries) with a shared projection.
+    full_decoding = [run for run in default_registry.runs.values()
+                     if "table3_query_aug" in run.rows or "table4_zsl_groups" in run.rows]
+    assert {(run.config["model"].get("num_groups"), run.config["model"]["head_options"]["query_type"],
+             run.config["model"]["head_options"]["head_type"]) for run in full_decoding} == {
+        (None, "nlp", "shared"), (default_registry.config["experiments"]["zero_shot_groups"], "nlp", "nlp")}
     assert all(run.config["task"] == "zero_shot" for run in default_registry.runs.values()
                if run.config["dataset"]["path"].endswith("nus-like"))
 

@@ -180,8 +180,10 @@ def _device(args: argparse.Namespace) -> str:
 
 def _write(path: Path, kind: str, identity: dict[str, Any], measured: dict[str, Any]) -> None:
     from mld.atomic import write_json
+    from mld.engine.outputs import software_versions
 
-    write_json(path, {"kind": kind, **identity, **measured})
+    # Timings depend on the machine and the software: both travel with the figures.
+    write_json(path, {"kind": kind, **identity, **measured, "versions": software_versions()})
     print(f"wrote {path}")
 
 
