@@ -205,8 +205,6 @@ def slurm_is_up() -> bool:
 
 @pytest.mark.slow
 @pytest.mark.slurm
-@pytest.mark.skipif(not os.environ.get("MLD_SLURM_E2E"),
-                    reason="opt-in until it has passed on CI's cluster: set MLD_SLURM_E2E=1")
 def test_tiny_config_through_slurm_produces_the_same_tables(tiny_results: Path, tmp_path: Path) -> None:
     if not slurm_is_up():
         message = "Slurm does not answer (sinfo); .ci/run starts it with .ci/start-slurm.sh"
