@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 
 import mld
@@ -166,9 +169,30 @@ def test_heads_train_on_cached_features(feature_caches, backbone_weights, tmp_pa
     assert result["mode"] == "cached_features"
     assert len(result["history"]) == 3 and result["history"][-1]["train_loss"] < result["history"][0]["train_loss"]
     cost = json.loads((tmp_path / "cached" / "cost.json").read_text())
-    assert cost["flops_g"] > cost["head_flops_g"]  # the full network's cost, not the head's alone
     meta = json.loads((feature_caches["multilabel"][1] / "meta.json").read_text())
     assert meta["resolution"] == 32 and meta["feature_kind"] == "single" and meta["weights_sha256"]
+    assert cost["flops_g"] > cost["head_flops_g"] > 0  # the whole network's cost, not the head's alone
+    # The cache's recorded backbone cost plus the head's equals the cost of the whole network built
+    # again (what a cache without that record gets).
+    unrecorded = tmp_path / "unrecorded"
+    shutil.copytree(feature_caches["multilabel"][1], unrecorded)
+    (unrecorded / "meta.json").write_text(json.dumps({k: v for k, v in meta.items() if k != "backbone_cost"}))
+    train(cached_config(feature_caches, backbone_weights, "multilabel", features=str(unrecorded),
+                        train={"epochs": 1}), tmp_path / "rebuilt")
+    assert json.loads((tmp_path / "rebuilt" / "cost.json").read_text()) == pytest.approx(cost)
+
+
+def test_a_head_only_run_does_not_import_timm(feature_caches, backbone_weights, tmp_path):
+    """Importing timm (and torchvision) costs seconds per job; a head on cached features needs neither."""
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump(cached_config(feature_caches, backbone_weights, "multilabel",
+                                                   train={"epochs": 1})))
+    script = ("import sys; from mld.cli import main; code = main(['train', '--config', sys.argv[1], '--out', "
+              "sys.argv[2]]); print('timm imported' if 'timm' in sys.modules else 'no timm'); sys.exit(code)")
+    result = subprocess.run([sys.executable, "-c", script, str(config), str(tmp_path / "out")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().endswith("no timm")
 
 
 def test_multiscale_heads_train_on_per_stage_caches(coco, tmp_path):

@@ -233,10 +233,9 @@ def validate_run_config(raw: Any, source: str = "<run config>") -> dict[str, Any
 def check_components(config: Mapping[str, Any], source: str = "<run config>") -> None:
     """Check what the config hands to other modules (loss, head, backbone) before any work starts.
 
-    Imports torch and timm, so it is separate from `validate_run_config`.
+    Imports torch (and timm when a backbone will be built), so it is separate from
+    `validate_run_config`.
     """
-    import timm
-
     from mld.heads import check_head_options
     from mld.losses import create_loss
 
@@ -251,10 +250,17 @@ def check_components(config: Mapping[str, Any], source: str = "<run config>") ->
         check_head_options(model["head"], options)
     except ValueError as error:
         problems.append(f"model.head = {model['head']}, model.head_options: {error}")
-    if not timm.is_model(model["backbone"]):
+    # With cached features the backbone never runs: the cache names it, checked when it is opened.
+    if config["features"] is None and not _is_timm_model(model["backbone"]):
         problems.append(f"model.backbone = {model['backbone']}: not a timm model; see timm.list_models()")
     if problems:
         raise ConfigError(f"{source}: invalid run config:\n" + "\n".join(f"  {source}: {p}" for p in problems))
+
+
+def _is_timm_model(name: str) -> bool:
+    import timm
+
+    return timm.is_model(name)
 
 
 def load_run_config(path: str | Path) -> dict[str, Any]:

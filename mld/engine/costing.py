@@ -14,7 +14,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from mld.cost import model_cost
+from mld.cost import count_head_flops, count_params, model_cost
 from mld.engine.optim import build_optimizer
 
 MEMORY_KEY = "train_memory_gb_batch1"
@@ -23,17 +23,28 @@ MEMORY_KEY = "train_memory_gb_batch1"
 def measure_cost(config: Mapping[str, Any], model: nn.Module, data: Any) -> dict[str, Any]:
     """cost.json: FLOPs (G multiply-accumulates per image) and parameters (M), of model and head.
 
-    With cached features the trained model is the head alone, so the full model is built again
-    (without loading weights: costs depend on shapes only). With a memory budget
-    (train.feasibility.max_memory_gb) the training-step memory at batch 1 is added.
+    With cached features the trained model is the head alone: its cost is added to the backbone's,
+    which the cache recorded when it was made (so no backbone is built, and timm is not imported);
+    a cache without that record gets the full model built again, without weights (costs depend on
+    shapes only). With a memory budget (train.feasibility.max_memory_gb) the training-step memory
+    at batch 1 is added.
     """
-    from mld.engine.modeling import build_model
+    resolution = config["train"]["resolution"]
+    if config["features"] is None:
+        cost = model_cost(model, resolution, class_embeddings=data.eval_class_embeddings)
+    elif data.backbone_cost is not None:
+        head_flops = count_head_flops(model, features=_one_input(config, data),
+                                      class_embeddings=data.eval_class_embeddings)
+        head_params = count_params(model.head)
+        cost = {"flops_g": data.backbone_cost["flops_g"] + head_flops,
+                "params_m": data.backbone_cost["params_m"] + head_params,
+                "head_flops_g": head_flops, "head_params_m": head_params, "resolution": resolution}
+    else:
+        from mld.engine.modeling import build_model
 
-    full = model
-    if config["features"] is not None:
         unweighted = {**config["model"], "backbone_weights": None, "pretrained": False}
         full = build_model(unweighted, data.num_train_classes, data.train_word_vectors)
-    cost = model_cost(full, config["train"]["resolution"], class_embeddings=data.eval_class_embeddings)
+        cost = model_cost(full, resolution, class_embeddings=data.eval_class_embeddings)
     if config["train"]["feasibility"]["max_memory_gb"] is not None:
         cost[MEMORY_KEY] = training_memory_gb(model, _one_input(config, data), config["train"],
                                               data.train_class_embeddings)

@@ -43,6 +43,7 @@ class RunData:
     train_class_embeddings: torch.Tensor | None
     eval_class_embeddings: torch.Tensor | None
     feature_channels: int | list[int] | None  # cached features: what the head takes
+    backbone_cost: dict[str, float] | None = None  # cached features: the backbone's flops_g and params_m
 
     @property
     def class_names(self) -> list[str]:
@@ -78,7 +79,8 @@ def open_run_data(config: Mapping[str, Any], source: str) -> RunData:
         cache = open_feature_cache(config, meta, source)
         return RunData(train_set=cache.dataset(TRAIN_SPLIT, train_labels),
                        eval_set=cache.dataset(EVAL_SPLIT, meta.labels(EVAL_SPLIT)),
-                       collate=keep_batch, feature_channels=cache.in_channels, **common)
+                       collate=keep_batch, feature_channels=cache.in_channels,
+                       backbone_cost=cache.meta.get("backbone_cost"), **common)
     return RunData(train_set=SeededSamples(ImageDataset(meta, TRAIN_SPLIT, config["train"]["resolution"], config["train"]["augment"])),
                    eval_set=SeededSamples(ImageDataset(meta, EVAL_SPLIT, config["train"]["resolution"])),
                    collate=None, feature_channels=None, **common)

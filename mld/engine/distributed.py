@@ -14,7 +14,6 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-import timm.layers
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -154,6 +153,8 @@ class DistributedBatchNorm(_BatchNorm):
 def synchronise_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:
     """Replace every BatchNorm layer by one that synchronises its statistics across processes."""
     if device.type == "cuda":
+        import timm.layers  # here, not at the top: head-only runs never import timm
+
         return timm.layers.convert_sync_batchnorm(model)
     return _convert_to_distributed_batchnorm(model)
 

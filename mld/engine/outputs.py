@@ -1,6 +1,7 @@
 """The files a run leaves behind (names and fields: "Run outputs" in docs/architecture.md)."""
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import math
 import os
@@ -24,12 +25,11 @@ RESUME = "last.pt"
 
 def software_versions() -> dict[str, str]:
     """What produced a result: enough to tell two runs' environments apart."""
-    import timm
-
     import mld
 
+    # timm's version from its metadata: importing it costs seconds that head-only runs never need.
     versions = {"mld": mld.__version__, "python": platform.python_version(), "torch": torch.__version__,
-                "timm": timm.__version__, "numpy": np.__version__, "platform": platform.platform()}
+                "timm": importlib.metadata.version("timm"), "numpy": np.__version__, "platform": platform.platform()}
     if torch.cuda.is_available():
         versions["cuda"] = str(torch.version.cuda)
         versions["gpu"] = torch.cuda.get_device_name()
