@@ -221,7 +221,8 @@ def test_missing_real_data_names_the_config_key_and_path(paper_registry: experim
 
 
 def test_every_run_of_the_tiny_config_builds_and_steps_its_head() -> None:
-    """Each run's head, built as the engine builds it on cached features, trains for one step."""
+    """Each run's head, built as the engine builds it on cached features, trains for one step, in
+    which every parameter takes part."""
     import timm
     import torch
 
@@ -245,3 +246,6 @@ def test_every_run_of_the_tiny_config_builds_and_steps_its_head() -> None:
         logits = model(features)
         assert logits.shape[0] == 2 and logits.shape[1] >= num_classes, run_id
         logits.sum().backward()
+        # DistributedDataParallel (find_unused_parameters=False) needs every parameter in the graph.
+        unused = [name for name, p in model.named_parameters() if p.requires_grad and p.grad is None]
+        assert not unused, f"{run_id}: parameters without gradient {unused}"
