@@ -186,19 +186,26 @@ def _autocast(device: torch.device, amp: bool) -> contextlib.AbstractContextMana
                           else torch.bfloat16)
 
 
-def _check_timing(warmup: int, repeats: int) -> None:
-    if warmup < 0 or repeats < 1:
-        raise ValueError(f"need warmup >= 0 and repeats >= 1, got {warmup} and {repeats}")
+def _check_timing(warmup: int, repeats: int, min_seconds: float = 0.0) -> None:
+    if warmup < 0 or repeats < 1 or min_seconds < 0:
+        raise ValueError(f"need warmup >= 0, repeats >= 1 and min_seconds >= 0, got {warmup}, {repeats} "
+                         f"and {min_seconds}")
+
+
+def _more_steps(times: list[float], repeats: int, min_seconds: float) -> bool:
+    """At least `repeats` timed steps, and more until they add up to `min_seconds`: a few
+    millisecond-steps of a small model are at the mercy of one scheduler hiccup."""
+    return len(times) < repeats or sum(times) < min_seconds
 
 
 def _seconds_per_step(step: Callable[[], Any], device: torch.device, warmup: int,
-                      repeats: int) -> float:
-    """Median wall time of `repeats` steps after `warmup` untimed ones (robust to other load)."""
-    _check_timing(warmup, repeats)
+                      repeats: int, min_seconds: float = 0.0) -> float:
+    """Median wall time of the timed steps after `warmup` untimed ones (robust to other load)."""
+    _check_timing(warmup, repeats, min_seconds)
     for _ in range(warmup):
         step()
-    times = []
-    for _ in range(repeats):
+    times: list[float] = []
+    while _more_steps(times, repeats, min_seconds):
         _synchronize(device)
         start = time.perf_counter()
         step()
@@ -235,8 +242,9 @@ class _TrainStep:
 
 def inference_throughput(model: nn.Module, input_size: InputSize, batch_size: int, *,
                          device: str | torch.device = "cpu", amp: bool = False, warmup: int = 2,
-                         repeats: int = 5) -> float:
-    """Inference images/s at `batch_size` (eval mode, no autograd).
+                         repeats: int = 5, min_seconds: float = 0.0) -> float:
+    """Inference images/s at `batch_size` (eval mode, no autograd), over at least `repeats` steps
+    and `min_seconds` of timed steps.
 
     no_grad rather than inference_mode: a head may cache tensors made during a forward pass
     (ML-Decoder's class layout), and inference-mode tensors would break a later training step.
@@ -250,22 +258,23 @@ def inference_throughput(model: nn.Module, input_size: InputSize, batch_size: in
             model(images)
 
     with _eval_mode(model):
-        return batch_size / _seconds_per_step(step, device, warmup, repeats)
+        return batch_size / _seconds_per_step(step, device, warmup, repeats, min_seconds)
 
 
 def train_throughput(model: nn.Module, input_size: InputSize, batch_size: int, *,
                      device: str | torch.device = "cpu", amp: bool = False, warmup: int = 2,
-                     repeats: int = 5) -> float:
-    """Training images/s at `batch_size` (forward, ASL, backward, Adam step).
+                     repeats: int = 5, min_seconds: float = 0.0) -> float:
+    """Training images/s at `batch_size` (forward, ASL, backward, Adam step), timed like
+    `inference_throughput`.
 
-    It trains `model` for warmup + repeats steps with a tiny learning rate: pass a model whose
-    weights do not matter.
+    It trains `model` for every warm-up and timed step with a tiny learning rate: pass a model
+    whose weights do not matter.
     """
     device = torch.device(device)
     model.to(device).train()
     images = _random_images(input_size, batch_size, device)
     train_step = _TrainStep(model, device, amp)
-    return batch_size / _seconds_per_step(lambda: train_step(images), device, warmup, repeats)
+    return batch_size / _seconds_per_step(lambda: train_step(images), device, warmup, repeats, min_seconds)
 
 
 def _fits(model: nn.Module, input_size: InputSize, batch_size: int, device: torch.device,
@@ -311,7 +320,7 @@ def max_batch_size(model: nn.Module, input_size: InputSize, *, device: str | tor
 def throughput_report(model: nn.Module, input_size: InputSize, *,
                       device: str | torch.device = "cpu", batch_size: int | None = None,
                       batch_fraction: float = 0.8, amp: bool | None = None, warmup: int = 2,
-                      repeats: int = 5, train: bool = True) -> dict[str, Any]:
+                      repeats: int = 5, min_seconds: float = 0.0, train: bool = True) -> dict[str, Any]:
     """Table 9's measurements: training and inference images/s and the maximal training batch.
 
     On CUDA the batch defaults to `batch_fraction` (80%) of the maximal batch and amp to on; on
@@ -326,12 +335,12 @@ def throughput_report(model: nn.Module, input_size: InputSize, *,
         if max_batch is None:
             raise ValueError(f"give batch_size: on {device} the maximal batch is not searched")
         batch_size = max(1, int(batch_fraction * max_batch))
-    timing = {"device": device, "amp": amp, "warmup": warmup, "repeats": repeats}
+    timing = {"device": device, "amp": amp, "warmup": warmup, "repeats": repeats, "min_seconds": min_seconds}
     inference = inference_throughput(model, input_size, batch_size, **timing)
     training = train_throughput(model, input_size, batch_size, **timing) if train else None
     return {"resolution": _resolution(input_size), "device": str(device), "amp": amp,
             "batch_size": batch_size, "max_train_batch": max_batch, "warmup": warmup,
-            "repeats": repeats, "inference_images_per_s": inference,
+            "repeats": repeats, "min_seconds": min_seconds, "inference_images_per_s": inference,
             "train_images_per_s": training}
 
 
@@ -382,13 +391,13 @@ class _ModuleTimer:
 
 def time_decoder_modules(model: nn.Module, input_size: InputSize, batch_size: int, *,
                          device: str | torch.device = "cpu", amp: bool = False, warmup: int = 2,
-                         repeats: int = 5) -> dict[str, Any]:
+                         repeats: int = 5, min_seconds: float = 0.0) -> dict[str, Any]:
     """Inference time of self-attention, cross-attention and MLP (the per-module table).
 
     `time_ms` holds each module's median time per forward pass of the batch, summed over the
     decoder layers; a module the layers lack (ML-Decoder's self-attention) is null.
     """
-    _check_timing(warmup, repeats)
+    _check_timing(warmup, repeats, min_seconds)
     device = torch.device(device)
     layers = decoder_layers(model)
     if not layers:
@@ -407,7 +416,7 @@ def time_decoder_modules(model: nn.Module, input_size: InputSize, batch_size: in
         with _eval_mode(model):
             for _ in range(warmup):
                 forward()
-            for _ in range(repeats):
+            while _more_steps(totals, repeats, min_seconds):
                 timer.reset()
                 totals.append(_seconds_per_step(forward, device, 0, 1))
                 samples.append(timer.seconds)
@@ -416,5 +425,6 @@ def time_decoder_modules(model: nn.Module, input_size: InputSize, batch_size: in
     time_ms = {name: 1e3 * statistics.median(sample[name] for sample in samples)
                if name in timer.present else None for name in DECODER_MODULES}
     return {"resolution": _resolution(input_size), "device": str(device), "amp": amp,
-            "batch_size": batch_size, "warmup": warmup, "repeats": repeats, "layers": len(layers),
+            "batch_size": batch_size, "warmup": warmup, "repeats": repeats, "min_seconds": min_seconds,
+            "layers": len(layers),
             "total_ms": 1e3 * statistics.median(totals), "time_ms": time_ms}

@@ -3,6 +3,7 @@ throughput and per-module timing on tiny models."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 import torch
@@ -138,6 +139,33 @@ def test_throughput_report_on_cpu():
     assert result["inference_images_per_s"] > 0 and result["train_images_per_s"] > 0
     with pytest.raises(ValueError, match="CUDA only"):
         cost.max_batch_size(model, 32, device="cpu")
+
+
+class SlowCountingModel(nn.Module):
+    """Each forward sleeps 5 ms and is counted: how many steps a timing took."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(1))
+        self.calls = 0
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        time.sleep(0.005)
+        return images.mean(dim=(1, 2, 3)) * self.scale
+
+
+def test_timings_run_until_repeats_and_min_seconds_are_both_reached():
+    model = SlowCountingModel()
+    cost.inference_throughput(model, 8, 1, warmup=1, repeats=3)
+    assert model.calls == 1 + 3
+    model.calls = 0
+    start = time.perf_counter()
+    cost.inference_throughput(model, 8, 1, warmup=0, repeats=1, min_seconds=0.1)
+    # Steps of at least 5 ms until 0.1 s is timed: more than the one repeat, at most 20.
+    assert time.perf_counter() - start >= 0.1 and 2 <= model.calls <= 20
+    with pytest.raises(ValueError, match="min_seconds"):
+        cost.inference_throughput(model, 8, 1, min_seconds=-1)
 
 
 def test_module_timing_finds_the_decoder_modules():

@@ -70,7 +70,9 @@ def _timing_arguments(parser: argparse.ArgumentParser, batch_help: str) -> None:
     parser.add_argument("--device", help="cpu or cuda[:i] (default: cuda when available)")
     parser.add_argument("--batch-size", type=int, help=batch_help)
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (default 2)")
-    parser.add_argument("--repeats", type=int, default=5, help="timed steps (default 5)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed steps, at least (default 5)")
+    parser.add_argument("--min-seconds", type=float, default=0.0,
+                        help="time more steps until they add up to this (default 0)")
 
 
 def _read_config(path: Path) -> dict[str, Any]:
@@ -205,7 +207,7 @@ def _throughput(args: argparse.Namespace) -> int:
                 "params_m": cost.count_params(model)}
     measured.update(cost.throughput_report(
         model, resolution, device=device, batch_size=batch_size, amp=args.amp,
-        warmup=args.warmup, repeats=args.repeats, train=args.train))
+        warmup=args.warmup, repeats=args.repeats, min_seconds=args.min_seconds, train=args.train))
     _write(args.out, "throughput", identity, measured)
     return 0
 
@@ -216,6 +218,6 @@ def _modules(args: argparse.Namespace) -> int:
     model, identity = _build(args)
     measured = cost.time_decoder_modules(
         model, identity["resolution"], args.batch_size or 1, device=_device(args), amp=args.amp,
-        warmup=args.warmup, repeats=args.repeats)
+        warmup=args.warmup, repeats=args.repeats, min_seconds=args.min_seconds)
     _write(args.out, "module_timing", identity, measured)
     return 0
