@@ -20,7 +20,7 @@ import copy
 import gc
 import statistics
 import time
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -170,6 +170,24 @@ def model_cost(model: nn.Module, input_size: InputSize, class_embeddings: Any = 
             "head_flops_g": count_head_flops(model, input_size, class_embeddings=class_embeddings),
             "head_params_m": count_params(model.head),
             "resolution": _resolution(input_size)}
+
+
+def backbone_cost(model: nn.Module, input_size: InputSize) -> dict[str, float]:
+    """FLOPs (G) and parameters (M) of the backbone alone: what a feature cache records, so that a
+    head trained on it reports the whole network's cost without building the backbone."""
+    whole = model_cost(model, input_size)
+    return {"flops_g": whole["flops_g"] - whole["head_flops_g"],
+            "params_m": whole["params_m"] - whole["head_params_m"]}
+
+
+def cost_on_backbone(head_model: nn.Module, features: Features, backbone: Mapping[str, float],
+                     input_size: InputSize, class_embeddings: Any = None) -> dict[str, Any]:
+    """`model_cost` of the network a head trained on cached features stands for: the backbone's
+    recorded cost (`backbone_cost`) plus the head's, counted on one image's `features`."""
+    head_flops = count_head_flops(head_model, features=features, class_embeddings=class_embeddings)
+    head_params = count_params(head_model.head)
+    return {"flops_g": backbone["flops_g"] + head_flops, "params_m": backbone["params_m"] + head_params,
+            "head_flops_g": head_flops, "head_params_m": head_params, "resolution": _resolution(input_size)}
 
 
 # ---- speed ---------------------------------------------------------------------------------

@@ -292,17 +292,21 @@ class _Builder:
             "pretrained": pretrained,
         }
 
+    def configured_backbone(self, backbone_id: str) -> dict[str, Any]:
+        """The backbone block with the weights the config gives it (none, a file or timm's pretrained)."""
+        spec = self.config["backbones"][backbone_id]
+        return self.backbone_block(backbone_id, spec.get("weights"), bool(spec.get("pretrained", False)))
+
     def model_block(self, backbone_role: str, head: str, num_groups: int | None,
                     head_options: Mapping[str, Any], trained: bool = True) -> dict[str, Any]:
         """The run config's `model:` block; `trained=False` leaves the weights out (cost measurements)."""
         backbone_id = self.backbone_id(backbone_role)
-        spec = self.config["backbones"][backbone_id]
         if not trained:
             backbone = self.backbone_block(backbone_id, None, False)
         elif self.cached:
             backbone = self.backbone_block(backbone_id, self.pretrained_backbone(backbone_id), False)
         else:
-            backbone = self.backbone_block(backbone_id, spec.get("weights"), bool(spec.get("pretrained", False)))
+            backbone = self.configured_backbone(backbone_id)
         return {**backbone, "head": head, "num_groups": num_groups,
                 "head_options": deep_merge(self.config["heads"][head], head_options)}
 
@@ -316,7 +320,6 @@ class _Builder:
         if backbone_id not in self.registry.backbones:
             pretraining = self.config["pretraining"]
             resolution = self.config["resolution"]
-            spec = self.config["backbones"][backbone_id]
             dataset_id = self.dataset(PRETRAIN_ROLE, resolution)
             config = {
                 "run_id": f"pretrain/{backbone_id}",
@@ -324,7 +327,7 @@ class _Builder:
                 "dataset": self._dataset_block(dataset_id),
                 "features": None,
                 "model": {
-                    **self.backbone_block(backbone_id, spec.get("weights"), bool(spec.get("pretrained", False))),
+                    **self.configured_backbone(backbone_id),
                     "head": pretraining["head"],
                     "num_groups": None,
                     "head_options": copy.deepcopy(pretraining.get("head_options", {})),

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from mld.cost import count_head_flops, count_params, model_cost
+from mld.cost import cost_on_backbone, model_cost
 from mld.engine.optim import build_optimizer
 
 MEMORY_KEY = "train_memory_gb_batch1"
@@ -33,12 +33,8 @@ def measure_cost(config: Mapping[str, Any], model: nn.Module, data: Any) -> dict
     if config["features"] is None:
         cost = model_cost(model, resolution, class_embeddings=data.eval_class_embeddings)
     elif data.backbone_cost is not None:
-        head_flops = count_head_flops(model, features=_one_input(config, data),
-                                      class_embeddings=data.eval_class_embeddings)
-        head_params = count_params(model.head)
-        cost = {"flops_g": data.backbone_cost["flops_g"] + head_flops,
-                "params_m": data.backbone_cost["params_m"] + head_params,
-                "head_flops_g": head_flops, "head_params_m": head_params, "resolution": resolution}
+        cost = cost_on_backbone(model, _one_input(config, data), data.backbone_cost, resolution,
+                                class_embeddings=data.eval_class_embeddings)
     else:
         from mld.engine.modeling import build_model
 

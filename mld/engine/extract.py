@@ -56,16 +56,9 @@ def extract_features(config: Mapping[str, Any] | str | Path, out_dir: str | Path
                 "dataset": str(meta.path), "splits": {TRAIN_SPLIT: meta.splits[TRAIN_SPLIT],
                                                       EVAL_SPLIT: meta.splits[EVAL_SPLIT]},
                 "feature_kind": "multiscale" if model.multiscale else "single", "shapes": shapes,
-                "dtype": "float16", "backbone_cost": backbone_cost(model, config["train"]["resolution"])}
+                "dtype": "float16", "backbone_cost": cost.backbone_cost(model, config["train"]["resolution"])}
     features.write_meta(out_dir, meta_out)
     return meta_out
-
-
-def backbone_cost(model: torch.nn.Module, resolution: int) -> dict[str, float]:
-    """FLOPs (G MACs per image) and parameters (M) of the backbone alone: a head trained on the
-    cache adds its own to report the cost of the whole network without building the backbone."""
-    whole = cost.model_cost(model, resolution)
-    return {"flops_g": whole["flops_g"] - whole["head_flops_g"], "params_m": whole["params_m"] - whole["head_params_m"]}
 
 
 @torch.no_grad()

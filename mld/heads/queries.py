@@ -83,4 +83,3 @@ def create_queries(
             raise ValueError("query_type 'nlp' builds its queries from word vectors; pass word_vectors=[N, d_w]")
         return NLPQueries(dim, word_dim, group_size)
     raise ValueError(f"unknown query_type {query_type!r}; valid query types: {', '.join(QUERY_TYPES)}")
-
