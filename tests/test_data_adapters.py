@@ -5,34 +5,27 @@ import json
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from mld.data import validate_prepared
 from mld.data.adapters import read_coco, read_nuswide, read_openimages, read_voc, write_read_dataset
 from mld.data.adapters.voc import VOC_CLASSES
+from toy_paper import (
+    OPENIMAGES_HEADER, write_coco, write_jpeg, write_nuswide, write_openimages_descriptions, write_openimages_labels,
+    write_voc,
+)
 
 
-def _jpeg(path, shade=100):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", (12, 10), (shade, 50, 200)).save(path, "JPEG")
-
-
-# --- MS-COCO 2014
+# --- MS-COCO 2014 (the release-format writers are shared with the toy paper setup, tests/toy_paper.py)
 
 def _coco(root, drop_annotation_field=None):
-    (root / "annotations").mkdir(parents=True)
-    categories = [{"id": 18, "name": "dog"}, {"id": 1, "name": "person"}, {"id": 3, "name": "car"}]
-    for split, images in (("train2014", [(5, [1, 18]), (2, [3]), (9, [])]), ("val2014", [(4, [18, 18])])):
-        annotations = [{"id": 100 * image_id + n, "image_id": image_id, "category_id": category}
-                       for image_id, cats in images for n, category in enumerate(cats)]
-        if drop_annotation_field:
-            for annotation in annotations:
+    write_coco(root, [(18, "dog"), (1, "person"), (3, "car")],
+               {"train2014": [(5, [1, 18]), (2, [3]), (9, [])], "val2014": [(4, [18, 18])]})
+    if drop_annotation_field:
+        for annotation_file in (root / "annotations").glob("*.json"):
+            data = json.loads(annotation_file.read_text())
+            for annotation in data["annotations"]:
                 annotation.pop(drop_annotation_field)
-        data = {"images": [{"id": i, "file_name": f"COCO_{split}_{i:012d}.jpg"} for i, _ in images],
-                "annotations": annotations, "categories": categories}
-        (root / "annotations" / f"instances_{split}.json").write_text(json.dumps(data))
-        for image_id, _ in images:
-            _jpeg(root / split / f"COCO_{split}_{image_id:012d}.jpg")
+            annotation_file.write_text(json.dumps(data))
 
 
 def test_coco_keeps_annotated_images_with_categories_in_id_order(tmp_path):
@@ -66,23 +59,13 @@ def test_missing_images_are_refused_or_skipped(tmp_path):
 
 # --- Pascal VOC 2007
 
-def _voc_annotation(objects):
-    body = "".join(f"<object><name>{name}</name><difficult>{int(difficult)}</difficult></object>"
-                   for name, difficult in objects)
-    return f"<annotation><filename>x.jpg</filename>{body}</annotation>"
-
-
 def _voc(root, broken=False):
     images = {"000001": [("dog", False), ("person", True)], "000002": [("person", False), ("person", True)],
               "000003": [("cat", True), ("cat", True)]}
-    (root / "ImageSets" / "Main").mkdir(parents=True)
-    (root / "Annotations").mkdir()
-    (root / "ImageSets" / "Main" / "trainval.txt").write_text("000001\n000002\n")
-    (root / "ImageSets" / "Main" / "test.txt").write_text("000003\n")
-    for image_id, objects in images.items():
-        text = _voc_annotation(objects) if not broken else "<annotation><object><difficult>0</difficult></object>"
-        (root / "Annotations" / f"{image_id}.xml").write_text(text)
-        _jpeg(root / "JPEGImages" / f"{image_id}.jpg")
+    write_voc(root, images, {"trainval": ["000001", "000002"], "test": ["000003"]})
+    if broken:
+        for annotation_file in (root / "Annotations").glob("*.xml"):
+            annotation_file.write_text("<annotation><object><difficult>0</difficult></object>")
 
 
 def test_voc_difficult_only_classes_are_unknown(tmp_path):
@@ -108,24 +91,10 @@ def test_voc_malformed_annotation_names_the_file(tmp_path):
 def _nuswide(root):
     tags = ["sky", "dog", "airport", "water", "beach"]  # "dog" and "water" are also concepts
     concepts = ["dog", "water", "zebra"]
-    (root / "NUS_WID_Tags").mkdir(parents=True)
-    (root / "ConceptsList").mkdir()
-    (root / "ImageList").mkdir()
-    (root / "Groundtruth" / "TrainTestLabels").mkdir(parents=True)
-    (root / "NUS_WID_Tags" / "TagList1k.txt").write_text("\n".join(tags) + "\n")
-    (root / "ConceptsList" / "Concepts81.txt").write_text("\n".join(concepts) + "\n")
-    splits = {"Train": (["actor\\0001_1.jpg", "beach\\0002_2.jpg", "sky\\0003_3.jpg"],
-                        [[1, 0, 0, 0, 1], [0, 0, 0, 0, 0], [0, 1, 1, 0, 0]], [[0, 1, 0], [0, 0, 0], [1, 0, 0]]),
-              "Test": (["zoo\\0004_4.jpg"], [[0, 0, 0, 0, 0]], [[0, 0, 1]])}
-    for source, (paths, tag_rows, concept_rows) in splits.items():
-        (root / "ImageList" / f"{source}Imagelist.txt").write_text("\r\n".join(paths) + "\r\n")
-        (root / "NUS_WID_Tags" / f"{source}_Tags1k.dat").write_text(
-            "".join("\t".join(map(str, row)) + "\t\n" for row in tag_rows))
-        for column, concept in enumerate(concepts):
-            (root / "Groundtruth" / "TrainTestLabels" / f"Labels_{concept}_{source}.txt").write_text(
-                "".join(f"{row[column]}\n" for row in concept_rows))
-        for path in paths:
-            _jpeg(root / "Flickr" / path.replace("\\", "/"))
+    write_nuswide(root, tags, concepts, {
+        "Train": (["actor\\0001_1.jpg", "beach\\0002_2.jpg", "sky\\0003_3.jpg"],
+                  [[1, 0, 0, 0, 1], [0, 0, 0, 0, 0], [0, 1, 1, 0, 0]], [[0, 1, 0], [0, 0, 0], [1, 0, 0]]),
+        "Test": (["zoo\\0004_4.jpg"], [[0, 0, 0, 0, 0]], [[0, 0, 1]])})
 
 
 def test_nuswide_zero_shot_classes_and_labels(tmp_path):
@@ -154,15 +123,17 @@ def test_nuswide_matrix_of_the_wrong_shape_is_named(tmp_path):
 
 # --- Open Images v6
 
-def _openimages(root, header="ImageID,Source,LabelName,Confidence"):
-    root.mkdir(parents=True)
-    (root / "classes.csv").write_text("LabelName,DisplayName\n/m/01,Cat\n/m/02,Dog\n/m/03,Bird\n/m/04,Cat\n")
-    (root / "train.csv").write_text(f"{header}\nb,verification,/m/02,1\na,verification,/m/01,1\n"
-                                    "a,verification,/m/02,0\nb,crowdsource-verification,/m/04,1\n")
-    (root / "val.csv").write_text(f"{header}\nc,verification,/m/03,1\nc,verification,/m/01,0\n")
+def _openimages(root, header=OPENIMAGES_HEADER):
+    write_openimages_descriptions(root / "classes.csv", [("/m/01", "Cat"), ("/m/02", "Dog"), ("/m/03", "Bird"),
+                                                         ("/m/04", "Cat")])
+    write_openimages_labels(root / "train.csv", [("b", "verification", "/m/02", 1), ("a", "verification", "/m/01", 1),
+                                                 ("a", "verification", "/m/02", 0),
+                                                 ("b", "crowdsource-verification", "/m/04", 1)], header)
+    write_openimages_labels(root / "val.csv", [("c", "verification", "/m/03", 1), ("c", "verification", "/m/01", 0)],
+                            header)
     for split, ids in (("train", "ab"), ("val", "c")):
         for image_id in ids:
-            _jpeg(root / split / f"{image_id}.jpg")
+            write_jpeg(root / split / f"{image_id}.jpg")
 
 
 def test_openimages_unverified_labels_are_unknown(tmp_path):

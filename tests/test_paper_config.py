@@ -1,0 +1,183 @@
+"""config/paper.yaml at toy scale, the way a user runs it: tiny datasets in the real release formats,
+the paper's timm architectures loaded from local weight files, and a user config that is
+`base: config/paper.yaml` plus overrides only (tests/toy_paper.py). Every run of the paper DAG is
+planned, and trained end to end on CPU, so every code path the paper config takes is run: each
+head (GAP, transformer-decoder, ML-Decoder, HSVLT with Hamburger and its ablations), each query
+type, each zero-shot variant, single-label ImageNet, Open Images, Pascal VOC, the cost
+measurements, and the memory estimate of `train.feasibility.max_memory_gb` for every run.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mld.data.adapters import read_coco, read_nuswide, read_openimages, read_voc
+from mld.experiments import build_registry, load_config
+from test_workflow import SLURM_OVERRIDES, job_counts, planned_runs, slurm_is_up, snakemake
+from toy_paper import REPO, ToyPaper
+
+MEMORY_KEY = "train_memory_gb_batch1"  # cost.json: the memory estimate's result
+
+
+def registry_of(config_file: Path):
+    return build_registry(load_config(config_file, root=REPO))
+
+
+def test_toy_config_is_the_paper_config_plus_overrides(toy_paper: ToyPaper) -> None:
+    raw = yaml.safe_load(toy_paper.config_file.read_text())
+    assert raw["base"] == "config/paper.yaml"
+    config = load_config(toy_paper.config_file, root=REPO)
+    assert config["mode"] == "end_to_end" and config["train"]["epochs"] == 1
+    for role, spec in config["backbones"].items():
+        if isinstance(spec, dict):
+            assert Path(spec["weights"]).is_file(), role
+
+
+def test_toy_datasets_read_with_the_configured_class_counts(toy_paper: ToyPaper) -> None:
+    """The adapters read the toy files (the real formats) and find the class counts the config states."""
+    config = load_config(toy_paper.config_file, root=REPO)
+    registry = build_registry(config)
+    entries = {entry["role"]: entry for entry in registry.datasets.values()}
+    readers = {"coco": lambda e: read_coco(e["root"]), "voc": lambda e: read_voc(e["root"]),
+               "nuswide": lambda e: read_nuswide(e["root"]),
+               "openimages": lambda e: read_openimages(
+                   **{key: e["options"][key] for key in ("class_descriptions", "train_labels", "val_labels",
+                                                         "train_images", "val_images")},
+                   classes=e["options"].get("classes"))}
+    for role, entry in entries.items():
+        if entry["source"] != "adapter":
+            continue
+        dataset = readers[entry["adapter"]](entry)
+        assert len(dataset.class_names) == config["datasets"][role]["num_classes"], role
+        assert all(len(split.paths) > 0 for split in dataset.splits.values()), role
+
+
+def test_dry_run_plans_the_whole_paper_dag(toy_paper: ToyPaper, tmp_path: Path) -> None:
+    """From a fresh working directory the default target plans every run of every table."""
+    result = snakemake("--dry-run", "--configfile", toy_paper.config_file, workdir=tmp_path)
+    assert result.returncode == 0, result.stdout[-5000:]
+    counts = job_counts(result.stdout)
+    registry = registry_of(toy_paper.config_file)
+    assert counts["train"] == sum(len(run.seeds) for run in registry.runs.values())
+    assert counts["measure"] == len(registry.measurements)
+    assert counts["prepare_dataset"] == 4  # COCO, VOC, NUS-WIDE, Open Images; ImageNet comes prepared
+    assert counts["tables"] == 1
+    assert {run_id for run_id, _ in planned_runs(result.stdout)} == set(registry.runs)
+
+
+# ---------------------------------------------------------------- end to end (minutes)
+
+
+@pytest.fixture(scope="module")
+def paper_results(toy_paper: ToyPaper, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The whole toy paper DAG, run locally on 2 cores (every run, measurement and table); then
+    Table 2's transformer-decoder again under a memory budget it cannot meet, which must end as an
+    "infeasible" row, and the tables once more. Checkpoints are removed at the end (gigabytes)."""
+    workdir = tmp_path_factory.mktemp("toy-paper-local")
+    start = time.monotonic()
+    result = snakemake("--cores", "2", "--keep-going", "--configfile", toy_paper.config_file, workdir=workdir,
+                       timeout=1800)
+    print(f"\ntoy paper config, whole DAG, local, 2 cores: {time.monotonic() - start:.0f} s")
+    assert result.returncode == 0, result.stdout[-8000:]
+    yield workdir
+    for checkpoint in (workdir / "results" / "runs").rglob("*.pt"):
+        checkpoint.unlink()
+
+
+def extreme_transformer_decoder(registry) -> str:
+    (run_id,) = [run_id for run_id in registry.tables["table2_extreme"]
+                 if run_id in registry.runs and registry.runs[run_id].config["model"]["head"] == "transformer_decoder"]
+    return run_id
+
+
+@pytest.mark.slow
+def test_every_run_of_the_paper_trains_with_the_memory_estimate(toy_paper: ToyPaper, paper_results: Path) -> None:
+    registry = registry_of(toy_paper.config_file)
+    heads, queries, zero_shot, tasks = set(), set(), set(), set()
+    for run_id, run in registry.runs.items():
+        for seed in run.seeds:
+            folder = paper_results / "results" / "runs" / run_id / f"seed{seed}"
+            metrics = json.loads((folder / "metrics.json").read_text())
+            assert metrics["mode"] == "end_to_end" and not metrics.get("infeasible"), run_id
+            assert json.loads((folder / "cost.json").read_text())[MEMORY_KEY] > 0, run_id
+        model = run.config["model"]
+        heads.add((model["head"], model["head_options"].get("hamburger")))
+        queries.add(model["head_options"].get("query_type"))
+        tasks.add(run.config["task"])
+        if run.config["task"] == "zero_shot":
+            options = model["head_options"]
+            zero_shot.add((model["num_groups"] is None, options["head_type"], options["query_noise"] > 0,
+                           options["random_queries"] > 0))
+    # What the paper config asks for, so what just ran: a change that drops a path fails here.
+    assert {"gap", "transformer_decoder", "ml_decoder"} <= {head for head, _ in heads}
+    assert ("hsvlt", True) in heads and ("hsvlt", False) in heads
+    assert {"learnable", "nlp", "fixed_random"} <= queries
+    assert {"multilabel", "zero_shot", "single_label"} == tasks
+    assert {full for full, *_ in zero_shot} == {True, False}
+    assert {head_type for _, head_type, *_ in zero_shot} == {"learnable", "shared", "nlp"}
+    assert {(noise, extra) for *_, noise, extra in zero_shot} == {
+        (False, False), (True, False), (False, True), (True, True)}
+    for measurement in registry.measurements.values():
+        assert json.loads((paper_results / measurement["path"]).read_text()), measurement["path"]
+
+
+@pytest.mark.slow
+def test_every_table_is_produced(toy_paper: ToyPaper, paper_results: Path) -> None:
+    registry = registry_of(toy_paper.config_file)
+    markdown = (paper_results / "results" / "tables.md").read_text()
+    csvs = {path.stem for path in (paper_results / "results" / "tables").glob("*.csv")}
+    for table_id, members in registry.tables.items():
+        if members:
+            assert table_id in markdown and table_id in csvs, table_id
+    assert "Missing runs" not in markdown
+
+
+@pytest.mark.slow
+def test_a_run_over_its_memory_budget_is_an_infeasible_row(toy_paper: ToyPaper, paper_results: Path) -> None:
+    """Table 2's transformer-decoder under a budget no model meets: the run ends "infeasible" with
+    the measured memory (no failed job), and the table says so."""
+    registry = registry_of(toy_paper.config_file)
+    run_id = extreme_transformer_decoder(registry)
+    tight = toy_paper.variant("tight-memory", {"train": {"feasibility": {"max_memory_gb": 1.0e-4}}})
+    target = f"results/runs/{run_id}/seed0/metrics.json"
+    result = snakemake("--cores", "1", target, "--configfile", tight, workdir=paper_results, timeout=600)
+    assert result.returncode == 0, result.stdout[-5000:]
+    metrics = json.loads((paper_results / target).read_text())
+    assert metrics["infeasible"] is True
+    assert "max_memory_gb" in json.dumps(metrics)
+    tables = snakemake("--cores", "1", "tables", "--configfile", tight, "--allowed-rules", "tables",
+                       workdir=paper_results, timeout=600)
+    assert tables.returncode == 0, tables.stdout[-5000:]
+    table2 = (paper_results / "results" / "tables" / "table2_extreme.csv").read_text()
+    assert "infeasible" in table2.lower()
+
+
+# ---------------------------------------------------------------- Slurm
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_a_paper_target_through_slurm(toy_paper: ToyPaper, tmp_path: Path) -> None:
+    """One named target of the toy paper config (Table 11: prepare VOC, train TResNet-L) through
+    the single-node Slurm cluster with the repository's slurm profile."""
+    if not slurm_is_up():
+        message = "Slurm does not answer (sinfo); .ci/run starts it with .ci/start-slurm.sh"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    registry = registry_of(toy_paper.config_file)
+    run_ids, _ = registry.table_members("table11_voc")
+    start = time.monotonic()
+    result = snakemake("voc", "--cores", "2", "--profile", "slurm", "--configfile", toy_paper.config_file,
+                       *SLURM_OVERRIDES, workdir=tmp_path, timeout=1200)
+    print(f"\ntoy paper target voc through Slurm: {time.monotonic() - start:.0f} s")
+    assert result.returncode == 0, result.stdout[-5000:]
+    assert "has been submitted with SLURM jobid" in result.stdout
+    for run_id in run_ids:
+        metrics = json.loads((tmp_path / "results" / "runs" / run_id / "seed0" / "metrics.json").read_text())
+        assert metrics["mode"] == "end_to_end" and metrics["map"] >= 0, run_id

@@ -1,0 +1,366 @@
+"""The paper config at toy scale: tiny datasets in the real release formats, the paper's timm
+architectures from local random-init weight files, and a user config (`base: config/paper.yaml`
+plus overrides only) that shrinks every size to seconds on a CPU.
+
+The writers take their file names from config/paper.yaml (dataset roots and `options:`), so the toy
+data stays where the paper config looks, whatever it names its files. The dataset writers are also
+the tests' general tool for tiny real-format files (tests/test_data_adapters.py uses them).
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from mld.data.adapters.voc import VOC_CLASSES
+from mld.data.prepared import PreparedMeta
+from mld.data.word_vectors import class_words
+from mld.data.writing import write_image_list, write_labels, write_meta
+from mld.experiments import deep_merge, resolve_base
+
+REPO = Path(__file__).resolve().parents[1]
+PAPER_CONFIG = REPO / "config" / "paper.yaml"
+
+IMAGES_PER_SPLIT = 8
+WORD_VECTOR_DIM = 300  # GloVe 840B's width
+TOY_RESOLUTION = 64
+TOY_RESOLUTIONS = [64, 96]  # the resolution table: two cells, `xlarge` at the larger
+# Keys whose every occurrence in the paper config takes the toy value (the shared `train:` block,
+# any per-recipe block and the heads): one rule instead of one override per block.
+TOY_VALUES: dict[str, Any] = {
+    "epochs": 1, "batch_size": 4, "num_workers": 0, "device": "cpu", "amp": "off", "log_every_s": 5.0,
+    "resolution": TOY_RESOLUTION, "extreme_resolution": TOY_RESOLUTION,
+    "decoder_dim": 32, "ff_dim": 64, "embed_dim": 32,
+}
+
+# Toy class lists (real class names of each dataset, so the GloVe-like file covers real words).
+COCO_CATEGORIES = [(1, "person"), (2, "bicycle"), (3, "car"), (4, "motorcycle"), (5, "airplane"), (6, "bus"),
+                   (7, "train"), (9, "boat")]  # COCO's ids skip numbers: 8 (truck) left out on purpose
+NUS_TAGS = ["sky", "clouds", "dog", "sunset", "airport", "water", "beach", "tree", "flowers", "city"]
+# At least 5 unseen concepts: the zero-shot metrics include F1@5 over the unseen classes alone.
+NUS_CONCEPTS = ["dog", "water", "zebra", "train", "snow", "sand"]  # "dog", "water": tags too, unseen
+# Open Images: (LabelName, DisplayName); two display names repeat, the last two have no positive.
+OPENIMAGES_CLASSES = [("/m/01", "Cat"), ("/m/02", "Dog"), ("/m/03", "Bird"), ("/m/04", "Cat"), ("/m/05", "Car"),
+                      ("/m/06", "Tree"), ("/m/07", "House"), ("/m/08", "Boat"), ("/m/09", "Person"),
+                      ("/m/0a", "Flower"), ("/m/0b", "Unseen one"), ("/m/0c", "Unseen two")]
+OPENIMAGES_TRAINABLE = [name for name, _ in OPENIMAGES_CLASSES[:10]]
+IMAGENET_CLASSES = [f"n{index:08d}" for index in range(10)]
+
+
+# ------------------------------------------------------------------ release-format writers
+
+
+def write_jpeg(path: Path, seed: int = 0, size: tuple[int, int] = (48, 40)) -> None:
+    """A small JPEG of random colour blocks (decodable, not constant)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    blocks = np.random.default_rng(seed).integers(0, 256, (4, 4, 3), dtype=np.uint8)
+    Image.fromarray(blocks).resize(size, Image.NEAREST).save(path, "JPEG")
+
+
+def write_coco(root: Path, categories: Sequence[tuple[int, str]],
+               splits: Mapping[str, Sequence[tuple[int, Sequence[int]]]]) -> None:
+    """MS-COCO 2014: annotations/instances_<split>.json and <split>/COCO_<split>_<id>.jpg.
+
+    `splits` maps "train2014" / "val2014" to (image id, category ids of its annotations).
+    """
+    (root / "annotations").mkdir(parents=True, exist_ok=True)
+    for split, images in splits.items():
+        annotations = [{"id": 1000 * image_id + n, "image_id": image_id, "category_id": category}
+                       for image_id, cats in images for n, category in enumerate(cats)]
+        data = {"images": [{"id": i, "file_name": f"COCO_{split}_{i:012d}.jpg"} for i, _ in images],
+                "annotations": annotations, "categories": [{"id": i, "name": n} for i, n in categories]}
+        (root / "annotations" / f"instances_{split}.json").write_text(json.dumps(data))
+        for image_id, _ in images:
+            write_jpeg(root / split / f"COCO_{split}_{image_id:012d}.jpg", seed=image_id)
+
+
+def voc_annotation(objects: Iterable[tuple[str, bool]]) -> str:
+    body = "".join(f"<object><name>{name}</name><difficult>{int(difficult)}</difficult></object>"
+                   for name, difficult in objects)
+    return f"<annotation><filename>x.jpg</filename>{body}</annotation>"
+
+
+def write_voc(root: Path, images: Mapping[str, Sequence[tuple[str, bool]]], lists: Mapping[str, Sequence[str]]) -> None:
+    """Pascal VOC 2007: Annotations/<id>.xml, JPEGImages/<id>.jpg, ImageSets/Main/<list>.txt.
+
+    `images` maps an image id to its objects (class name, difficult); `lists` maps "trainval" /
+    "test" to image ids.
+    """
+    (root / "ImageSets" / "Main").mkdir(parents=True, exist_ok=True)
+    (root / "Annotations").mkdir(exist_ok=True)
+    for list_name, ids in lists.items():
+        (root / "ImageSets" / "Main" / f"{list_name}.txt").write_text("".join(f"{i}\n" for i in ids))
+    for number, (image_id, objects) in enumerate(images.items()):
+        (root / "Annotations" / f"{image_id}.xml").write_text(voc_annotation(objects))
+        write_jpeg(root / "JPEGImages" / f"{image_id}.jpg", seed=number)
+
+
+def write_nuswide(root: Path, tags: Sequence[str], concepts: Sequence[str],
+                  splits: Mapping[str, tuple[Sequence[str], Sequence[Sequence[int]], Sequence[Sequence[int]]]]) -> None:
+    """NUS-WIDE as released: tag and concept lists, per-split image lists (Windows paths), the 1k-tag
+    matrices and one ground-truth file per concept and split.
+
+    `splits` maps "Train" / "Test" to (relative image paths with backslashes, tag rows, concept rows).
+    """
+    for folder in ("NUS_WID_Tags", "ConceptsList", "ImageList", "Groundtruth/TrainTestLabels"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    (root / "NUS_WID_Tags" / "TagList1k.txt").write_text("\n".join(tags) + "\n")
+    (root / "ConceptsList" / "Concepts81.txt").write_text("\n".join(concepts) + "\n")
+    for source, (paths, tag_rows, concept_rows) in splits.items():
+        (root / "ImageList" / f"{source}Imagelist.txt").write_text("\r\n".join(paths) + "\r\n")
+        (root / "NUS_WID_Tags" / f"{source}_Tags1k.dat").write_text(
+            "".join("\t".join(map(str, row)) + "\t\n" for row in tag_rows))
+        for column, concept in enumerate(concepts):
+            (root / "Groundtruth" / "TrainTestLabels" / f"Labels_{concept}_{source}.txt").write_text(
+                "".join(f"{row[column]}\n" for row in concept_rows))
+        for number, path in enumerate(paths):
+            write_jpeg(root / "Flickr" / path.replace("\\", "/"), seed=number)
+
+
+OPENIMAGES_HEADER = "ImageID,Source,LabelName,Confidence"
+
+
+def write_openimages_labels(csv_file: Path, rows: Iterable[tuple[str, str, str, float]],
+                            header: str = OPENIMAGES_HEADER) -> None:
+    """A human-verified image-labels CSV: (ImageID, Source, LabelName, Confidence) rows."""
+    csv_file.parent.mkdir(parents=True, exist_ok=True)
+    csv_file.write_text(header + "\n" + "".join(f"{i},{s},{n},{c:g}\n" for i, s, n, c in rows))
+
+
+def write_openimages_descriptions(csv_file: Path, classes: Sequence[tuple[str, str]]) -> None:
+    csv_file.parent.mkdir(parents=True, exist_ok=True)
+    csv_file.write_text("LabelName,DisplayName\n" + "".join(f"{n},{d}\n" for n, d in classes))
+
+
+def write_glove(path: Path, words: Iterable[str], dim: int = WORD_VECTOR_DIM) -> None:
+    """GloVe text (`word v1 ... vd` per line) with a random vector per word."""
+    rng = np.random.default_rng(1)
+    lines = [f"{word} " + " ".join(f"{v:.4f}" for v in rng.standard_normal(dim)) for word in sorted(set(words))]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+
+
+def write_word_vectors(path: Path, names: Sequence[str], dim: int = WORD_VECTOR_DIM) -> None:
+    """Class word vectors in the format the file name says: GloVe text, .npy (class order) or .npz."""
+    vectors = np.random.default_rng(2).standard_normal((len(names), dim)).astype(np.float32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".npz":
+        np.savez(path, names=np.array(names), vectors=vectors)
+    elif path.suffix == ".npy":
+        np.save(path, vectors)
+    else:
+        write_glove(path, [word for name in names for word in class_words(name)], dim)
+
+
+# ------------------------------------------------------------------ the paper's datasets at toy size
+
+
+def _multi_hot(num_images: int, num_classes: int, seed: int) -> np.ndarray:
+    """0/1 labels where every class is positive in some image and every image has a positive."""
+    labels = (np.random.default_rng(seed).random((num_images, num_classes)) < 0.25).astype(int)
+    for column in range(num_classes):
+        labels[column % num_images, column] = 1
+    return labels
+
+
+def _root(data_root: Path, spec: Mapping[str, Any]) -> Path:
+    return data_root / spec["root"]
+
+
+def _option(data_root: Path, spec: Mapping[str, Any], key: str) -> Path | None:
+    value = spec.get("options", {}).get(key)
+    return None if value is None else _root(data_root, spec) / value
+
+
+def write_toy_coco(data_root: Path, spec: Mapping[str, Any]) -> int:
+    root = _root(data_root, spec)
+    ids = [category_id for category_id, _ in COCO_CATEGORIES]
+    splits = {}
+    for offset, split in enumerate(("train2014", "val2014")):
+        labels = _multi_hot(IMAGES_PER_SPLIT, len(ids), seed=offset)
+        splits[split] = [(100 * (offset + 1) + row, [ids[c] for c in np.flatnonzero(labels[row])])
+                         for row in range(IMAGES_PER_SPLIT)]
+    write_coco(root, COCO_CATEGORIES, splits)
+    vectors = _option(data_root, spec, "word_vectors")
+    if vectors is not None:
+        write_word_vectors(vectors, [name for _, name in COCO_CATEGORIES] + list(VOC_CLASSES))
+    return len(COCO_CATEGORIES)
+
+
+def write_toy_voc(data_root: Path, spec: Mapping[str, Any]) -> int:
+    root = _root(data_root, spec)
+    images, lists = {}, {}
+    for offset, list_name in enumerate(("trainval", "test")):
+        labels = _multi_hot(IMAGES_PER_SPLIT, len(VOC_CLASSES), seed=10 + offset)
+        ids = [f"{1000 * (offset + 1) + row:06d}" for row in range(IMAGES_PER_SPLIT)]
+        for row, image_id in enumerate(ids):
+            # A second, difficult object of the first class: VOC's "difficult" flag is exercised.
+            objects = [(VOC_CLASSES[c], False) for c in np.flatnonzero(labels[row])]
+            images[image_id] = objects + [(objects[0][0], True)]
+        lists[list_name] = ids
+    write_voc(root, images, lists)
+    vectors = _option(data_root, spec, "word_vectors")
+    if vectors is not None:
+        write_word_vectors(vectors, [name for _, name in COCO_CATEGORIES] + list(VOC_CLASSES))
+    return len(VOC_CLASSES)
+
+
+def write_toy_nuswide(data_root: Path, spec: Mapping[str, Any]) -> int:
+    root = _root(data_root, spec)
+    splits = {}
+    for offset, source in enumerate(("Train", "Test")):
+        paths = [f"{source.lower()}{row}\\{row:04d}_{offset}.jpg" for row in range(IMAGES_PER_SPLIT)]
+        splits[source] = (paths, _multi_hot(IMAGES_PER_SPLIT, len(NUS_TAGS), seed=20 + offset).tolist(),
+                          _multi_hot(IMAGES_PER_SPLIT, len(NUS_CONCEPTS), seed=30 + offset).tolist())
+    write_nuswide(root, NUS_TAGS, NUS_CONCEPTS, splits)
+    seen = [tag for tag in NUS_TAGS if tag not in NUS_CONCEPTS]
+    vectors = _option(data_root, spec, "word_vectors")
+    if vectors is not None:
+        write_word_vectors(vectors, seen + NUS_CONCEPTS)
+    return len(seen) + len(NUS_CONCEPTS)
+
+
+def write_toy_openimages(data_root: Path, spec: Mapping[str, Any]) -> int:
+    """Open Images v6 at the file names the config gives: verified positives and negatives (the rest
+    unknown), and two described classes without a verified positive (not trainable)."""
+    option = lambda key: _option(data_root, spec, key)  # noqa: E731
+    write_openimages_descriptions(option("class_descriptions"), OPENIMAGES_CLASSES)
+    if option("classes") is not None:
+        option("classes").write_text("".join(f"{name}\n" for name in OPENIMAGES_TRAINABLE))
+    for offset, (labels_key, images_key) in enumerate((("train_labels", "train_images"), ("val_labels", "val_images"))):
+        labels = _multi_hot(IMAGES_PER_SPLIT, len(OPENIMAGES_TRAINABLE), seed=40 + offset)
+        image_ids = [f"{offset}{row:015x}" for row in range(IMAGES_PER_SPLIT)]
+        rows = [(image_ids[row], "verification", OPENIMAGES_TRAINABLE[c], float(labels[row, c]))
+                for row in range(IMAGES_PER_SPLIT) for c in range(len(OPENIMAGES_TRAINABLE))
+                if labels[row, c] or (row + c) % 3 == 0]  # positives, some verified negatives, the rest unknown
+        rows.append((image_ids[0], "verification", OPENIMAGES_CLASSES[-1][0], 0.0))  # a verified negative only
+        write_openimages_labels(option(labels_key), rows)
+        for number, image_id in enumerate(image_ids):
+            write_jpeg(option(images_key) / f"{image_id}.jpg", seed=50 + number)
+    return len(OPENIMAGES_TRAINABLE)
+
+
+def write_toy_imagenet(directory: Path) -> int:
+    """ImageNet in the prepared format (it has no converter): file storage, one positive per image."""
+    directory.mkdir(parents=True, exist_ok=True)
+    splits = {}
+    for offset, split in enumerate(("train", "val")):
+        paths = [directory / "images" / split / f"{name}_{row}.JPEG" for row, name in
+                 enumerate(IMAGENET_CLASSES[row % len(IMAGENET_CLASSES)] for row in range(IMAGES_PER_SPLIT + 4))]
+        for number, path in enumerate(paths):
+            write_jpeg(path, seed=60 + 10 * offset + number)
+        write_image_list(directory, split, paths)
+        labels = np.zeros((len(paths), len(IMAGENET_CLASSES)), np.int8)
+        labels[np.arange(len(paths)), np.arange(len(paths)) % len(IMAGENET_CLASSES)] = 1
+        write_labels(directory, split, labels)
+        splits[split] = len(paths)
+    write_meta(directory, PreparedMeta(path=directory, name="imagenet-toy", source="toy ImageNet (tests)",
+                                       num_classes=len(IMAGENET_CLASSES), class_names=tuple(IMAGENET_CLASSES),
+                                       task="single_label", splits=splits, image_storage="files"))
+    return len(IMAGENET_CLASSES)
+
+
+ADAPTER_WRITERS = {"coco": write_toy_coco, "voc": write_toy_voc, "nuswide": write_toy_nuswide,
+                   "openimages": write_toy_openimages}
+
+
+# ------------------------------------------------------------------ weights and the toy config
+
+
+def write_backbone_weights(paper: Mapping[str, Any], out_dir: Path) -> dict[str, Path]:
+    """For each backbone role of the paper config: its timm model, random init, saved as a state dict
+    (without classifier, which the loader ignores anyway). Run in a subprocess so that the test
+    process does not hold a gigabyte of models."""
+    specs = {role: spec for role, spec in paper["backbones"].items() if isinstance(spec, dict)}
+    files = {role: out_dir / f"{role}.pt" for role in specs}
+    script = (
+        "import sys, json, torch, timm\n"
+        "torch.manual_seed(0)\n"
+        "for name, options, path in json.loads(sys.argv[1]):\n"
+        "    torch.save(timm.create_model(name, pretrained=False, num_classes=0, **options).state_dict(), path)\n"
+    )
+    jobs = [(spec["name"], spec.get("options", {}), str(files[role])) for role, spec in specs.items()]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    subprocess.run([sys.executable, "-c", script, json.dumps(jobs)], check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return files
+
+
+def shrink(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The overrides that give every TOY_VALUES key of `config`, wherever it occurs, its toy value."""
+    overrides: dict[str, Any] = {}
+    for key, value in config.items():
+        if key in TOY_VALUES and not isinstance(value, Mapping):
+            if value != TOY_VALUES[key]:
+                overrides[key] = TOY_VALUES[key]
+        elif isinstance(value, Mapping):
+            inner = shrink(value)
+            if inner:
+                overrides[key] = inner
+    return overrides
+
+
+@dataclass(frozen=True)
+class ToyPaper:
+    """The toy paper setup: where its data and weights are and the user config that uses them."""
+
+    data_root: Path
+    config_file: Path
+    overrides: dict[str, Any]
+
+    def variant(self, name: str, overrides: Mapping[str, Any]) -> Path:
+        """Another user config on top of the toy one (e.g. a tiny memory budget)."""
+        path = self.config_file.with_name(f"{name}.yaml")
+        path.write_text(yaml.safe_dump({**deep_merge(self.overrides, overrides), "base": "config/paper.yaml"},
+                                       sort_keys=False))
+        return path
+
+
+def make_toy_paper(root: Path) -> ToyPaper:
+    """Write the toy datasets and weights under `root` and the toy user config `root/toy-paper.yaml`."""
+    paper = resolve_base(yaml.safe_load(PAPER_CONFIG.read_text()), root=REPO)
+    data_root = root / "datasets"
+    datasets: dict[str, Any] = {}
+    for role, spec in paper["datasets"].items():
+        if "adapter" in spec:
+            datasets[role] = {"num_classes": ADAPTER_WRITERS[spec["adapter"]](data_root, spec)}
+    imagenet = data_root / "imagenet-prepared"
+    datasets["imagenet"] = {"prepared": str(imagenet), "num_classes": write_toy_imagenet(imagenet)}
+    weights = write_backbone_weights(paper, root / "weights")
+    overrides = deep_merge(shrink(paper), {
+        "label": "toy paper config (tests: tiny real-format data, random-init paper backbones)",
+        "seeds": [0],
+        "train": {"device": "cpu"},
+        "data_root": str(data_root),
+        "datasets": datasets,
+        "backbones": {role: {"weights": str(path), "pretrained": False} for role, path in weights.items()},
+        "experiments": {"resolutions": TOY_RESOLUTIONS,
+                        "extreme_groups": [2, 5],
+                        "zero_shot_groups": 3,
+                        "single_label_groups": 5},
+        "measurements": {"throughput_classes": [20], "module_timing_classes": [20], "groups": 5,
+                         "options": {"batch_size": 2, "warmup": 1, "repeats": 1, "device": "cpu"}},
+        # Small CPU-only requests, so that the jobs fit a single-node test cluster without GPUs.
+        "resources": {rule: {"threads": 1, "mem_mb": 3000, "runtime": 30, "gpu": 0} for rule in paper["resources"]},
+    })
+    config_file = root / "toy-paper.yaml"
+    config_file.write_text(yaml.safe_dump({"base": "config/paper.yaml", **overrides}, sort_keys=False))
+    return ToyPaper(data_root=data_root, config_file=config_file, overrides=overrides)
+
+
+@pytest.fixture(scope="session")
+def toy_paper(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ToyPaper]:
+    """The toy paper setup, made once per test session (about 10 s); its weight files (about a
+    gigabyte) are removed when the session ends."""
+    toy = make_toy_paper(tmp_path_factory.mktemp("toy-paper"))
+    yield toy
+    for weights in (toy.config_file.parent / "weights").glob("*.pt"):
+        weights.unlink()
