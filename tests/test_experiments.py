@@ -86,11 +86,17 @@ def test_the_paper_config_reproduces_the_papers_cells(paper_registry: experiment
             for t in paper_registry.tables}
     assert {"head": "ml_decoder", "queries": 20} in rows["table1_heads"]
     assert [r["queries"] for r in rows["table2_extreme"] if r["head"] == "ml_decoder"] == [100, 200, 400]
-    assert {"head": "transformer_decoder", "queries": 9600} in rows["table2_extreme"]
+    # The transformer-decoder has one query per class: the configured Open Images class count.
+    classes = CONFIGS["paper"]["datasets"]["openimages"]["num_classes"]
+    assert {"head": "transformer_decoder", "queries": classes} in rows["table2_extreme"]
     assert {"backbone": "tresnet_xl", "resolution": 640} in rows["resolution"]
     assert {"head": "ml_decoder", "queries": 1006} in rows["table4_zsl_groups"]
     extreme = paper_registry.runs["openimages-224px/ml_decoder-k100/fixed_random"].config
     assert extreme["train"]["resolution"] == 224 and extreme["dataset"]["unknown_labels"] == "negative"
+    # Table 12: GAP with ASL is Table 2's GAP run; ML-Decoder is the paper's baseline K = 100.
+    assert set(paper_registry.tables["table12_openimages"]) == {
+        "openimages-224px/gap", "openimages-224px/ml_decoder-k100/fixed_random"}
+    assert paper_registry.runs["openimages-224px/gap"].rows["table12_openimages"] == {"method": "asl"}
 
 
 def test_one_cell_of_several_tables_is_one_run(default_registry: experiments.Registry) -> None:
@@ -128,7 +134,14 @@ def test_embedded_default_trains_heads_on_cached_features(default_registry: expe
 def test_paper_config_trains_end_to_end_from_pretrained_backbones(paper_registry: experiments.Registry) -> None:
     assert not paper_registry.backbones and not paper_registry.features
     for run in paper_registry.runs.values():
-        assert run.config["features"] is None and run.config["model"]["pretrained"] is True
+        model = run.config["model"]
+        assert run.config["features"] is None
+        # Table 13 trains ResNet50 from scratch (A2); the paper's TResNet-XL has no timm weights
+        # (the official file goes in backbones.xlarge.weights).
+        from_scratch = run.settings["backbone"] in {"resnet50", "xlarge"}
+        assert model["pretrained"] is not from_scratch, run.run_id
+    xl = paper_registry.runs["coco-640px/xlarge/ml_decoder-k80/fixed_random"].config["model"]
+    assert (xl["backbone"], xl["backbone_options"]) == ("tresnet_v2_l", {"layers": [3, 8, 34, 5]})
     low, high = (paper_registry.runs[f"coco-{r}px/large/ml_decoder-k80/fixed_random"].config for r in (224, 640))
     assert low["dataset"] == high["dataset"] and (low["train"]["resolution"], high["train"]["resolution"]) == (224, 640)
     assert paper_registry.datasets["coco"]["root"] == "/datasets/coco2014"
@@ -249,3 +262,74 @@ def test_every_run_of_the_tiny_config_builds_and_steps_its_head() -> None:
         # DistributedDataParallel (find_unused_parameters=False) needs every parameter in the graph.
         unused = [name for name, p in model.named_parameters() if p.requires_grad and p.grad is None]
         assert not unused, f"{run_id}: parameters without gradient {unused}"
+
+
+def test_grids_of_the_table_follow_the_config() -> None:
+    """`k: $extreme_groups` makes one run per K; a config with other Ks gets other runs."""
+    base = CONFIGS["config"]
+    ks = lambda registry: sorted(registry.runs[r].config["model"]["num_groups"]  # noqa: E731
+                                 for r in registry.tables["table2_extreme"]
+                                 if registry.runs[r].config["model"]["head"] == "ml_decoder")
+    assert ks(build_registry(base)) == sorted(base["experiments"]["extreme_groups"])
+    smaller = build_registry(changed(base, experiments={"extreme_groups": [10, 40]}))
+    assert ks(smaller) == [10, 40]
+    # Table 12's ML-Decoder is Table 2's smallest K (the paper's baseline K = 100 of 100/200/400).
+    (table12_ml,) = [r for r in smaller.tables["table12_openimages"] if "ml_decoder" in r]
+    assert smaller.runs[table12_ml].config["model"]["num_groups"] == 10
+
+
+def test_a_recipe_trains_only_the_runs_that_name_it() -> None:
+    base = CONFIGS["config"]
+    before = build_registry(base)
+    after = build_registry(changed(base, recipes={"openimages": {"resolution": 48, "train": {"epochs": 2}}}))
+    openimages = {r for r, run in before.runs.items() if run.recipes.keys() & {"table2_extreme", "table12_openimages"}}
+    assert openimages and all(run.settings["dataset"] == "openimages" for r, run in before.runs.items() if r in openimages)
+    moved = {r for r, run in after.runs.items() if run.config["train"]["epochs"] == 2}
+    assert {after.runs[r].settings["dataset"] for r in moved} == {"openimages"} and len(moved) == len(openimages)
+    assert all(after.runs[r].config["train"]["resolution"] == 48 and "-48px/" in r for r in moved)
+    assert set(after.runs) - moved == set(before.runs) - openimages
+
+
+def test_unknown_recipe_names_the_config_key() -> None:
+    config = copy.deepcopy(CONFIGS["config"])
+    del config["recipes"]["nus_zsl"]
+    with pytest.raises(ExperimentConfigError, match=r"config key recipes.nus_zsl: missing; table table3_query_aug"):
+        build_registry(config)
+
+
+def test_a_bad_experiments_table_names_the_entry_and_key(tmp_path: Path) -> None:
+    from mld.experiments import read_table
+
+    table = yaml.safe_load(experiments.TABLE_PATH.read_text())
+    table["experiments"][0]["heads"] = "gap"  # a typo of `head`
+    path = tmp_path / "table.yaml"
+    path.write_text(yaml.safe_dump(table, sort_keys=False))
+    with pytest.raises(ExperimentConfigError, match=r"table.yaml key experiments.0: .*'heads' was unexpected"):
+        read_table(path)
+    del table["experiments"][0]["heads"]
+    table["experiments"][0]["row"] = {"head": "{head_kind}"}
+    with pytest.raises(ExperimentConfigError, match=r"experiments.0 \(table table1_heads\): template '\{head_kind\}'"):
+        experiments.expand(CONFIGS["config"], lambda role: 80, table)
+
+
+def test_registry_entries_are_frozen_records_read_as_mappings(default_registry: experiments.Registry) -> None:
+    import dataclasses
+
+    entry = default_registry.datasets["coco-like"]
+    assert isinstance(entry, experiments.DatasetEntry) and entry["path"] == entry.path == "results/data/coco-like"
+    assert {**entry}["num_classes"] == 80 and entry.get("missing") is None
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        entry.path = "elsewhere"  # type: ignore[misc]
+    measurement = next(iter(default_registry.measurements.values()))
+    assert isinstance(measurement, experiments.Measurement) and measurement["kind"] == measurement.kind
+
+
+def test_the_paper_tresnet_xl_is_the_reported_architecture() -> None:
+    """config/paper.yaml's `xlarge` is the network whose FLOPs the paper reports for TResNet-XL."""
+    from mld import paper
+
+    reported = paper.paper_table("resolution").to_dict("records")
+    (xl,) = [row for row in reported if row["backbone"] == "tresnet_xl"]
+    spec = CONFIGS["paper"]["backbones"]["xlarge"]
+    assert (spec["name"], spec["options"]) == (xl["timm_backbone"], xl["backbone_options"])
+    assert "XL" in spec["label"]

@@ -1,0 +1,109 @@
+"""`mld runs`: which runs make each table, and how each is trained (resolved settings).
+
+One row per (run, table) of a workflow config's registry: the run id, the table and its row, the
+dataset, backbone and head, K, the recipe and the training settings the engine will use (the run
+config with the engine's defaults filled in). Reads only YAML: no torch, no data.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+from typing import Any, Mapping
+
+DEFAULT_CONFIG = "config/config.yaml"
+COLUMNS = ("run_id", "table", "row", "recipe", "dataset", "num_classes", "backbone", "backbone_role",
+           "backbone_options", "head", "num_queries", "resolution", "epochs", "batch_size", "optimizer", "lr",
+           "weight_decay", "schedule", "loss", "gamma_neg", "gamma_pos", "ema_decay", "cutout", "randaugment",
+           "unknown_labels", "pretrained", "mode", "seeds")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "runs", help="list the runs of a workflow config, one row per run and table, with resolved settings",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--configfile", default=DEFAULT_CONFIG, metavar="FILE",
+                        help=f"the workflow config (default: {DEFAULT_CONFIG}; e.g. config/paper.yaml)")
+    parser.add_argument("--table", metavar="TABLE", help="only this table's runs (e.g. table6_zsl)")
+    parser.add_argument("--format", choices=("markdown", "csv"), default="markdown",
+                        help="markdown table (default) or CSV with a header row")
+    parser.set_defaults(func=_list_runs)
+
+
+def _plain(value: Any) -> Any:
+    """A cell value: None -> empty, mappings and lists as compact JSON."""
+    if value is None:
+        return ""
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, separators=(",", ":")) if value else ""
+    return value
+
+
+def _pretrained(model: Mapping[str, Any]) -> str:
+    """Where the backbone's starting weights come from: a file, timm's weights name, or none."""
+    if model["backbone_weights"]:
+        return model["backbone_weights"]
+    return model["backbone"] if model["pretrained"] else "none"
+
+
+def run_rows(registry: Any, table: str | None = None) -> list[dict[str, Any]]:
+    """The listing: one mapping per (run, table), in table order, with the engine's defaults filled in."""
+    from mld.engine.config import validate_run_config
+
+    tables = list(registry.tables)
+    if table is not None:
+        if table not in registry.tables:
+            raise ValueError(f"unknown table {table!r}; the tables are {', '.join(tables)}")
+        tables = [table]
+    dataset_by_path = {entry["path"]: dataset_id for dataset_id, entry in registry.datasets.items()}
+    config = registry.config
+    rows = []
+    for table_id in tables:
+        run_ids, _ = registry.table_members(table_id)
+        for run_id in run_ids:
+            run = registry.runs[run_id]
+            resolved = validate_run_config(run.config_for_seed(run.seeds[0]), source=run_id)
+            model, train = resolved["model"], resolved["train"]
+            loss = train["loss"]
+            role = run.settings.get("backbone")
+            rows.append({
+                "run_id": run_id, "table": table_id,
+                "row": ", ".join(f"{key}={_plain(value)}" for key, value in run.rows[table_id].items()),
+                "recipe": run.recipes.get(table_id), "dataset": dataset_by_path.get(resolved["dataset"]["path"]),
+                "num_classes": run.settings.get("num_classes"), "backbone": model["backbone"],
+                "backbone_role": role, "backbone_options": model["backbone_options"], "head": model["head"],
+                "num_queries": run.settings.get("queries"), "resolution": train["resolution"],
+                "epochs": train["epochs"], "batch_size": train["batch_size"], "optimizer": train["optimizer"],
+                "lr": train["lr"], "weight_decay": train["weight_decay"], "schedule": train["schedule"],
+                "loss": loss["name"], "gamma_neg": loss.get("gamma_neg"), "gamma_pos": loss.get("gamma_pos"),
+                "ema_decay": train["ema_decay"], "cutout": train["augment"]["cutout"],
+                "randaugment": train["augment"]["randaugment"], "unknown_labels": resolved["dataset"]["unknown_labels"],
+                "pretrained": _pretrained(model), "mode": config["mode"],
+                "seeds": " ".join(str(seed) for seed in run.seeds),
+            })
+    return rows
+
+
+def render_csv(rows: list[dict[str, Any]]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({column: _plain(row[column]) for column in COLUMNS} for row in rows)
+    return out.getvalue()
+
+
+def render_markdown(rows: list[dict[str, Any]]) -> str:
+    cells = [[str(_plain(row[column])).replace("|", "\\|") for column in COLUMNS] for row in rows]
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(line) + " |" for line in cells]
+    return "\n".join(lines) + "\n"
+
+
+def _list_runs(args: argparse.Namespace) -> int:
+    from mld import experiments
+
+    registry = experiments.build_registry(experiments.load_config(args.configfile))
+    rows = run_rows(registry, args.table)
+    print((render_csv if args.format == "csv" else render_markdown)(rows), end="")
+    return 0

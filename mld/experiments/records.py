@@ -1,0 +1,141 @@
+"""The registry's records: typed, frozen and torch-free, readable as mappings.
+
+Every entry but a run is a frozen dataclass that also reads like the dict it replaced
+(`entry["path"]`, `{**entry}`), so the workflow rules and the tables need not change. A run keeps
+its mutable `rows`: one run can fill rows of several tables, added as the table rows are read.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+RESULTS_DIR = "results"
+
+
+class Record(Mapping):
+    """A frozen dataclass read as a mapping of its fields (subclasses are dataclasses)."""
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self._names():
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())
+
+    def __len__(self) -> int:
+        return len(self._names())
+
+    def _names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(self))  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class DatasetEntry(Record):
+    """A prepared dataset the runs read: rendered (synthetic), converted (adapter) or given (prepared)."""
+
+    name: str
+    role: str
+    source: str                      # synthetic | adapter | prepared
+    path: str
+    num_classes: int | None = None   # what the config states (real data) or the preset has
+    unknown_labels: str = "ignore"
+    unknown_weight: float = 1.0
+    preset: str | None = None        # synthetic
+    image_size: int | None = None
+    seed: int | None = None
+    num_train: int | None = None
+    num_val: int | None = None
+    adapter: str | None = None       # adapter
+    root: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PretrainedBackbone(Record):
+    """A backbone pretrained once (embedded default) before its feature maps are cached."""
+
+    config: dict[str, Any]
+    dataset: str
+    run_dir: str
+    weights: str
+
+
+@dataclass(frozen=True)
+class FeatureCache(Record):
+    """The cached feature maps of one dataset under one pretrained backbone."""
+
+    backbone: str
+    dataset: str
+    multiscale: bool
+    path: str
+    config: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Measurement(Record):
+    """A cost measurement (throughput, module timing) of an untrained model."""
+
+    kind: str
+    config: dict[str, Any]
+    num_classes: int
+    resolution: int
+    options: dict[str, Any]
+    rows: dict[str, dict[str, Any]]
+    path: str
+
+
+@dataclass
+class Run:
+    """One run: an engine run config without its seed, its seeds, and its rows in each table.
+
+    `recipes` names the recipe of each table's row (`recipes:` of the workflow config) and
+    `settings` what the run was declared with (dataset and backbone roles, K, ...), for `mld runs`.
+    """
+
+    run_id: str
+    config: dict[str, Any]
+    seeds: list[int]
+    rows: dict[str, dict[str, Any]] = field(default_factory=dict)
+    recipes: dict[str, str] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def config_for_seed(self, seed: int) -> dict[str, Any]:
+        """The run config the engine reads for one seed."""
+        if seed not in self.seeds:
+            raise KeyError(f"run {self.run_id} has seeds {self.seeds}, not {seed}")
+        return {"run_id": self.run_id, "seed": seed, **copy.deepcopy(self.config)}
+
+
+@dataclass
+class Registry:
+    """Everything the workflow makes, keyed by id (see docs/architecture.md)."""
+
+    config: dict[str, Any]
+    runs: dict[str, Run] = field(default_factory=dict)
+    tables: dict[str, list[str]] = field(default_factory=dict)
+    datasets: dict[str, DatasetEntry] = field(default_factory=dict)
+    backbones: dict[str, PretrainedBackbone] = field(default_factory=dict)
+    features: dict[str, FeatureCache] = field(default_factory=dict)
+    measurements: dict[str, Measurement] = field(default_factory=dict)
+    targets: dict[str, list[str]] = field(default_factory=dict)
+
+    def table_members(self, table_id: str) -> tuple[list[str], list[str]]:
+        """The (run ids, measurement ids) a table reads."""
+        if table_id not in self.tables:
+            raise KeyError(f"unknown table {table_id!r}; the tables are {', '.join(self.tables)}")
+        members = self.tables[table_id]
+        return ([m for m in members if m in self.runs], [m for m in members if m in self.measurements])
+
+
+def run_dir(run_id: str, seed: int, results_dir: str = RESULTS_DIR) -> str:
+    """Where a run's outputs live (metrics.json, predictions.npz, cost.json, ...)."""
+    return f"{results_dir}/runs/{run_id}/seed{seed}"
+
+
+def measurement_path(measurement_id: str, results_dir: str = RESULTS_DIR) -> str:
+    """Where a cost measurement (throughput, module timing) is written."""
+    return f"{results_dir}/cost/{measurement_id}.json"
