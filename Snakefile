@@ -9,6 +9,7 @@ thing is made: workflow/rules/data.smk (datasets, pretrained backbones, feature 
 train.smk (one job per run and seed), cost.smk (throughput and module timing) and report.smk
 (tables, figure, named targets).
 """
+
 import os
 
 from snakemake.utils import min_version

@@ -1,7 +1,9 @@
 """Config resolution and validation, the experiment registry, and the helpers the rules call.
 
 Only functions and set-up live here; the rules are in data.smk, train.smk, cost.smk, report.smk.
+Paths come from mld.paths (the one layout mld and the rules share).
 """
+
 import os
 import shlex
 import sys
@@ -10,87 +12,58 @@ from pathlib import Path
 import yaml
 from snakemake.exceptions import WorkflowError
 
+from mld import estimate, paths
+from mld.engine.config import EXECUTION_KEYS, result_defining
 from mld.experiments import (
     ADAPTERS_WITH_ROOT,
     ExperimentConfigError,
     build_registry,
     check_dataset_source,
-    measurement_path,
+    deep_merge,
     resolve_base,
-    run_dir,
     validate_config,
 )
+from mld.weights import WeightsConfigError, check_weights
 
 REPO = Path(workflow.basedir)
 
+
+def typed_overrides(value):
+    """`--config seeds=[0]` reaches the workflow as ["0"] (Snakemake reads lists as strings): read
+    each scalar as YAML would, so command-line values mean what they mean in a config file."""
+    if isinstance(value, dict):
+        return {key: typed_overrides(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [typed_overrides(item) for item in value]
+    if isinstance(value, str):
+        parsed = yaml.safe_load(value) if value.strip() else value
+        return parsed if isinstance(parsed, (int, float, bool, type(None))) else value
+    return value
+
+
 # Validate before anything is scheduled: a bad key fails here, naming the key and the fix.
 try:
-    _resolved = resolve_base(config, root=REPO)
+    _resolved = resolve_base(
+        deep_merge(config, typed_overrides(dict(workflow.config_settings.config))),
+        root=REPO,
+    )
     validate_config(_resolved, REPO / "workflow" / "schemas" / "config.schema.yaml")
+    check_weights(_resolved)
     config.clear()
     config.update(_resolved)
     REGISTRY = build_registry(config)
-except ExperimentConfigError as error:
+except (ExperimentConfigError, WeightsConfigError) as error:
     raise WorkflowError(str(error)) from None
 
 # Jobs run `python -m mld` with the interpreter that runs Snakemake (or the rule's conda env,
 # with --software-deployment-method conda), importing this checkout's mld either way. Slurm jobs
-# inherit this environment (sbatch --export=ALL).
+# inherit this environment (sbatch --export=ALL). With a weights cache the jobs never ask the hub.
 os.environ.update(
     PATH=os.pathsep.join(filter(None, [str(Path(sys.executable).parent), os.environ.get("PATH")])),
     PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
 )
-
-
-# ------------------------------------------------------------------ per-job config files
-
-
-def shell_yaml(content):
-    """A job's config as a shell-quoted YAML document. Rules take it as a param, so Snakemake reruns
-    exactly the jobs whose config changed (rerun trigger `params`); the job writes it to a file."""
-    return shlex.quote(yaml.safe_dump(content, sort_keys=False))
-
-
-def run_config(wildcards):
-    return shell_yaml(lookup(REGISTRY.runs, wildcards.run_id, "run").config_for_seed(int(wildcards.seed)))
-
-
-def pretraining_config(wildcards):
-    return shell_yaml(lookup(REGISTRY.backbones, wildcards.backbone, "pretrained backbone")["config"])
-
-
-def features_config(wildcards):
-    return shell_yaml(lookup(REGISTRY.features, wildcards.features, "feature cache")["config"])
-
-
-def measurement_config(wildcards):
-    return shell_yaml(lookup(REGISTRY.measurements, wildcards.measurement, "measurement")["config"])
-
-
-# ------------------------------------------------------------------ resources
-
-
-def resource(rule_name, key):
-    """A rule's resource from the config's `resources:`, falling back to `default`."""
-    resources = config["resources"]
-    return resources.get(rule_name, {}).get(key, resources["default"][key])
-
-
-def rule_resources(rule_name):
-    """Memory and time of a rule (they grow with each retry of a failed job) and its GPUs."""
-    return dict(
-        mem_mb=lambda wildcards, attempt: resource(rule_name, "mem_mb") * attempt,
-        runtime=lambda wildcards, attempt: resource(rule_name, "runtime") * attempt,
-        gpu=resource(rule_name, "gpu"),
-    )
-
-
-def train_launcher(rule_name):
-    """`python -m mld`, or torchrun over the job's GPUs when it has more than one (DDP)."""
-    gpus = resource(rule_name, "gpu")
-    if gpus > 1:
-        return f"python -m torch.distributed.run --standalone --nproc-per-node {gpus} -m mld"
-    return "python -m mld"
+if config.get("weights_cache") or config.get("offline"):
+    os.environ.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
 
 
 # ------------------------------------------------------------------ registry look-ups
@@ -119,17 +92,116 @@ def dataset_path(dataset_id):
 DATASET_BY_PATH = {entry["path"]: dataset_id for dataset_id, entry in REGISTRY.datasets.items()}
 
 
+def run_dataset(run):
+    return REGISTRY.datasets[DATASET_BY_PATH[run.config["dataset"]["path"]]]
+
+
+def selected(run_id):
+    """A run is left out of every target when its dataset role is in `skip_datasets`."""
+    return run_dataset(REGISTRY.runs[run_id])["role"] not in config.get("skip_datasets", [])
+
+
 def run_outputs(run_ids):
-    return [f"{run_dir(run_id, seed)}/metrics.json" for run_id in run_ids for seed in REGISTRY.runs[run_id].seeds]
+    return [
+        paths.run_metrics(run_id, seed)
+        for run_id in run_ids
+        if selected(run_id)
+        for seed in REGISTRY.runs[run_id].seeds
+    ]
 
 
 def table_outputs(table_ids):
-    """What the tables read: every run's metrics for every seed, and every measurement."""
+    """What the tables read: every selected run's metrics for every seed, and every measurement."""
     outputs = []
     for table_id in table_ids:
         run_ids, measurement_ids = REGISTRY.table_members(table_id)
-        outputs += run_outputs(run_ids) + [measurement_path(m) for m in measurement_ids]
+        outputs += run_outputs(run_ids) + [paths.measurement_path(m) for m in measurement_ids]
     return sorted(set(outputs))
+
+
+# ------------------------------------------------------------------ job config files
+
+
+def job_engine_config(kind, name):
+    """The full engine config of one job (`kind` of mld.paths.JOB_KINDS, `name` its id)."""
+    if kind == "runs":
+        run_id, seed = name.rsplit("/", 1)
+        return lookup(REGISTRY.runs, run_id, "run").config_for_seed(int(seed.removeprefix("seed")))
+    table = {
+        "backbones": REGISTRY.backbones,
+        "features": REGISTRY.features,
+        "cost": REGISTRY.measurements,
+    }[kind]
+    return lookup(table, name, kind)["config"]
+
+
+def job_config_content(wildcards):
+    """What defines a job's result, as YAML: the `job_config` rule's param, so a job reruns exactly
+    when its result would change; execution settings stay out (see `execution_flags`)."""
+    content = result_defining(job_engine_config(wildcards.kind, wildcards.name))
+    return yaml.safe_dump(content, sort_keys=False)
+
+
+def execution_flags(kind, name):
+    """`--set train.num_workers=8 ...`: a job's execution settings, for mld.launch (not a trigger)."""
+    train = job_engine_config(kind, name).get("train", {})
+    flags = []
+    for key in EXECUTION_KEYS:
+        section, option = key.split(".")
+        if section == "train" and option in train:
+            flags += ["--set", f"{key}={train[option]}"]
+    return command_line(flags)
+
+
+# ------------------------------------------------------------------ resources
+
+
+def resource(rule_name, key, default=None):
+    """A rule's resource from the config's `resources:`, falling back to `default`."""
+    return estimate.rule_resource(config, rule_name, key, default)
+
+
+def capped(rule_name, key, cap_key, base):
+    """Grows with each retry of a failed job, never above the rule's cap."""
+    cap = resource(rule_name, cap_key)
+    return lambda wildcards, attempt: int(min(cap or float("inf"), base(wildcards) * attempt))
+
+
+def base_runtime(rule_name):
+    if resource(rule_name, "runtime") != "estimate":
+        return lambda wildcards: resource(rule_name, "runtime")
+    return lambda wildcards: estimate.run_minutes(REGISTRY, wildcards.run_id, wildcards.seed)[1]
+
+
+def rule_resources(rule_name, execution_settings=None):
+    """Memory and time (growing with each retry, up to the rule's caps), GPUs, and the execution
+    settings mld.launch passes on: resources, not params, so changing them reruns nothing."""
+    return dict(
+        mem_mb=capped(rule_name, "mem_mb", "max_mem_mb", lambda w: resource(rule_name, "mem_mb")),
+        runtime=capped(rule_name, "runtime", "max_runtime", base_runtime(rule_name)),
+        gpu=resource(rule_name, "gpu"),
+        execution=execution_settings or "",
+    )
+
+
+def launched(command):
+    """A rule's shell command run through `python -m mld.launch` with the job's GPUs, threads and
+    execution settings (resources, so changing them reruns nothing).
+
+    Inside a Slurm job the engine is told to checkpoint and stop `stop_margin_min` before the
+    job's time limit (Slurm's own --signal would kill Snakemake's job step: see mld.launch)."""
+    margin = config["resources"].get("estimate", {}).get("stop_margin_min", 5)
+    limit = "{resources.runtime}"
+    stop = f"$(( {limit} > {2 * margin} ? {limit} - {margin} : {limit} ))"
+    return (
+        "python -m mld.launch --gpus {resources.gpu} --threads {threads}"
+        f" --stop-after-min {stop} {{resources.execution}} -- {command}"
+    )
+
+
+def execution(kind, name_of):
+    """The `execution` resource of a rule: its jobs' execution settings (see execution_flags)."""
+    return lambda wildcards: execution_flags(kind, name_of(wildcards))
 
 
 # ------------------------------------------------------------------ input functions and arguments
@@ -155,8 +227,8 @@ def prepare_arguments(wildcards):
     """The `mld prepare` arguments that make one dataset (synthetic preset or real adapter)."""
     entry = lookup(REGISTRY.datasets, wildcards.dataset, "dataset")
     if entry["source"] == "synthetic":
-        arguments = ["synthetic", "--preset", entry["preset"], *option_flags(
-            {key: entry[key] for key in ("image_size", "seed", "num_train", "num_val")})]
+        options = {key: entry[key] for key in ("image_size", "seed", "num_train", "num_val")}
+        arguments = ["synthetic", "--preset", entry["preset"], *option_flags(options)]
     elif entry["source"] == "adapter":
         arguments = [entry["adapter"]]
         if entry["adapter"] in ADAPTERS_WITH_ROOT:
@@ -168,15 +240,27 @@ def prepare_arguments(wildcards):
 
 
 def raw_dataset_input(wildcards):
-    """A real dataset's raw release (checked to exist, naming the config key); none if synthetic."""
+    """The files a real dataset's adapter reads (checked to exist, naming the config key), not its
+    root folder: an unrelated file added to the release does not prepare it again."""
     entry = lookup(REGISTRY.datasets, wildcards.dataset, "dataset")
+    if entry["source"] != "adapter":
+        return []
     dataset_path(wildcards.dataset)
-    return [entry["root"]] if entry["source"] == "adapter" else []
+    reads = [f"{entry['root']}/{relative}" for relative in paths.ADAPTER_READS[entry["adapter"]]]
+    option_files = [
+        value for key, value in entry["options"].items() if isinstance(value, str) and value.startswith(entry["root"])
+    ]
+    return sorted(set(reads + option_files))
 
 
 def pretraining_inputs(wildcards):
     backbone = lookup(REGISTRY.backbones, wildcards.backbone, "pretrained backbone")
-    return {"dataset": dataset_path(backbone["dataset"])}
+    inputs = {
+        "dataset": dataset_path(backbone["dataset"]),
+        "config": paths.job_config("backbones", wildcards.backbone),
+    }
+    weights = backbone["config"]["model"]["backbone_weights"]
+    return {**inputs, **({"weights": weights} if weights else {})}
 
 
 def feature_inputs(wildcards):
@@ -184,12 +268,13 @@ def feature_inputs(wildcards):
     return {
         "dataset": dataset_path(cache["dataset"]),
         "weights": REGISTRY.backbones[cache["backbone"]]["weights"],
+        "config": paths.job_config("features", wildcards.features),
     }
 
 
 def train_inputs(wildcards):
     run = lookup(REGISTRY.runs, wildcards.run_id, "run")
-    inputs = {}
+    inputs = {"config": paths.job_config("runs", paths.run_job_name(wildcards.run_id, wildcards.seed))}
     if run.config["features"]:
         inputs["features"] = run.config["features"]
     else:
@@ -202,5 +287,9 @@ def train_inputs(wildcards):
 def profile_arguments(wildcards):
     """`mld profile <kind>` flags of one measurement beyond its config file."""
     measurement = lookup(REGISTRY.measurements, wildcards.measurement, "measurement")
-    return command_line(option_flags(
-        {"num_classes": measurement["num_classes"], "resolution": measurement["resolution"], **measurement["options"]}))
+    options = {
+        "num_classes": measurement["num_classes"],
+        "resolution": measurement["resolution"],
+        **measurement["options"],
+    }
+    return command_line(option_flags(options))

@@ -3,21 +3,21 @@
 
 rule measure:
     """Throughput (train/inference images/s, max batch) or per-module timing of one model."""
+    input:
+        config=paths.job_config("cost", "{measurement}"),
     output:
-        "results/cost/{measurement}.json",
-    params:
-        kind=lambda wildcards: lookup(REGISTRY.measurements, wildcards.measurement, "measurement")["kind"],
-        config=measurement_config,
-        config_file="results/configs/cost/{measurement}.yaml",
-        arguments=profile_arguments,
+        paths.MEASUREMENT,
     log:
-        "results/logs/measure/{measurement}.log",
+        paths.LOG.format(rule="measure", name="{measurement}"),
+    benchmark:
+        paths.BENCHMARK.format(rule="measure", name="{measurement}")
+    conda:
+        "../envs/mld.yaml"
     threads: resource("measure", "threads")
     resources:
         **rule_resources("measure"),
-    conda:
-        "../envs/mld.yaml"
+    params:
+        kind=lambda wildcards: lookup(REGISTRY.measurements, wildcards.measurement, "measurement")["kind"],
+        arguments=profile_arguments,
     shell:
-        "(mkdir -p $(dirname {params.config_file}) && printf '%s\\n' {params.config} > {params.config_file}"
-        " && OMP_NUM_THREADS={threads} python -m mld profile {params.kind} --config {params.config_file}"
-        " {params.arguments} --out {output}) > {log} 2>&1"
+        launched("profile {params.kind} --config {input.config} {params.arguments} --out {output} > {log} 2>&1")

@@ -6,18 +6,20 @@ rule prepare_dataset:
     input:
         raw_dataset_input,
     output:
-        directory("results/data/{dataset}"),
-    params:
-        arguments=prepare_arguments,
+        directory(paths.DATASET),
     log:
-        "results/logs/prepare_dataset/{dataset}.log",
+        paths.LOG.format(rule="prepare_dataset", name="{dataset}"),
+    benchmark:
+        paths.BENCHMARK.format(rule="prepare_dataset", name="{dataset}")
+    conda:
+        "../envs/mld.yaml"
     threads: resource("prepare_dataset", "threads")
     resources:
         **rule_resources("prepare_dataset"),
-    conda:
-        "../envs/mld.yaml"
+    params:
+        arguments=prepare_arguments,
     shell:
-        "python -m mld prepare {params.arguments} --out {output} > {log} 2>&1"
+        launched("prepare {params.arguments} --out {output} > {log} 2>&1")
 
 
 rule pretrain_backbone:
@@ -25,22 +27,23 @@ rule pretrain_backbone:
     input:
         unpack(pretraining_inputs),
     output:
-        weights="results/backbones/{backbone}.pt",
-    params:
-        config=pretraining_config,
-        config_file="results/configs/backbones/{backbone}.yaml",
-        run_dir="results/backbones/{backbone}",
+        weights=paths.BACKBONE_WEIGHTS,
     log:
-        "results/logs/pretrain_backbone/{backbone}.log",
-    threads: resource("pretrain_backbone", "threads")
-    resources:
-        **rule_resources("pretrain_backbone"),
+        paths.LOG.format(rule="pretrain_backbone", name="{backbone}"),
+    benchmark:
+        paths.BENCHMARK.format(rule="pretrain_backbone", name="{backbone}")
     conda:
         "../envs/mld.yaml"
+    threads: resource("pretrain_backbone", "threads")
+    resources:
+        **rule_resources("pretrain_backbone", execution("backbones", lambda w: w.backbone)),
+    params:
+        run_dir=paths.BACKBONE_RUN,
     shell:
-        "(mkdir -p $(dirname {params.config_file}) && printf '%s\\n' {params.config} > {params.config_file}"
-        " && OMP_NUM_THREADS={threads} python -m mld train --config {params.config_file} --out {params.run_dir}"
-        " && python -m mld export-backbone --run {params.run_dir} --out {output.weights}) > {log} 2>&1"
+        launched(
+            "train --config {input.config} --out {params.run_dir} > {log} 2>&1"
+            " && python -m mld export-backbone --run {params.run_dir} --out {output.weights} >> {log} 2>&1"
+        )
 
 
 rule extract_features:
@@ -48,18 +51,15 @@ rule extract_features:
     input:
         unpack(feature_inputs),
     output:
-        directory("results/features/{features}"),
-    params:
-        config=features_config,
-        config_file="results/configs/features/{features}.yaml",
+        directory(paths.FEATURES),
     log:
-        "results/logs/extract_features/{features}.log",
-    threads: resource("extract_features", "threads")
-    resources:
-        **rule_resources("extract_features"),
+        paths.LOG.format(rule="extract_features", name="{features}"),
+    benchmark:
+        paths.BENCHMARK.format(rule="extract_features", name="{features}")
     conda:
         "../envs/mld.yaml"
+    threads: resource("extract_features", "threads")
+    resources:
+        **rule_resources("extract_features", execution("features", lambda w: w.features)),
     shell:
-        "(mkdir -p $(dirname {params.config_file}) && printf '%s\\n' {params.config} > {params.config_file}"
-        " && OMP_NUM_THREADS={threads} python -m mld extract-features --config {params.config_file} --out {output})"
-        " > {log} 2>&1"
+        launched("extract-features --config {input.config} --out {output} > {log} 2>&1")

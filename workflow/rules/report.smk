@@ -9,29 +9,34 @@ rule tables:
     input:
         table_outputs(REGISTRY.tables),
     output:
-        markdown=report("results/tables.md", caption="../report/tables.rst", category="Tables"),
+        markdown=report(paths.TABLES_MD, caption="../report/tables.rst", category="All tables"),
         csv=report(
-            directory("results/tables"),
+            directory(paths.TABLES_CSV),
             patterns=["{table}.csv"],
             caption="../report/table_csv.rst",
-            category="Tables",
+            category="{table}",
         ),
-        png=report("results/figures/map_vs_flops.png", caption="../report/map_vs_flops.rst", category="Figures"),
-        svg="results/figures/map_vs_flops.svg",
-    params:
-        config=shell_yaml(dict(config)),
-        config_file="results/config.yaml",
+        png=report(
+            paths.FIGURE.format(ext="png"),
+            caption="../report/map_vs_flops.rst",
+            category="figure5",
+        ),
+        svg=paths.FIGURE.format(ext="svg"),
     log:
-        "results/logs/tables.log",
+        paths.LOG.format(rule="tables", name="tables"),
+    conda:
+        "../envs/mld.yaml"
     threads: resource("tables", "threads")
     resources:
         **rule_resources("tables"),
-    conda:
-        "../envs/mld.yaml"
+    params:
+        config=shlex.quote(yaml.safe_dump(dict(config), sort_keys=False)),
+        config_file=paths.WORKFLOW_CONFIG,
+        figures=lambda wildcards, output: os.path.dirname(output.png),
     shell:
         "(printf '%s\\n' {params.config} > {params.config_file}"
         " && python -m mld tables --config {params.config_file} --results results --out-md {output.markdown}"
-        " --out-csv {output.csv} --out-fig results/figures) > {log} 2>&1"
+        " --out-csv {output.csv} --out-fig {params.figures}) > {log} 2>&1"
 
 
 # `snakemake <name>`: the runs and measurements of one ablation (mld.experiments.TARGETS).

@@ -1,0 +1,146 @@
+"""`mld plan`: what a workflow target will cost before it is submitted.
+
+    mld plan [TARGET ...] [--configfile FILE] [--config KEY=VALUE ...]
+
+For each target (a named ablation such as `heads`, or `all`) and rule: the jobs still to run
+(finished runs are not counted), the GPU-hours requested from Slurm and the GPU-hours expected
+(mld/estimate.py). Config files and `--config` overrides work as for `snakemake`, so the plan is
+of exactly what `snakemake TARGET --configfile FILE --config ...` would submit, e.g.
+`--config seeds=[0] skip_datasets=[openimages]`.
+"""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import yaml
+
+from mld import estimate, paths
+
+DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "config" / "config.yaml"
+ALL = "all"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("plan", help="jobs and GPU-hours of workflow targets, before submitting",
+                                   description=__doc__.splitlines()[0])
+    add_config_arguments(parser)
+    parser.add_argument("targets", nargs="*", metavar="TARGET",
+                        help=f"named targets (snakemake's; default: every named target and {ALL})")
+    parser.set_defaults(func=_plan)
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """--configfile and --config, as snakemake takes them."""
+    parser.add_argument("--configfile", action="append", type=Path, default=[], metavar="FILE",
+                        help="workflow config (default: config/config.yaml); later files override earlier ones")
+    parser.add_argument("--config", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="top-level overrides, values read as YAML (seeds=[0])")
+
+
+def parse_overrides(entries: Iterable[str]) -> dict[str, Any]:
+    """["seeds=[0]", "label=x"] -> {"seeds": [0], "label": "x"}."""
+    overrides = {}
+    for entry in entries:
+        key, sep, value = entry.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--config {entry!r}: give KEY=VALUE")
+        overrides[key] = yaml.safe_load(value) if value else None
+    return overrides
+
+
+def workflow_config(configfiles: Sequence[Path], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """The resolved and validated workflow config, as the Snakefile builds it (weights checked too)."""
+    from mld.experiments import ExperimentConfigError, deep_merge, resolve_base, validate_config
+    from mld.weights import check_weights
+
+    merged: dict[str, Any] = {}
+    for path in configfiles or [DEFAULT_CONFIG]:
+        try:
+            merged = deep_merge(merged, yaml.safe_load(Path(path).read_text()) or {})
+        except FileNotFoundError:
+            raise ExperimentConfigError(f"workflow config {path} does not exist") from None
+    config = resolve_base(deep_merge(merged, overrides))
+    validate_config(config)
+    check_weights(config)
+    return config
+
+
+@dataclass
+class RuleCost:
+    """The jobs of one rule in a target and their GPU time, in hours."""
+
+    jobs: int = 0
+    requested_gpu_h: float = 0.0
+    expected_gpu_h: float = 0.0
+
+    def add(self, requested_min: float, expected_min: float, gpus: int) -> None:
+        self.jobs += 1
+        self.requested_gpu_h += requested_min * gpus / 60
+        self.expected_gpu_h += expected_min * gpus / 60
+
+
+def target_costs(registry: Any, tables: Iterable[str]) -> dict[str, RuleCost]:
+    """Jobs and GPU-hours by rule of the runs and measurements that make `tables` and are not done."""
+    config = registry.config
+    skipped = set(config.get("skip_datasets", []))
+    costs = {"train": RuleCost(), "measure": RuleCost()}
+    run_ids, measurement_ids = set(), set()
+    for table_id in tables:
+        runs, measurements = registry.table_members(table_id)
+        run_ids.update(runs)
+        measurement_ids.update(measurements)
+    train_gpus = estimate.rule_resource(config, "train", "gpu")
+    for run_id in sorted(run_ids):
+        run = registry.runs[run_id]
+        dataset = next(entry for entry in registry.datasets.values() if entry["path"] == run.config["dataset"]["path"])
+        if dataset["role"] in skipped:
+            continue
+        for seed in run.seeds:
+            if Path(paths.run_metrics(run_id, seed)).exists():
+                continue
+            if estimate.rule_resource(config, "train", "runtime") == "estimate":
+                expected, requested = estimate.run_minutes(registry, run_id, seed)
+            else:
+                expected = requested = estimate.rule_resource(config, "train", "runtime")
+            costs["train"].add(requested, expected, train_gpus)
+    measure_gpus = estimate.rule_resource(config, "measure", "gpu")
+    measure_minutes = estimate.rule_resource(config, "measure", "runtime")
+    for measurement_id in sorted(measurement_ids):
+        if not Path(paths.measurement_path(measurement_id)).exists():
+            costs["measure"].add(measure_minutes, measure_minutes, measure_gpus)
+    return {rule: cost for rule, cost in costs.items() if cost.jobs}
+
+
+def plan(registry: Any, targets: Sequence[str]) -> list[tuple[str, str, RuleCost]]:
+    """(target, rule, cost) rows; `all` is every table (the default target)."""
+    named = dict(registry.targets)
+    named[ALL] = list(registry.tables)
+    unknown = [target for target in targets if target not in named]
+    if unknown:
+        raise ValueError(f"unknown target(s) {', '.join(unknown)}; the targets are {', '.join(named)}")
+    rows = []
+    for target in targets or list(named):
+        for rule, cost in target_costs(registry, named[target]).items():
+            rows.append((target, rule, cost))
+    return rows
+
+
+def format_plan(rows: Sequence[tuple[str, str, RuleCost]], label: str) -> str:
+    lines = [f"plan of: {label}", "(jobs still to run; GPU-hours = time limit x GPUs; expected from mld/estimate.py)",
+             "", "| target | rule | jobs | GPU-h requested | GPU-h expected |", "| --- | --- | ---: | ---: | ---: |"]
+    lines += [f"| {target} | {rule} | {cost.jobs} | {cost.requested_gpu_h:,.1f} | {cost.expected_gpu_h:,.1f} |"
+              for target, rule, cost in rows]
+    if not rows:
+        lines.append("| - | - | 0 | 0 | 0 |")
+    return "\n".join(lines)
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from mld.experiments import build_registry
+
+    config = workflow_config(args.configfile, parse_overrides(args.config))
+    print(format_plan(plan(build_registry(config), args.targets), config["label"]))
+    return 0

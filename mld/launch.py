@@ -1,0 +1,130 @@
+"""Start one workflow job: add its execution settings to its config and run `mld` on its GPUs.
+
+    python -m mld.launch --gpus 2 --threads 16 --set train.num_workers=8 -- \
+        train --config results/configs/runs/r/seed0.yaml --out results/runs/r/seed0
+
+A job's config file holds only what defines its result (the `job_config` rule writes it, and
+Snakemake reruns a job when it changes). How the job executes (GPUs, threads, loader workers,
+device, logging) comes from the job's resources on the command line, so changing them never
+reruns a finished job. With more than one GPU the command runs under torchrun, one process per
+GPU, and the job's CPU threads and loader workers are divided among the processes.
+
+`--stop-after-min M` sends the job's processes SIGUSR1 after M minutes (the rule passes its time
+limit less a margin), so the engine saves its checkpoint and exits before Slurm ends the job; the
+resubmitted job resumes from it. Slurm's own `--signal` cannot do this: it signals every process
+of the job step, Snakemake's included, which dies of SIGUSR1 and takes the step down with it.
+Signals the launcher receives (SIGTERM at preemption, SIGUSR1) are passed on to the processes.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+
+from mld.engine.config import EXECUTION_KEYS
+
+# Execution settings counted per job that each of a job's processes gets a share of.
+PER_JOB_KEYS = ("train.num_workers",)
+
+
+def parse_setting(text: str) -> tuple[str, Any]:
+    """`train.num_workers=8` -> ("train.num_workers", 8); only execution-only keys are accepted."""
+    key, sep, value = text.partition("=")
+    if not sep or key not in EXECUTION_KEYS:
+        raise ValueError(f"--set {text!r}: give KEY=VALUE with KEY one of {', '.join(EXECUTION_KEYS)} "
+                         "(the settings that do not change a result)")
+    return key, yaml.safe_load(value)
+
+
+def process_share(total: int, processes: int) -> int:
+    """Each process's share of a job's threads or workers (at least 1 when the job has any)."""
+    return max(1, total // processes) if total > 0 else 0
+
+
+def execution_config(config: dict[str, Any], settings: Sequence[tuple[str, Any]], processes: int) -> dict[str, Any]:
+    """The job config with the execution settings in place, per-job counts divided among processes."""
+    out = dict(config)
+    for key, value in settings:
+        section_name, name = key.split(".")
+        section = dict(out.get(section_name) or {})
+        section[name] = process_share(value, processes) if key in PER_JOB_KEYS else value
+        out[section_name] = section
+    return out
+
+
+def command(gpus: int, arguments: Sequence[str]) -> list[str]:
+    """`python -m mld ARGS`, or under torchrun with one process per GPU (DDP) when gpus > 1."""
+    if gpus > 1:
+        return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={gpus}",
+                "-m", "mld", *arguments]
+    return [sys.executable, "-m", "mld", *arguments]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mld.launch", description=__doc__.splitlines()[0])
+    parser.add_argument("--gpus", type=int, default=0, help="GPUs of the job (more than 1: torchrun)")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads of the job, shared by its processes")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="settings",
+                        help=f"an execution setting ({', '.join(EXECUTION_KEYS)})")
+    parser.add_argument("--stop-after-min", type=float, default=None, metavar="M",
+                        help="inside a Slurm job: send SIGUSR1 (checkpoint and stop) after M minutes")
+    parser.add_argument("arguments", nargs=argparse.REMAINDER, help="-- then the mld command and its arguments")
+    args = parser.parse_args(argv)
+    arguments = list(args.arguments[1:] if args.arguments[:1] == ["--"] else args.arguments)
+    if not arguments:
+        parser.error("give the mld command after --")
+    processes = max(1, args.gpus)
+    try:
+        settings = [parse_setting(text) for text in args.settings]
+    except ValueError as error:
+        parser.error(str(error))
+    if settings:
+        if "--config" not in arguments:
+            parser.error("--set needs the command's --config FILE")
+        index = arguments.index("--config") + 1
+        source = Path(arguments[index])
+        config = yaml.safe_load(source.read_text())
+        # Beside the job config, as the file the engine actually read (kept for the record).
+        target = source.with_suffix(".job.yaml")
+        target.write_text(yaml.safe_dump(execution_config(config, settings, processes), sort_keys=False))
+        arguments[index] = str(target)
+    os.environ["OMP_NUM_THREADS"] = str(process_share(args.threads, processes))
+    # Outside Slurm nothing ends the job at its time limit, so nothing stops it early either.
+    stop = args.stop_after_min if os.environ.get("SLURM_JOB_ID") else None
+    return supervise(command(args.gpus, arguments), stop)
+
+
+def supervise(full: Sequence[str], stop_after_min: float | None) -> int:
+    """Run the command in its own process group; signal the group at the deadline; return its status."""
+    sys.stdout.flush()
+    child = subprocess.Popen(list(full), start_new_session=True)
+
+    def forward(signal_number: int, _frame: object = None) -> None:
+        try:
+            os.killpg(child.pid, signal_number)
+        except ProcessLookupError:
+            pass
+
+    for signal_number in (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT):
+        signal.signal(signal_number, forward)
+    timer = None
+    if stop_after_min is not None:
+        timer = threading.Timer(max(0.0, stop_after_min * 60), forward, args=(signal.SIGUSR1,))
+        timer.daemon = True
+        timer.start()
+    status = child.wait()
+    if timer is not None:
+        timer.cancel()
+    # A child ended by a signal reports -N; the shell convention is 128 + N.
+    return 128 - status if status < 0 else status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""Where the workflow puts everything: the one layout that mld and the Snakemake rules both read.
+
+Each path is a template whose `{fields}` are the rules' wildcards, so a rule's output is the
+template itself and Python code fills it with `.format(...)`. Paths are relative to the
+working directory (the repository root, or `snakemake --directory`).
+"""
+from __future__ import annotations
+
+RESULTS = "results"
+# The committed reference results: no rule writes here, so they never satisfy a target.
+REFERENCE = f"{RESULTS}/reference"
+
+# Prepared datasets, pretrained backbones (embedded default), feature caches.
+DATASET = RESULTS + "/data/{dataset}"
+BACKBONE_RUN = RESULTS + "/backbones/{backbone}"
+BACKBONE_WEIGHTS = RESULTS + "/backbones/{backbone}.pt"
+FEATURES = RESULTS + "/features/{features}"
+
+# One directory per (run, seed), and the cost measurements.
+RUN_DIR = RESULTS + "/runs/{run_id}/seed{seed}"
+RUN_METRICS = RUN_DIR + "/metrics.json"
+MEASUREMENT = RESULTS + "/cost/{measurement}.json"
+
+# The tables, their CSVs and the figure, and the resolved workflow config they were made from.
+TABLES_MD = RESULTS + "/tables.md"
+TABLES_CSV = RESULTS + "/tables"
+FIGURES = RESULTS + "/figures"
+FIGURE = FIGURES + "/map_vs_flops.{ext}"
+WORKFLOW_CONFIG = RESULTS + "/config.yaml"
+
+# A job's config file: the result-defining part of what the engine reads (written by the
+# `job_config` rule, an input of the job, so it changes only when the results would).
+# `kind` is one of JOB_KINDS; `name` is a run id plus its seed, a backbone, a cache or a measurement.
+JOB_CONFIG = RESULTS + "/configs/{kind}/{name}.yaml"
+JOB_KINDS = ("runs", "backbones", "features", "cost")
+# Per-job logs and benchmark files (time and memory of each job, shown in the report).
+LOG = RESULTS + "/logs/{rule}/{name}.log"
+BENCHMARK = RESULTS + "/benchmarks/{rule}/{name}.tsv"
+SLURM_LOGS = RESULTS + "/logs/slurm"
+
+# What each dataset adapter reads under its --root: the prepared dataset depends on these
+# entries (files, or folders whose listing is read), not on the root folder itself, so adding
+# an unrelated file to a raw release does not prepare it again. File options (word vectors,
+# Open Images' annotation files) are further inputs of their own.
+ADAPTER_READS = {
+    "coco": ("annotations/instances_train2014.json", "annotations/instances_val2014.json", "train2014", "val2014"),
+    "voc": ("ImageSets/Main/trainval.txt", "ImageSets/Main/test.txt", "Annotations", "JPEGImages"),
+    "nuswide": ("NUS_WID_Tags", "ConceptsList/Concepts81.txt", "ImageList", "Groundtruth/TrainTestLabels", "Flickr"),
+    "openimages": (),
+}
+
+
+def run_dir(run_id: str, seed: int) -> str:
+    """Where a run's outputs live (metrics.json, predictions.npz, cost.json, ...)."""
+    return RUN_DIR.format(run_id=run_id, seed=seed)
+
+
+def run_metrics(run_id: str, seed: int) -> str:
+    return RUN_METRICS.format(run_id=run_id, seed=seed)
+
+
+def measurement_path(measurement_id: str) -> str:
+    """Where a cost measurement (throughput, module timing) is written."""
+    return MEASUREMENT.format(measurement=measurement_id)
+
+
+def job_config(kind: str, name: str) -> str:
+    """The config file of one job; `kind` is one of JOB_KINDS."""
+    if kind not in JOB_KINDS:
+        raise ValueError(f"unknown job kind {kind!r}; the kinds are {', '.join(JOB_KINDS)}")
+    return JOB_CONFIG.format(kind=kind, name=name)
+
+
+def run_job_name(run_id: str, seed: int) -> str:
+    """The `name` of a training job's config, log and benchmark files."""
+    return f"{run_id}/seed{seed}"

@@ -1,0 +1,142 @@
+"""Pretrained backbone weights for compute nodes without internet: one cache, checked up front.
+
+`mld fetch-weights --configfile FILE --cache DIR`, run where the internet is, downloads every
+pretrained backbone the config names (timm's hub weights) into DIR as local state dict files and
+records their SHA-256 in DIR/manifest.yaml. A config with `weights_cache: DIR` then trains every
+`pretrained: true` backbone from those files (the hub is switched off for the jobs), so nothing
+reaches for the network on a node.
+
+Which weights a backbone role uses, in order: its own `weights: FILE`; with `pretrained: true`,
+the cache's file when `weights_cache` is set, else timm's hub (refused when `offline: true`).
+`check_weights` finds every mistake in this when the config is validated, before any job starts,
+naming the config key. Light: no torch unless fetching.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+
+import yaml
+
+MANIFEST = "manifest.yaml"
+FETCH_HINT = "mld fetch-weights --configfile YOUR_CONFIG --cache DIR"
+
+
+class WeightsConfigError(ValueError):
+    """A backbone's weights cannot be found as configured; the message names the config key."""
+
+
+def cache_file(cache: str | Path, name: str) -> Path:
+    """The file of one timm model's pretrained weights inside a cache."""
+    return Path(cache) / (re.sub(r"[^A-Za-z0-9_.-]+", "--", name) + ".pt")
+
+
+def is_offline(config: Mapping[str, Any]) -> bool:
+    """The jobs cannot reach the hub: `offline: true`, or HF_HUB_OFFLINE set where Snakemake runs."""
+    return bool(config.get("offline")) or os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
+
+
+def pretrained_names(config: Mapping[str, Any]) -> dict[str, str]:
+    """{role: timm name} of every backbone role (not alias) that asks for timm's pretrained weights."""
+    return {role: spec["name"] for role, spec in config["backbones"].items()
+            if isinstance(spec, Mapping) and spec.get("pretrained") and not spec.get("weights")}
+
+
+def backbone_weights(config: Mapping[str, Any], role: str) -> tuple[str | None, bool]:
+    """(weights file, pretrained) of a backbone role: a given file wins, then the cache, then the hub."""
+    spec = config["backbones"][role]
+    if spec.get("weights"):
+        return str(spec["weights"]), False
+    if spec.get("pretrained") and config.get("weights_cache"):
+        return str(cache_file(config["weights_cache"], spec["name"])), False
+    return None, bool(spec.get("pretrained", False))
+
+
+def read_manifest(cache: str | Path) -> dict[str, dict[str, Any]]:
+    path = Path(cache) / MANIFEST
+    if not path.is_file():
+        return {}
+    return yaml.safe_load(path.read_text()) or {}
+
+
+def check_weights(config: Mapping[str, Any]) -> None:
+    """Every backbone's weights are where the config says, or the error names the key and the fix."""
+    problems = []
+    cache = config.get("weights_cache")
+    manifest = read_manifest(cache) if cache else {}
+    if cache and not Path(cache).is_dir():
+        problems.append(f"config key weights_cache: {cache} does not exist; fill it with `{FETCH_HINT}` "
+                        "where the internet is")
+    for role, spec in config["backbones"].items():
+        if not isinstance(spec, Mapping):
+            continue
+        if spec.get("weights"):
+            if spec.get("pretrained"):
+                problems.append(f"config key backbones.{role}: both `pretrained: true` and `weights: "
+                                f"{spec['weights']}`; keep `weights` (a local file) or `pretrained` (timm's), not both")
+            elif not Path(spec["weights"]).is_file():
+                problems.append(f"config key backbones.{role}.weights: {spec['weights']} does not exist; give the "
+                                "path of a state dict file (relative paths are relative to the working directory)")
+        elif spec.get("pretrained") and cache and Path(cache).is_dir():
+            entry = manifest.get(spec["name"])
+            path = cache_file(cache, spec["name"])
+            if entry is None or not path.is_file() or path.stat().st_size != entry.get("bytes"):
+                problems.append(f"config key backbones.{role}: {spec['name']} is not in weights_cache {cache}; "
+                                f"run `{FETCH_HINT}` where the internet is")
+        elif spec.get("pretrained") and is_offline(config):
+            problems.append(f"config key backbones.{role}.pretrained: {spec['name']} needs timm's hub, and the "
+                            f"jobs are offline; set weights_cache (filled by `{FETCH_HINT}`) or "
+                            f"backbones.{role}.weights: FILE")
+    if problems:
+        raise WeightsConfigError("backbone weights:\n  " + "\n  ".join(problems))
+
+
+def sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def download_timm(name: str) -> Mapping[str, Any]:
+    """timm's pretrained weights of a model, as the state dict mld loads as backbone weights."""
+    import timm
+
+    return timm.create_model(name, pretrained=True).state_dict()
+
+
+def fetch_weights(names: Iterable[str], cache: str | Path,
+                  download: Callable[[str], Mapping[str, Any]] = download_timm,
+                  log: Callable[[str], None] = print) -> dict[str, dict[str, Any]]:
+    """Download each model's weights into the cache unless its recorded file is there; return the manifest."""
+    import torch
+
+    cache = Path(cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    manifest = read_manifest(cache)
+    for name in sorted(set(names)):
+        path = cache_file(cache, name)
+        entry = manifest.get(name)
+        if entry and path.is_file() and sha256(path) == entry["sha256"]:
+            log(f"{name}: in the cache ({path})")
+            continue
+        log(f"{name}: downloading")
+        partial = path.with_name(path.name + ".partial")
+        torch.save(dict(download(name)), partial)
+        partial.replace(path)
+        manifest[name] = {"file": path.name, "sha256": sha256(path), "bytes": path.stat().st_size,
+                          "source": f"timm.create_model({name!r}, pretrained=True)"}
+        (cache / MANIFEST).write_text(yaml.safe_dump(manifest, sort_keys=True))
+        log(f"{name}: {path} (sha256 {manifest[name]['sha256'][:12]}...)")
+    return manifest
+
+
+def verify_cache(cache: str | Path) -> list[str]:
+    """The names whose file in the cache no longer matches its recorded checksum."""
+    manifest = read_manifest(cache)
+    return sorted(name for name, entry in manifest.items()
+                  if not cache_file(cache, name).is_file() or sha256(cache_file(cache, name)) != entry["sha256"])
