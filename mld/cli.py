@@ -17,6 +17,8 @@ COMMAND_MODULES = (
     "mld.commands.cost",
     "mld.commands.report",
     "mld.commands.runs",
+    "mld.commands.plan",
+    "mld.commands.weights",
 )
 
 
