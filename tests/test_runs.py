@@ -1,0 +1,117 @@
+"""`mld runs`: the listing of a config's runs, and config/paper.yaml against the paper's settings,
+table by table (the appendices' recipes as in ../shared/notes/paper-numbers.md)."""
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import pytest
+
+from mld.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+PAPER = str(REPO / "config" / "paper.yaml")
+REQUIRED_COLUMNS = ("run_id", "table", "dataset", "backbone", "head", "num_queries", "resolution", "epochs",
+                    "batch_size", "optimizer", "lr", "weight_decay", "loss", "gamma_neg", "gamma_pos", "pretrained",
+                    "mode")
+
+# What the paper states for each table: dataset, backbone (timm names: the paper's TResNet-L is
+# timm's tresnet_v2_l, its TResNet-XL tresnet_v2_l with stages 3-8-34-5), px, epochs, loss and
+# gamma_neg, and the K of each ML-Decoder row ("" for full decoding's N and other heads: see queries).
+COCO = {"dataset": "coco", "resolution": "448", "epochs": "40", "loss": "asl", "gamma_neg": "4", "gamma_pos": "0",
+        "optimizer": "adam", "lr": "0.0002", "weight_decay": "0.0001", "batch_size": "56"}
+OPEN_IMAGES = {"dataset": "openimages", "resolution": "224", "epochs": "25", "loss": "asl", "gamma_neg": "7",
+               "gamma_pos": "0", "unknown_labels": "negative"}
+NUS_ZSL = {"dataset": "nus-wide", "resolution": "224", "epochs": "40", "loss": "bce"}  # "CE"
+TRESNET_M, TRESNET_L = "tresnet_m.miil_in21k", "tresnet_v2_l.miil_in21k"
+PAPER_SETTINGS = {
+    "table1_heads": ({**COCO, "backbone": TRESNET_M}, {("gap", ""), ("transformer_decoder", "80"),
+                                                       ("ml_decoder", "20"), ("ml_decoder", "80")}),
+    "table2_extreme": ({**OPEN_IMAGES, "backbone": "tresnet_m.miil_in21k"},
+                       {("gap", ""), ("transformer_decoder", "9605"), ("ml_decoder", "100"), ("ml_decoder", "200"),
+                        ("ml_decoder", "400")}),
+    "table3_query_aug": ({**NUS_ZSL, "backbone": TRESNET_M}, {("ml_decoder", "1006")}),
+    "table4_zsl_groups": ({**NUS_ZSL, "backbone": TRESNET_M}, {("ml_decoder", "1006"), ("ml_decoder", "100")}),
+    "table5_coco_sota": ({**COCO}, {("ml_decoder", "80")}),
+    "table6_zsl": ({**NUS_ZSL, "backbone": TRESNET_M}, {("ml_decoder", "1006")}),
+    "table7_query_types": ({**COCO, "backbone": TRESNET_M}, {("ml_decoder", "80")}),
+    "table8_zsl_query_head": ({**NUS_ZSL, "backbone": TRESNET_M}, {("ml_decoder", "100")}),
+    "table11_voc": ({**COCO, "dataset": "voc2007", "backbone": TRESNET_L}, {("ml_decoder", "20")}),
+    "table12_openimages": ({**OPEN_IMAGES, "backbone": TRESNET_M}, {("gap", ""), ("ml_decoder", "100")}),
+    "table13_single_label": ({"dataset": "imagenet", "backbone": "resnet50", "resolution": "224", "epochs": "300",
+                              "lr": "0.005", "weight_decay": "0.02", "pretrained": "none"},
+                             {("gap", ""), ("ml_decoder", "100")}),
+    "stacked_layers": ({**COCO, "backbone": TRESNET_M}, {("gap", ""), ("transformer_decoder", "80")}),
+    "figure5": ({**COCO}, {("gap", ""), ("ml_decoder", "80")}),
+    "resolution": ({key: value for key, value in COCO.items() if key != "resolution"}, {("ml_decoder", "80")}),
+}
+
+
+def listing(capsys: pytest.CaptureFixture[str], *arguments: str) -> list[dict[str, str]]:
+    assert main(["runs", *arguments, "--format", "csv"]) == 0
+    return list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+
+
+@pytest.fixture(scope="module")
+def paper_rows() -> list[dict[str, str]]:
+    from mld import experiments
+    from mld.commands.runs import render_csv, run_rows
+
+    registry = experiments.build_registry(experiments.load_config(PAPER))
+    return list(csv.DictReader(io.StringIO(render_csv(run_rows(registry)))))
+
+
+@pytest.mark.parametrize("table", sorted(PAPER_SETTINGS))
+def test_the_paper_config_trains_each_table_as_the_paper(paper_rows: list[dict[str, str]], table: str) -> None:
+    expected, heads = PAPER_SETTINGS[table]
+    rows = [row for row in paper_rows if row["table"] == table]
+    assert rows, f"no runs for {table}"
+    for row in rows:
+        for column, value in expected.items():
+            assert row[column] == value, (table, row["run_id"], column)
+        assert row["mode"] == "end_to_end"
+    assert {(row["head"], row["num_queries"]) for row in rows} == heads
+
+
+def test_recipes_the_paper_states_per_table(paper_rows: list[dict[str, str]]) -> None:
+    by_table = lambda table: [row for row in paper_rows if row["table"] == table]  # noqa: E731
+    # Table 13: sigmoid rows use BCE, softmax rows CE; ResNet50 from scratch, 100 groups.
+    losses = {row["row"].split("activation=")[1].split(",")[0]: row["loss"] for row in by_table("table13_single_label")}
+    assert losses == {"sigmoid": "bce", "softmax": "softmax_ce"}
+    assert all("recipe=a2" in row["row"] and row["recipe"] == "imagenet_a2" for row in by_table("table13_single_label"))
+    # The resolution table: TResNet-L (v2) at 224 / 448 / 640 and the paper's TResNet-XL at 640.
+    cells = {(row["backbone"], row["backbone_options"], row["resolution"]) for row in by_table("resolution")}
+    assert cells == {(TRESNET_L, "", "224"), (TRESNET_L, "", "448"), (TRESNET_L, "", "640"),
+                     ("tresnet_v2_l", '{"layers":[3,8,34,5]}', "640")}
+    # Table 5 and Figure 5: the backbones the paper names.
+    assert {row["backbone"] for row in by_table("table5_coco_sota")} == {TRESNET_L, "resnet101.a1h_in1k"}
+    assert {row["backbone"] for row in by_table("figure5")} == {TRESNET_M, TRESNET_L, "tresnet_v2_l"}
+    # Zero-shot baseline: full decoding (N = 1006 queries) in Tables 3 and 6.
+    assert all(row["num_queries"] == "1006" for row in by_table("table6_zsl") + by_table("table3_query_aug"))
+
+
+def test_listing_covers_every_run_with_the_required_columns(capsys: pytest.CaptureFixture[str]) -> None:
+    from mld import experiments
+
+    rows = listing(capsys)  # the default config: config/config.yaml
+    assert set(REQUIRED_COLUMNS) <= set(rows[0])
+    registry = experiments.build_registry(experiments.load_config(REPO / "config" / "config.yaml"))
+    assert {row["run_id"] for row in rows} == set(registry.runs)
+    assert len(rows) == sum(len(run.rows) for run in registry.runs.values())
+    assert all(row["mode"] == "cached_features" and row["pretrained"].startswith("results/backbones/") for row in rows)
+    assert all(row["num_queries"] == "" for row in rows if row["head"] == "gap")
+
+
+def test_table_filter_and_markdown(capsys: pytest.CaptureFixture[str]) -> None:
+    rows = listing(capsys, "--configfile", PAPER, "--table", "table11_voc")
+    assert [row["table"] for row in rows] == ["table11_voc"]
+    assert main(["runs", "--configfile", PAPER, "--table", "table6_zsl"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("| run_id | table |") and len(lines) == 3
+
+
+def test_an_unknown_table_lists_the_tables(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["runs", "--table", "table99"]) == 2
+    error = capsys.readouterr().err
+    assert "unknown table 'table99'" in error and "table1_heads" in error and "table13_single_label" in error
