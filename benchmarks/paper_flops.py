@@ -4,7 +4,8 @@ Reads the reported cells from mld/paper_values.yaml (tables with a `flops_g` met
 row's model with mld.create_model on the meta device (shapes only: no weights are initialised,
 no arithmetic runs) and counts it with mld.cost.count_flops. Prints paper, ours, their ratio and
 whether they agree within 3%. For transformer-decoder rows it also prints our count without the
-decoder's feed-forward layers, which is what the paper's 5000- and 9600-class cells match.
+decoder's feed-forward layers, which is what the paper's 5000- and 9600-class cells match. Exits
+with status 1 when a GAP or ML-Decoder cell (the TResNet-XL row included) disagrees.
 
     python benchmarks/paper_flops.py [--tolerance 0.03]
 """
@@ -52,7 +53,7 @@ def _describe(row: dict[str, Any], key: list[str]) -> str:
     return ", ".join(parts) + f" ({row['backbone']}, {int(row['resolution'])} px)"
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tolerance", type=float, default=0.03,
                         help="relative difference counted as agreement (default 0.03)")
@@ -62,6 +63,7 @@ def main() -> None:
     print(header)
     print("-" * len(header))
     agree = total = 0
+    disagreeing = []  # GAP and ML-Decoder cells off by more than the tolerance
     for table_id in paper.table_ids():
         spec = paper.table_spec(table_id)
         if "flops_g" not in spec["metrics"]:
@@ -74,13 +76,18 @@ def main() -> None:
             ratio = ours / row["flops_g"]
             ok = abs(ratio - 1) <= args.tolerance
             agree, total = agree + ok, total + 1
+            if not ok and row["head"] != "transformer_decoder":
+                disagreeing.append(f"{table_id}: {_describe(row, spec['key'])}")
             extra = ""
             if row["head"] == "transformer_decoder":
                 extra = f"{_without_feed_forward(model, ours):8.1f}"
             print(f"{table_id:18} {_describe(row, spec['key']):62} {row['flops_g']:7.1f} "
                   f"{ours:8.2f} {ratio:6.3f}  {'yes' if ok else 'NO ':3} {extra}")
     print(f"\n{agree} of {total} reported FLOPs cells agree within {args.tolerance:.0%}")
+    for cell in disagreeing:
+        print(f"GAP / ML-Decoder cell off by more than {args.tolerance:.0%}: {cell}")
+    return 1 if disagreeing else 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
