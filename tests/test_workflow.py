@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from mld import paths
 from mld.experiments import build_registry, load_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -49,17 +50,90 @@ def planned_runs(output: str) -> set[tuple[str, str]]:
     return set(re.findall(r"output: results/runs/(\S+)/seed(\d+)/metrics\.json", output))
 
 
+def load_config_dict(config: dict) -> dict:
+    """A config given as a mapping, resolved and validated as the Snakefile does."""
+    from mld.experiments import resolve_base, validate_config
+
+    resolved = resolve_base(config, root=REPO)
+    validate_config(resolved)
+    return resolved
+
+
+def write_raw_release(config: dict, roles: tuple[str, ...] | None = None) -> None:
+    """The files and folders each real dataset's adapter reads (mld.paths.ADAPTER_READS), empty."""
+    registry = build_registry(config)
+    for entry in registry.datasets.values():
+        if entry["source"] != "adapter" or (roles is not None and entry["role"] not in roles):
+            continue
+        reads = [Path(entry["root"]) / relative for relative in paths.ADAPTER_READS[entry["adapter"]]]
+        reads += [Path(value) for value in entry["options"].values() if str(value).startswith(entry["root"])]
+        for path in reads:
+            if path.suffix:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.touch()
+            else:
+                path.mkdir(parents=True, exist_ok=True)
+
+
 @pytest.fixture(scope="module")
 def paper_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A user config on top of config/paper.yaml whose dataset roots exist (empty folders)."""
+    """A user config on top of config/paper.yaml whose datasets exist (empty files in the layouts
+    the adapters read)."""
     root = tmp_path_factory.mktemp("datasets")
-    for folder in ("coco2014", "VOCdevkit/VOC2007", "nus-wide", "openimages-v6", "imagenet-prepared"):
-        (root / folder).mkdir(parents=True)
+    (root / "imagenet-prepared").mkdir()
     (root / "imagenet-prepared" / "meta.json").write_text("{}")
     user_config = root / "my.yaml"
     user_config.write_text(yaml.safe_dump({"base": "config/paper.yaml", "data_root": str(root),
                                            "datasets": {"imagenet": {"prepared": str(root / "imagenet-prepared")}}}))
+    write_raw_release(load_config(user_config, root=REPO))
     return user_config
+
+
+def test_rules_are_snakefmt_formatted() -> None:
+    result = subprocess.run([sys.executable, "-m", "snakefmt", "--check", "Snakefile", "workflow/rules"], cwd=REPO,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_fresh_clone_runs_the_whole_workflow(paper_data: Path, tmp_path: Path) -> None:
+    """The committed reference (results/reference/) satisfies no target: a clone plans everything."""
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
+    assert (clone / paths.REFERENCE / "tables.md").is_file() and not (clone / paths.TABLES_MD).exists()
+    command = [sys.executable, "-m", "snakemake", "--dry-run"]
+    default = subprocess.run(command, cwd=clone, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert default.returncode == 0, default.stdout[-3000:]
+    registry = build_registry(load_config(clone / "config" / "config.yaml", root=clone))
+    counts = job_counts(default.stdout)
+    assert counts["train"] == sum(len(run.seeds) for run in registry.runs.values()) and counts["tables"] == 1
+    paper = subprocess.run(command + ["--configfile", str(paper_data)], cwd=clone, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True)
+    assert paper.returncode == 0, paper.stdout[-3000:]
+    assert job_counts(paper.stdout)["train"] > 0
+
+
+def test_seeds_and_datasets_are_chosen_on_the_command_line(tmp_path: Path) -> None:
+    result = snakemake("--dry-run", "--config", "seeds=[0]", "skip_datasets=[openimages]", workdir=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:]
+    runs = planned_runs(result.stdout)
+    assert runs and {seed for _, seed in runs} == {"0"}
+    assert not any(run_id.startswith("oi-like") for run_id, _ in runs)
+
+
+def test_adding_a_file_to_a_raw_release_prepares_nothing_again(paper_data: Path, tmp_path: Path) -> None:
+    config = load_config(paper_data, root=REPO)
+    coco = build_registry(config).datasets["coco"]
+    target = ["--", "results/data/coco"]
+    (tmp_path / "results" / "data" / "coco").mkdir(parents=True)  # as if prepared; --touch records it
+    first = snakemake("--cores", "1", "--touch", "--configfile", paper_data, *target, workdir=tmp_path)
+    assert first.returncode == 0, first.stdout[-3000:]
+    (Path(coco["root"]) / "README.txt").write_text("an unrelated file")
+    unrelated = snakemake("--dry-run", "--configfile", paper_data, *target, workdir=tmp_path)
+    assert "Nothing to be done" in unrelated.stdout, unrelated.stdout[-3000:]
+    time.sleep(0.01)
+    (Path(coco["root"]) / "annotations" / "instances_val2014.json").touch()
+    changed = snakemake("--dry-run", "--configfile", paper_data, *target, workdir=tmp_path)
+    assert job_counts(changed.stdout).get("prepare_dataset") == 1, changed.stdout[-3000:]
 
 
 def test_lint_is_clean() -> None:
@@ -82,7 +156,8 @@ def test_paper_dry_run_lists_every_experiment(paper_data: Path, tmp_path: Path) 
 
 
 def test_missing_dataset_path_stops_before_any_job(tmp_path: Path) -> None:
-    (tmp_path / "data" / "openimages-v6").mkdir(parents=True)
+    paper = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    write_raw_release(load_config_dict({**paper, "data_root": str(tmp_path / "data")}), roles=("openimages",))
     data_root = f"data_root={tmp_path / 'data'}"
     # Only the requested runs' datasets must exist: Table 2 needs Open Images alone.
     needs_open_images = snakemake("--dry-run", "--configfile", REPO / "config" / "paper.yaml",
@@ -176,7 +251,21 @@ def test_rerun_redoes_nothing_and_a_change_reruns_only_its_runs(tiny_results: Pa
     registry = build_registry(load_config(TEST_CONFIG, root=REPO))
     hsvlt_runs = {run_id for run_id, run in registry.runs.items() if run.config["model"]["head"] == "hsvlt"}
     assert {run_id for run_id, _ in planned_runs(result.stdout)} == hsvlt_runs
-    assert set(counts) == {"train", "tables", "all", "total"}
+    assert set(counts) == {"job_config", "train", "tables", "all", "total"}
+
+
+@pytest.mark.slow
+def test_an_execution_only_change_plans_no_job(tiny_results: Path, tmp_path: Path) -> None:
+    """GPUs, threads, loader workers, device and logging do not define a result: nothing reruns."""
+    faster = tmp_path / "faster.yaml"
+    faster.write_text(yaml.safe_dump({
+        "base": str(TEST_CONFIG),
+        "train": {"num_workers": 3, "device": "cpu", "log_every_s": 5},
+        "resources": {"train": {"gpu": 2, "threads": 2}, "default": {"threads": 2}},
+    }))
+    result = snakemake("--dry-run", "--configfile", faster, workdir=tiny_results)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "Nothing to be done" in result.stdout, result.stdout[-3000:]
 
 
 @pytest.mark.slow
