@@ -16,7 +16,14 @@ _LAZY = {
     "list_heads": "mld.heads",
 }
 
-__getattr__ = lazy_attributes(__name__, _LAZY)
+# The library's sub-modules, reachable as attributes (`mld.cost`, `mld.metrics`) after `import mld`.
+_SUBMODULES = ("cost", "data", "engine", "heads", "losses", "metrics", "models", "tables")
+
+__getattr__ = lazy_attributes(__name__, _LAZY, _SUBMODULES)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY) | set(_SUBMODULES))
 
 
 __all__ = ["create_model", "load_official_checkpoint", "list_heads", "__version__"]

@@ -239,15 +239,26 @@ def class_subset_metrics(scores: ArrayLike, targets: ArrayLike, classes: Sequenc
 
 
 def zero_shot_evaluation(scores: ArrayLike, targets: ArrayLike, unseen_classes: Sequence[int],
-                         seen_classes: Sequence[int],
-                         top_k: Sequence[int] = DEFAULT_TOP_K) -> dict[str, dict[str, float]]:
-    """ZSL (unseen classes only) and GZSL (seen and unseen together) metrics."""
+                         seen_classes: Sequence[int], top_k: Sequence[int] = DEFAULT_TOP_K,
+                         unseen_scores: ArrayLike | None = None) -> dict[str, dict[str, float]]:
+    """ZSL (unseen classes only) and GZSL (seen and unseen together) metrics.
+
+    `scores` [images, classes] score every class. `unseen_scores` [images, len(unseen_classes)],
+    when given, come from a pass over the unseen classes alone (the official protocol: a model
+    whose classes interact, through self-attention or shared groups, scores them differently
+    there) and give the ZSL metrics; without them ZSL reads the unseen columns of `scores`.
+    """
     unseen, seen = list(unseen_classes), list(seen_classes)
     overlap = set(unseen) & set(seen)
     if overlap:
         raise ValueError(f"classes {sorted(overlap)[:5]} are both seen and unseen")
-    return {"zsl": class_subset_metrics(scores, targets, unseen, top_k),
-            "gzsl": class_subset_metrics(scores, targets, seen + unseen, top_k)}
+    if unseen_scores is None:
+        zsl = class_subset_metrics(scores, targets, unseen, top_k)
+    else:
+        all_targets = _as_numpy(targets, "targets")
+        unseen_targets = all_targets[:, _class_index(unseen, all_targets.shape[1], "unseen_classes")]
+        zsl = class_subset_metrics(unseen_scores, unseen_targets, list(range(len(unseen))), top_k)
+    return {"zsl": zsl, "gzsl": class_subset_metrics(scores, targets, seen + unseen, top_k)}
 
 
 def top1_accuracy(scores: ArrayLike, labels: ArrayLike) -> float:

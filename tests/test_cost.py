@@ -236,3 +236,17 @@ def test_profile_errors_are_readable(tmp_path, capsys, arguments, message):
     assert main(["profile", "flops", *arguments, "--out", str(tmp_path / "x.json")]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "x.json").exists()
+
+
+def test_import_mld_reaches_cost_and_metrics_as_attributes():
+    """The README's `import mld; mld.cost.count_flops(...)`, from a fresh interpreter."""
+    import subprocess
+    import sys
+
+    script = ("import sys, mld\n"
+              "assert 'mld.cost' not in sys.modules and 'torch' not in sys.modules\n"
+              "model = mld.create_model('test_resnet', 'gap', 5)\n"
+              "print(mld.cost.count_flops(model, 32) > 0, mld.metrics.mean_average_precision([[0.9], [0.1]], [[1], [0]]))\n"
+              "print(sorted({'cost', 'metrics', 'losses'} & set(dir(mld))))\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert result.stdout.split("\n")[:2] == ["True 100.0", "['cost', 'losses', 'metrics']"]

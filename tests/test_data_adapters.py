@@ -164,3 +164,32 @@ def test_openimages_labels_file_without_confidence_names_the_column(tmp_path):
     _openimages(root, header="ImageID,Source,LabelName,Score")
     with pytest.raises(ValueError, match=r"train.csv: column\(s\) \['Confidence'\] missing"):
         read_openimages(root / "classes.csv", root / "train.csv", root / "val.csv", root / "train", root / "val")
+
+
+@pytest.mark.parametrize("with_list", [True, False])
+def test_openimages_class_count_is_checked_against_num_classes(tmp_path, with_list):
+    root = tmp_path / "oi"
+    _openimages(root)
+    (root / "trainable.txt").write_text("/m/03\n/m/02\n")
+    classes = root / "trainable.txt" if with_list else None
+    files = (root / "classes.csv", root / "train.csv", root / "val.csv", root / "train", root / "val")
+    found = 2 if with_list else 3
+    assert len(read_openimages(*files, classes=classes, num_classes=found).class_names) == found
+    named = "trainable.txt names 2 classes" if with_list else "the 3 classes with a verified positive label in .*train.csv were kept"
+    fix = "set num_classes to 2" if with_list else r"oidv6-classes-trainable.txt.*--classes"
+    with pytest.raises(ValueError, match=rf"{named}, but num_classes \(--num-classes\) is 9600; .*{fix}"):
+        read_openimages(*files, classes=classes, num_classes=9600)
+
+
+def test_mld_prepare_openimages_checks_num_classes(tmp_path, capsys):
+    from mld.cli import main
+
+    root = tmp_path / "oi"
+    _openimages(root)
+    arguments = ["prepare", "openimages", "--class-descriptions", str(root / "classes.csv"),
+                 "--train-labels", str(root / "train.csv"), "--val-labels", str(root / "val.csv"),
+                 "--train-images", str(root / "train"), "--val-images", str(root / "val")]
+    assert main([*arguments, "--num-classes", "4", "--out", str(tmp_path / "refused")]) != 0
+    assert "num_classes (--num-classes) is 4" in capsys.readouterr().err
+    assert not (tmp_path / "refused").exists()
+    assert main([*arguments, "--num-classes", "3", "--out", str(tmp_path / "prepared")]) == 0

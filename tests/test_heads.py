@@ -161,6 +161,27 @@ def test_group_zero_shot_scores_seen_plus_unseen_with_more_groups():
     assert head(feature_map(), class_embeddings=all_classes).shape == (3, SEEN + UNSEEN)
 
 
+@pytest.mark.parametrize("seed", [0, 7])
+def test_group_zero_shot_keeps_the_training_groups_and_groups_unseen_classes_alone(seed):
+    """The GZSL pass (seen classes first): seen logits as in training, unseen ones as scored alone."""
+    seen, unseen = word_vectors(SEEN), word_vectors(UNSEEN)
+    head = decoder(SEEN, num_groups=4, query_type="nlp", head_type="nlp", word_vectors=seen, group_seed=seed).eval()
+    features = feature_map()
+    generalized = head(features, class_embeddings=torch.cat([seen, unseen]))
+    torch.testing.assert_close(generalized[:, :SEEN], head(features))
+    torch.testing.assert_close(generalized[:, SEEN:], head(features, class_embeddings=unseen))
+    # Laid out afresh (what one pass over the class set in dataset order did), the groups mix.
+    mixed = head(features, class_embeddings=torch.cat([unseen, seen]))
+    assert not torch.allclose(mixed[:, UNSEEN:], head(features), atol=1e-4)
+
+
+def test_the_training_layout_follows_group_seed_and_is_not_saved():
+    layouts = [decoder(SEEN, num_groups=4, group_seed=seed).class_slots for seed in (0, 1)]
+    assert not torch.equal(*layouts)
+    assert torch.equal(decoder(SEEN, num_groups=4, group_seed=1).class_slots, layouts[1])
+    assert "class_slots" not in decoder(SEEN, num_groups=4).state_dict()  # group_seed re-creates it
+
+
 def test_word_vectors_may_come_from_a_npy_file(tmp_path):
     vectors = word_vectors(6)
     path = tmp_path / "word_vectors.npy"

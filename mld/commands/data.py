@@ -56,6 +56,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     openimages.add_argument("--val-images", required=True, type=Path, help="directory of <ImageID>.jpg")
     openimages.add_argument("--classes", type=Path, help="class list, one LabelName per line (default: every "
                                                           "class with a verified positive training label)")
+    openimages.add_argument("--num-classes", type=int, help="the class count the experiment expects "
+                            "(the config's num_classes); another count is refused")
     _add_real_dataset_options(openimages)
     openimages.set_defaults(func=_prepare_real, adapter="openimages")
 
@@ -125,7 +127,7 @@ def _prepare_real(args: argparse.Namespace) -> int:
     else:
         dataset = adapters.read_openimages(args.class_descriptions, args.train_labels, args.val_labels,
                                            args.train_images, args.val_images, classes=args.classes,
-                                           skip_missing_images=skip)
+                                           skip_missing_images=skip, num_classes=args.num_classes)
     meta = adapters.write_read_dataset(dataset, args.out, _word_vector_source(args), overwrite=args.overwrite)
     print(f"wrote {_summary(meta)}")
     return 0

@@ -38,7 +38,7 @@ def evaluate(config: Mapping[str, Any] | str | Path, checkpoint: str | Path, out
         candidates = {}
         for name, state_dict in weights.items():
             model = build_model(config["model"], data.num_train_classes, data.train_word_vectors,
-                                data.feature_channels)
+                                data.feature_channels, seed=config["seed"])
             model.load_state_dict(state_dict)
             candidates[name] = model.to(world.device)
         train = config["train"]

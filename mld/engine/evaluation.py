@@ -1,4 +1,11 @@
-"""Scoring the evaluation split, the task's metrics, and the choice between the model and its EMA."""
+"""Scoring the evaluation split, the task's metrics, and the choice between the model and its EMA.
+
+Zero-shot runs are scored as the paper's official code scores them: ZSL from the unseen classes
+alone (only their word vectors as queries), GZSL from all classes, where the seen classes come
+first in their training order (so that group decoding keeps their training groups; see
+mld.heads.ml_decoder) and the unseen ones after them. Both class sets are scored from one
+backbone pass per batch.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -35,24 +42,62 @@ class TaskMetrics:
     def selection(self) -> str:
         return "top1" if self.task == "single_label" else "mAP"
 
-    def compute(self, scores: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
+    def compute(self, scores: torch.Tensor, labels: torch.Tensor,
+                unseen_scores: torch.Tensor | None = None) -> dict[str, Any]:
+        """Metrics of `scores` [images, classes]; zero-shot ZSL from `unseen_scores` (the unseen pass)."""
         if self.task == "multilabel":
             return {"mAP": metrics.mean_average_precision(scores, labels),
                     **metrics.threshold_metrics(scores, labels)}
         if self.task == "single_label":
             return {"top1": metrics.top1_accuracy(scores, labels),
                     "mAP": metrics.mean_average_precision(scores, labels)}
-        zero_shot = metrics.zero_shot_evaluation(scores, labels, self.unseen, self.seen)
+        zero_shot = metrics.zero_shot_evaluation(scores, labels, self.unseen, self.seen,
+                                                 unseen_scores=unseen_scores)
         seen = metrics.class_subset_metrics(scores, labels, self.seen, top_k=())
         return {"mAP": zero_shot["zsl"]["mAP"], "mAP_seen": seen["mAP"], **zero_shot}
 
-    def quick(self, scores: torch.Tensor, labels: torch.Tensor) -> float:
+    def quick(self, scores: torch.Tensor, labels: torch.Tensor,
+              unseen_scores: torch.Tensor | None = None) -> float:
         """Only the selection metric (per-epoch history)."""
         if self.task == "single_label":
             return metrics.top1_accuracy(scores, labels)
         if self.task == "zero_shot":
-            return metrics.class_subset_metrics(scores, labels, self.unseen, top_k=())["mAP"]
+            return self.compute(scores, labels, unseen_scores)["mAP"]
         return metrics.mean_average_precision(scores, labels)
+
+
+class ClassSetPasses(nn.Module):
+    """A model scoring several class sets (word vectors) of each batch from one backbone pass.
+
+    Returns the logits of every set side by side, [B, sum of the sets' sizes]; evaluation only.
+    """
+
+    def __init__(self, model: nn.Module, class_sets: Sequence[torch.Tensor]) -> None:
+        super().__init__()
+        self.model, self.class_sets = model, list(class_sets)
+
+    def forward(self, inputs: Any, class_embeddings: Any = None) -> torch.Tensor:
+        features = self.model.forward_features(inputs)
+        return torch.cat([self.model.forward_head(features, class_set) for class_set in self.class_sets], dim=1)
+
+
+@dataclass(frozen=True)
+class ZeroShotPasses:
+    """The two class sets of a zero-shot evaluation and how their columns map to the dataset's classes."""
+
+    seen: list[int]
+    unseen: list[int]
+
+    def class_sets(self, word_vectors: torch.Tensor) -> list[torch.Tensor]:
+        """[the unseen classes alone, the seen then the unseen classes] of all classes' `word_vectors`."""
+        return [word_vectors[self.unseen], word_vectors[self.seen + self.unseen]]
+
+    def split(self, scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """ClassSetPasses scores -> (every class in dataset order, the unseen pass)."""
+        unseen_pass, all_pass = scores[:, :len(self.unseen)], scores[:, len(self.unseen):]
+        in_order = torch.empty_like(all_pass)
+        in_order[:, self.seen + self.unseen] = all_pass
+        return in_order, unseen_pass
 
 
 def select(candidates: Mapping[str, Mapping[str, Any]], selection: str) -> str:
@@ -77,25 +122,33 @@ class Evaluator:
                  precision: Precision, log: RunLog, log_every_s: float,
                  should_stop: Callable[[], bool] = lambda: False) -> None:
         self.data, self.world, self.precision, self.log = data, world, precision, log
-        self.log_every_s, self.should_stop = log_every_s, should_stop
+        self.batch_size, self.log_every_s, self.should_stop = batch_size, log_every_s, should_stop
         sampler = EvalBatchSampler(len(data.eval_set), batch_size, world.rank, world.world_size)
         self.loader = make_loader(data.eval_set, sampler, data.collate, num_workers, world.device)
         self.metrics = TaskMetrics(task, data.meta.seen_classes or (), data.meta.unseen_classes or ())
+        self.zero_shot = ZeroShotPasses(list(self.metrics.seen), list(self.metrics.unseen)) if task == "zero_shot" else None
         embeddings = data.eval_class_embeddings
         self.class_embeddings = None if embeddings is None else embeddings.to(world.device)
 
     def _activation(self, logits: torch.Tensor) -> torch.Tensor:
         return logits.softmax(dim=1) if self.data.labels.softmax else logits.sigmoid()
 
-    def scores(self, model: nn.Module) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """Scores and labels of the whole split (every process gets all); None if stopped."""
+    def scores(self, model: nn.Module) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None:
+        """Scores of every class, labels and (zero-shot) the unseen pass's scores, of the whole split
+        (every process gets all); None if stopped."""
         batches = track(self.loader, len(self.loader), "evaluation", self.log, self.log_every_s)
-        result = predict(model, batches, self.class_embeddings, self.precision, self._activation,
-                         self.should_stop)
+        class_embeddings = self.class_embeddings
+        if self.zero_shot is not None:
+            model, class_embeddings = ClassSetPasses(model, self.zero_shot.class_sets(self.class_embeddings)), None
+        result = predict(model, batches, class_embeddings, self.precision, self._activation, self.should_stop)
         if result is None:
             return None
         total = len(self.data.eval_set)
-        return self.world.gather_shards(result[0], total), self.world.gather_shards(result[1], total)
+        scores, labels = self.world.gather_shards(result[0], total), self.world.gather_shards(result[1], total)
+        if self.zero_shot is None:
+            return scores, labels, None
+        scores, unseen_scores = self.zero_shot.split(scores)
+        return scores, labels, unseen_scores
 
     def quick(self, candidates: Mapping[str, nn.Module]) -> dict[str, float] | None:
         """The selection metric of each candidate, keyed "<metric>_<candidate>"; None if stopped."""
@@ -115,6 +168,6 @@ class Evaluator:
             scored = self.scores(model)
             if scored is None:
                 return None
-            scores[name], labels = scored
+            scores[name], labels, _ = scored
             results[name] = self.metrics.compute(*scored)
         return results, scores, labels

@@ -23,7 +23,9 @@ from mld.engine.checkpoint import (
     CheckpointError, capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint,
 )
 from mld.engine.config import check_components, load_run_config, result_defining, validate_run_config
-from mld.engine.costing import check_feasibility, measure_cost
+from mld.engine.costing import (
+    COST_KEY, MEMORY_KEY, TrainingStep, check_feasibility, cost_key, measure_cost, memory_cost,
+)
 from mld.data.loading import make_loader
 from mld.engine.data import RunData, open_run_data
 from mld.engine.distributed import World, synchronise_batchnorm
@@ -132,7 +134,7 @@ class _Run:
         seed_everything(self.config["seed"])
         data = open_run_data(self.config, self.source)
         model = build_model(self.config["model"], data.num_train_classes, data.train_word_vectors,
-                            data.feature_channels)
+                            data.feature_channels, seed=self.config["seed"])
         cost = self._cost(model, data)
         infeasible = check_feasibility(self.train_config["feasibility"], cost)
         if self.world.any(infeasible is not None):
@@ -140,17 +142,23 @@ class _Run:
         self.data = data
         self._prepare_training(model)
         progress = self._resume_or_start()
-        with self.stop:
-            self._train_epochs(progress)
-            candidates, scores, labels = self._evaluate_final()
+        try:
+            with self.stop:
+                self._train_epochs(progress)
+                candidates, scores, labels = self._evaluate_final()
+        except torch.OutOfMemoryError:  # infeasible on this device, not a failure to retry
+            return self._write_out_of_memory(progress, cost)
         return self._write_outputs(progress, candidates, scores, labels)
 
     def _cost(self, model: nn.Module, data: RunData) -> dict[str, Any]:
-        """cost.json, measured once per run (a resumed run reads it back)."""
+        """cost.json, measured once per model (a resumed run of the same model reads it back)."""
         path = self.out_dir / outputs.COST
+        step = self._training_step()
         if path.exists():
-            return outputs.read_json(path)
-        cost = measure_cost(self.config, model, data)
+            recorded = outputs.read_json(path)
+            if recorded.get(COST_KEY) == cost_key(self.config, step):
+                return recorded
+        cost = measure_cost(self.config, model, data, step)
         if self.world.is_main:
             outputs.write_cost(self.out_dir, cost)
         return cost
@@ -319,6 +327,25 @@ class _Run:
         outputs.finish_log(self.out_dir)
         outputs.write_metrics(self.out_dir, metrics)
         (self.out_dir / outputs.RESUME).unlink(missing_ok=True)
+
+    def _training_step(self) -> TrainingStep:
+        """One process's batch size and precision (what the memory estimate measures)."""
+        return TrainingStep(self.train_config["batch_size"] // self.world.world_size,
+                            choose_precision(self.train_config["amp"], self.world.device))
+
+    def _write_out_of_memory(self, progress: Progress, cost: dict[str, Any]) -> dict[str, Any]:
+        """The infeasible record of a run that ran out of memory: where, and the memory measured."""
+        training = progress.epoch < self.train_config["epochs"]
+        batch = self.sampler.local_batch_size if training else self.evaluator.batch_size
+        device = self.world.device
+        measured = dict(cost)
+        if device.type == "cuda":
+            measured["peak_memory_gb"] = torch.cuda.max_memory_allocated(device) / 1e9
+        self.trainer.optimizer.zero_grad(set_to_none=True)
+        if MEMORY_KEY not in measured:
+            measured.update(memory_cost(self.config, self.model, self.data, self._training_step()))
+        where = f"training (epoch {progress.epoch + 1})" if training else "the final evaluation"
+        return self._write_infeasible(f"out of memory at batch {batch} during {where} on {device}", measured)
 
     def _write_infeasible(self, reason: str, cost: dict[str, Any]) -> dict[str, Any]:
         metrics = {**self._identity(), "infeasible": True, "reason": reason, "cost": cost}

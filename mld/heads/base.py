@@ -128,9 +128,16 @@ def as_word_vectors(value: Any, name: str, rows: int | None = None, dim: int | N
             f"{name} has shape {tuple(matrix.shape)}, expected {expected} "
             f"({expected[0]} classes x {expected[1]}-d word vectors)"
         )
-    if not torch.isfinite(matrix).all():
+    if _holds_values(matrix) and not torch.isfinite(matrix).all():
         raise ValueError(f"{name} contains NaN or infinite values")
     return matrix.contiguous()
+
+
+def _holds_values(tensor: torch.Tensor) -> bool:
+    """False for meta and fake tensors (the memory estimate's), which have shapes but no values to check."""
+    from torch._subclasses.fake_tensor import is_fake
+
+    return tensor.device.type != "meta" and not is_fake(tensor)
 
 
 def _all_positive_ints(values: Sequence[Any]) -> bool:

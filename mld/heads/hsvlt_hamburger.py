@@ -7,6 +7,8 @@ N label tokens, so the decomposition shares information across the label set.
 """
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -54,7 +56,7 @@ class NMFHamburger(nn.Module):
 
     def _low_rank(self, matrix: torch.Tensor) -> torch.Tensor:
         # Multiplicative updates divide by small numbers: run them in float32 even under autocast.
-        with torch.autocast(device_type=matrix.device.type, enabled=False):
+        with _without_autocast(matrix.device):
             matrix = matrix.float()
             bases = self.initial_bases.float().expand(matrix.shape[0], -1, -1)
             with torch.no_grad():
@@ -64,3 +66,10 @@ class NMFHamburger(nn.Module):
                     bases = _update_bases(matrix, bases, coef)
             coef = _update_coefficients(matrix, bases, coef)
             return bases @ coef.transpose(1, 2)
+
+
+def _without_autocast(device: torch.device) -> contextlib.AbstractContextManager:
+    """Autocast switched off on `device`; nothing to switch off where autocast does not exist (meta)."""
+    if not torch.amp.is_autocast_available(device.type):
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, enabled=False)

@@ -6,7 +6,9 @@ Flow: image tokens -> Linear to D + ReLU -> K queries -> decoder layers without 
 Zero-shot: with NLP-based queries and/or NLP head weights, `class_embeddings` [N', d_w] chooses
 the scored class set at call time. The new set keeps the trained group size g = ceil(N / K) and
 uses ceil(N' / g) groups (see `mld.heads.grouping`), so queries and head weights are re-derived
-from the new word vectors exactly as they were for the training classes.
+from the new word vectors exactly as they were for the training classes. A set larger than the
+training set is read as the training classes first, then new ones: the training classes keep their
+training groups and the new classes get groups of their own (the GZSL pass of mld.engine.evaluation).
 """
 from __future__ import annotations
 
@@ -37,7 +39,8 @@ class MLDecoderHead(Head):
         query_type: "fixed_random" (official: N(0, 1), not trained), "learnable" or "nlp" (Eq. 5).
         head_type: group-FC weights, "learnable" (Eq. 3), "shared" (W_k = W) or "nlp" (Eq. 6).
         word_vectors: [N, d_w] class word vectors, required by (and only by) "nlp" queries or head.
-        group_order: "random" (the paper, seeded by group_seed) or "plain" (official checkpoints).
+        group_order: "random" (the paper, seeded by group_seed, which the engine sets to the run's
+            seed) or "plain" (official checkpoints).
         random_queries, query_noise: the training-only query augmentations (mld.heads.augment).
         self_attention: put self-attention back into every layer (the transformer-decoder of Eq. 2).
     """
@@ -108,6 +111,11 @@ class MLDecoderHead(Head):
         if uses_word_vectors:  # a copy: the buffer must not follow later changes to the caller's array
             vectors = as_word_vectors(word_vectors, "word_vectors", rows=self.num_classes).detach().clone()
         self.register_buffer("word_vectors", vectors)
+        # The training classes' slots, a buffer so that it follows the head's device (and a fake
+        # copy of the head in a memory estimate); not saved: group_seed re-creates it.
+        training = group_layout(self.num_classes, self.group_size, group_order, group_seed)
+        self.register_buffer("class_slots", training.class_slots, persistent=False)
+        self.layout_groups = training.num_groups
         word_dim = None if vectors is None else vectors.shape[1]
 
         self.input_proj = nn.Linear(self.in_channels, decoder_dim)
@@ -125,8 +133,7 @@ class MLDecoderHead(Head):
 
     def decode(self, tokens: torch.Tensor, class_embeddings: Any) -> torch.Tensor:
         embeddings = self._class_set(class_embeddings, tokens.device)
-        num_classes = self.num_classes if embeddings is None else embeddings.shape[0]
-        layout = group_layout(num_classes, self.group_size, self.group_order, self.group_seed, tokens.device)
+        layout = self.layout(self.num_classes if embeddings is None else embeddings.shape[0])
         inputs = self.queries.inputs(layout, embeddings)
         if self.training and self.augmentation.random_queries:
             inputs, embeddings, layout = self._add_random_queries(inputs, embeddings, layout)
@@ -142,11 +149,23 @@ class MLDecoderHead(Head):
             decoded = layer(decoded, memory)
         return self._logits(decoded, layout, embeddings)
 
+    def layout(self, num_classes: int) -> GroupLayout:
+        """The groups of a class set of `num_classes` classes (see the module docstring)."""
+        training = GroupLayout(self.class_slots, self.group_size, self.layout_groups)
+        if num_classes == self.num_classes:
+            return training
+        if num_classes > self.num_classes:
+            return training.followed_by(self._new_layout(num_classes - self.num_classes, self.group_order))
+        return self._new_layout(num_classes, self.group_order)
+
+    def _new_layout(self, num_classes: int, order: str) -> GroupLayout:
+        return group_layout(num_classes, self.group_size, order, self.group_seed, self.class_slots.device)
+
     def _add_random_queries(
         self, inputs: torch.Tensor, embeddings: torch.Tensor | None, layout: GroupLayout
     ) -> tuple[torch.Tensor, torch.Tensor | None, GroupLayout]:
         """Append the random "noise" classes: new groups, random word vectors and/or random queries."""
-        extended = layout.with_extra_classes(self.augmentation.random_queries)
+        extended = layout.followed_by(self._new_layout(self.augmentation.random_queries, "plain"))
         if embeddings is not None:
             random_words = self.augmentation.random_rows(embeddings, self.augmentation.random_queries)
             embeddings = torch.cat([embeddings, random_words])

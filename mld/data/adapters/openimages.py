@@ -11,6 +11,10 @@ Inputs (the official CSV files):
 * image directories holding `<ImageID>.jpg`;
 * optionally a class list (one LabelName per line, e.g. oidv6-classes-trainable.txt); without it
   the classes are those with at least one verified positive training label, in description order.
+  The paper trains "9,600" classes: the official trainable list, whose 9,605 classes are the
+  official model's outputs;
+* optionally the class count the experiment expects (`num_classes`, the workflow config's
+  `datasets.<name>.num_classes`): a dataset with another count is refused before it is written.
 The class names are the display names (duplicated display names get their LabelName appended).
 """
 from __future__ import annotations
@@ -66,7 +70,7 @@ def _split(table: pd.DataFrame, column_of: dict[str, int], num_classes: int, ima
 
 def read_openimages(class_descriptions: str | Path, train_labels: str | Path, val_labels: str | Path,
                     train_images: str | Path, val_images: str | Path, classes: str | Path | None = None,
-                    skip_missing_images: bool = False) -> ReadDataset:
+                    skip_missing_images: bool = False, num_classes: int | None = None) -> ReadDataset:
     descriptions = read_class_descriptions(Path(class_descriptions))
     tables = {"train": read_verified_labels(Path(train_labels)), "val": read_verified_labels(Path(val_labels))}
     if classes is not None:
@@ -79,6 +83,8 @@ def read_openimages(class_descriptions: str | Path, train_labels: str | Path, va
         train = tables["train"]
         positive = set(train.loc[train["Confidence"].astype(float) >= 0.5, "LabelName"])
         label_names = [name for name in descriptions if name in positive]
+    if num_classes is not None:
+        check_class_count(len(label_names), num_classes, classes, train_labels)
     column_of = {name: column for column, name in enumerate(label_names)}
     display = [descriptions[name] for name in label_names]
     repeated = {name for name, count in Counter(display).items() if count > 1}
@@ -89,3 +95,18 @@ def read_openimages(class_descriptions: str | Path, train_labels: str | Path, va
         splits[split] = keep_existing_images(content, str(labels_file), skip_missing_images)
     return ReadDataset(name="openimages-v6", source=f"Open Images v6 human-verified labels ({train_labels})",
                        class_names=class_names, splits=splits)
+
+
+def check_class_count(found: int, expected: int, classes: str | Path | None, train_labels: str | Path) -> None:
+    """Refuse a class set of another size than the experiment's num_classes, saying where it came from."""
+    if found == expected:
+        return
+    if classes is not None:
+        source = f"the class list {classes} names {found} classes"
+        fix = f"give the class list the experiment was designed for, or set num_classes to {found}"
+    else:
+        source = (f"without a class list, the {found} classes with a verified positive label in "
+                  f"{train_labels} were kept")
+        fix = ("give the official trainable-class list (oidv6-classes-trainable.txt, 9,605 classes) as the "
+               f"classes option (mld prepare openimages --classes), or set num_classes to {found}")
+    raise ValueError(f"Open Images: {source}, but num_classes (--num-classes) is {expected}; {fix}")
