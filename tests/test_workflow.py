@@ -18,7 +18,10 @@ from mld.experiments import build_registry, load_config
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_CONFIG = REPO / "config" / "test.yaml"
-SLURM_OVERRIDES = ("--default-resources", "slurm_partition=debug", "--slurm-no-account",
+# The single-node test cluster has one partition, `debug`: every rule the profile places goes there.
+SLURM_OVERRIDES = ("--default-resources", "slurm_partition=debug",
+                   "--set-resources", "train:slurm_partition=debug", "measure:slurm_partition=debug",
+                   "--slurm-no-account",
                    "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "2")
 
 
@@ -93,6 +96,14 @@ def test_rules_are_snakefmt_formatted() -> None:
     result = subprocess.run([sys.executable, "-m", "snakefmt", "--check", "Snakefile", "workflow/rules"], cwd=REPO,
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_config_readme_describes_every_config_key() -> None:
+    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    readme = (REPO / "config" / "README.md").read_text()
+    missing = [key for key in schema["properties"] if f"| `{key}" not in readme]
+    assert not missing, f"config/README.md lacks {missing}"
+    assert (REPO / "LICENSE").read_text().startswith("MIT License")
 
 
 def test_a_fresh_clone_runs_the_whole_workflow(paper_data: Path, tmp_path: Path) -> None:
