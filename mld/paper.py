@@ -17,7 +17,13 @@ import yaml
 
 VALUES_FILE = Path(__file__).with_name("paper_values.yaml")
 TABLE_FIELDS = ("title", "source", "key", "metrics", "rows")
+# Optional table fields: `baseline` (the row each row's effect is measured against: `match`, the
+# baseline's key values, and `within`, the columns it must share with the row) and
+# `not_reproduced` (why the suite cannot produce the table).
+OPTIONAL_TABLE_FIELDS = ("baseline", "not_reproduced")
 CLAIM_FIELDS = ("id", "table", "text")
+# Optional claim field: `equivalence` {bound, source}: the bound an "equal" claim is tested against.
+OPTIONAL_CLAIM_FIELDS = ("equivalence",)
 
 
 def _fail(where: str, problem: str) -> None:
@@ -57,6 +63,18 @@ def _check_table(table_id: str, table: Any) -> None:
         if key in seen_keys:
             _fail(row_where, f"repeats key {dict(zip(table['key'], key))}")
         seen_keys.add(key)
+    unknown = set(table) - set(TABLE_FIELDS) - set(OPTIONAL_TABLE_FIELDS)
+    if unknown:
+        _fail(where, f"unknown field(s) {sorted(unknown)}; allowed: {list(TABLE_FIELDS + OPTIONAL_TABLE_FIELDS)}")
+    baseline = table.get("baseline")
+    if baseline is not None:
+        if not isinstance(baseline, dict) or not isinstance(baseline.get("match"), dict) \
+                or not set(baseline["match"]) <= set(table["key"]) \
+                or not set(baseline.get("within", [])) <= set(table["key"]):
+            _fail(where, "'baseline' must be {match: {key column: value}, within: [key columns]} over the key "
+                         f"{table['key']}, got {baseline!r}")
+    if "not_reproduced" in table and (not isinstance(table["not_reproduced"], str) or not table["not_reproduced"]):
+        _fail(where, "'not_reproduced' must be a sentence saying why the suite cannot produce the table")
 
 
 def _check_claims(claims: Any, table_ids: set[str]) -> None:
@@ -74,6 +92,12 @@ def _check_claims(claims: Any, table_ids: set[str]) -> None:
             _fail(where, f"names unknown table {claim['table']!r}")
         if not isinstance(claim["text"], str) or not claim["text"].strip():
             _fail(where, "needs a non-empty text")
+        equivalence = claim.get("equivalence")
+        if equivalence is not None and (not isinstance(equivalence, dict) or set(equivalence) != {"bound", "source"}
+                                        or not isinstance(equivalence["bound"], numbers.Real)
+                                        or equivalence["bound"] <= 0):
+            _fail(where, f"'equivalence' must be {{bound: a positive number, source: where it comes from}}, "
+                         f"got {equivalence!r}")
 
 
 @functools.lru_cache(maxsize=None)
@@ -96,7 +120,8 @@ def table_ids() -> list[str]:
 def table_spec(table_id: str) -> dict[str, Any]:
     """A table's title, source, key and metrics (everything but its rows)."""
     table = _table(table_id)
-    return {field: copy.deepcopy(table[field]) for field in TABLE_FIELDS if field != "rows"}
+    fields = [field for field in TABLE_FIELDS + OPTIONAL_TABLE_FIELDS if field != "rows"]
+    return {field: copy.deepcopy(table.get(field)) for field in fields}
 
 
 def _table(table_id: str) -> dict[str, Any]:
@@ -121,7 +146,7 @@ def paper_table(table_id: str) -> pd.DataFrame:
     return frame
 
 
-def claims() -> list[dict[str, str]]:
-    """Every claim of the papers: {"id", "table", "text"}."""
+def claims() -> list[dict[str, Any]]:
+    """Every claim of the papers: {"id", "table", "text"} and, for "equal" claims, "equivalence"."""
     return copy.deepcopy(_load()["claims"])
 

@@ -23,6 +23,9 @@ MEASUREMENT = RESULTS + "/cost/{measurement}.json"
 
 # The tables, their CSVs and the figure, and the resolved workflow config they were made from.
 TABLES_MD = RESULTS + "/tables.md"
+# The long-form results every table is a view of, and its bootstrap companion (mld.results).
+RUNS_CSV = RESULTS + "/runs.csv"
+RUNS_BOOTSTRAP = RESULTS + "/runs.bootstrap.npz"
 TABLES_CSV = RESULTS + "/tables"
 FIGURES = RESULTS + "/figures"
 FIGURE = FIGURES + "/map_vs_flops.{ext}"

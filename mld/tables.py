@@ -1,17 +1,23 @@
-"""Run outputs -> one pandas frame per paper table, the reproduced values beside the reported ones.
+"""The long-form results frame -> one pandas frame per paper table, the reproduced values beside the reported ones.
 
 For every table (the papers' tables from `mld.paper`, then registry tables the papers do not
-report) this reads each run's `metrics.json`/`cost.json` per seed, or a cost measurement's JSON,
-summarises every metric over seeds (mean, sample std, n), pairs the reproduced rows with the
-reported rows and gives the difference (reproduced mean - reported). Missing runs and infeasible
-runs become rows with a status instead of errors, so a partial results tree still reports.
+report) this reads the rows of `mld.results` (one per run, seed and metric), summarises every
+metric over seeds (mean, sample std, n) and pairs the reproduced rows with the reported rows.
+Missing and infeasible runs become rows with a status instead of errors, so a partial results
+tree still reports.
+
+What a table compares depends on its data. On the papers' datasets a reproduced value sits beside
+the reported one with their difference. On synthetic stand-ins absolute values mean nothing next
+to the paper's, so a table with a baseline row (`baseline` in mld/paper_values.yaml) shows each
+row's effect against it (an mAP difference with its noise margin, a FLOPs or speed ratio) beside
+the paper's effect, and the paper's absolute values only for reference.
 
 Pairing: a reproduced row joins the reported row with the same key. Count-like key columns
 (queries, classes, layers, resolution) are paired by rank instead, among rows that agree on the
 other key columns, when both sides have the same number of such rows: the embedded default scales
 counts down (20 classes instead of 80), and its K = N/4 decoder must sit beside the paper's
 K = N/4 row, not beside the paper's row that happens to have the same K. The run's own key is then
-shown in the `run row` column.
+shown in the run column.
 """
 from __future__ import annotations
 
@@ -19,38 +25,46 @@ import json
 import math
 import numbers
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 
-from mld.claims import NOISE_DEFINITION, Estimate, MissingValue
-from mld.experiments import Registry, Run, measurement_path, run_dir
+from mld import results as long_form
+from mld import stats
+from mld.claims import MissingValue, Estimate
 
-# Metrics a run reads from cost.json; every other metric comes from metrics.json "final".
-COST_FILE_METRICS = frozenset({"flops_g", "params_m", "head_flops_g", "head_params_m"})
 # A key column that picks the section of metrics.json "final" a row reads (Table 6: one zero-shot
-# run gives a "zsl" row and a "gzsl" row).
+# run gives a "zsl" row and a "gzsl" row): its metrics are "<section>/<metric>" in the frame.
 SECTION_COLUMN = "task"
 # Metrics shown for tables the papers do not report (e.g. the HSVLT ablations).
 UNREPORTED_TABLE_METRICS = ("mAP", "flops_g", "params_m")
-METRIC_FIELDS = ("paper", "mean", "std", "n", "diff")
+# Metrics whose effect is a difference (percentage points); every other metric's is a ratio.
+DIFFERENCE_METRICS = frozenset({"mAP", "mAP_seen", "top1", "F1@3", "F1@5"})
+METRIC_FIELDS = ("paper", "mean", "std", "n", "diff", "paper effect", "effect", "effect margin")
 
 STATUS_OK = "ok"
 STATUS_PAPER_ONLY = "paper only"
 STATUS_MISSING = "missing"
 STATUS_PARTIAL = "partial"
 STATUS_INFEASIBLE = "infeasible"
+STATUS_NOT_REPRODUCED = "not reproduced"
+
+LAYOUT_ABSOLUTE = "absolute"     # real data: paper, reproduced, difference
+LAYOUT_EFFECTS = "effects"       # synthetic data with a baseline row: effects beside the paper's
+LAYOUT_REFERENCE = "reference"   # synthetic data without a baseline: paper values for reference only
 
 
 def metric_column(metric: str, field_name: str) -> str:
-    """The frame column of one field ("paper", "mean", "std", "n", "diff") of one metric."""
+    """The frame column of one field ("paper", "mean", "std", "n", "diff", ...) of one metric."""
     return f"{metric} {field_name}"
 
 
 def plain_value(value: Any) -> Any:
     """A key value as YAML and the registry write it: NaN -> None, 80.0 -> 80 (pandas floats ints)."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if value is pd.NA:
         return None
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
         return int(value)
@@ -63,9 +77,16 @@ def _is_count(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
+def _number(value: Any) -> float | None:
+    if isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
 @dataclass(frozen=True)
 class TableSpec:
-    """What a table shows: its key and metric columns, and the papers' rows (possibly none)."""
+    """What a table shows: its key and metric columns, the papers' rows (possibly none), its
+    baseline row and, for a table the suite cannot produce, why."""
 
     table_id: str
     title: str
@@ -73,6 +94,8 @@ class TableSpec:
     key: tuple[str, ...]
     metrics: tuple[str, ...]
     reported: pd.DataFrame
+    baseline: Mapping[str, Any] | None = None
+    not_reproduced: str | None = None
 
     @property
     def context(self) -> list[str]:
@@ -86,7 +109,7 @@ def reported_spec(table_id: str) -> TableSpec:
 
     spec = paper.table_spec(table_id)
     return TableSpec(table_id, spec["title"], spec["source"], tuple(spec["key"]), tuple(spec["metrics"]),
-                     paper.paper_table(table_id))
+                     paper.paper_table(table_id), spec.get("baseline"), spec.get("not_reproduced"))
 
 
 def unreported_spec(table_id: str, rows: Iterable[Mapping[str, Any]]) -> TableSpec:
@@ -98,29 +121,7 @@ def unreported_spec(table_id: str, rows: Iterable[Mapping[str, Any]]) -> TableSp
                      tuple(key), UNREPORTED_TABLE_METRICS, pd.DataFrame(columns=key))
 
 
-# ---- reading run outputs ------------------------------------------------------------------------
-
-def read_json(path: Path) -> dict[str, Any] | None:
-    """A JSON object from `path`, None when the file does not exist; a clear error when it is bad."""
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path} is not valid JSON ({error}); delete it and rerun the job that writes it") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path} must hold a JSON object, found {type(data).__name__}; delete it and rerun "
-                         "the job that writes it")
-    return data
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
-    return None
-
-
-def _format_number(value: Any, like: Any = None) -> str:
+def format_number(value: Any, like: Any = None) -> str:
     """A measured number for people: 2 decimals; none from 1000 up; 3 significant digits below 0.1.
     `like` (a mean) sets the precision of a spread, so a std of 1e-16 prints as 0.00."""
     number = _number(value)
@@ -132,18 +133,37 @@ def _format_number(value: Any, like: Any = None) -> str:
     return f"{number:.2f}" if scale >= 0.1 or scale == 0 else f"{number:.3g}"
 
 
+def summarise(samples: Sequence[float]) -> tuple[float, float, int]:
+    """(mean, sample standard deviation (NaN for one seed), n) of one metric over seeds; a spread
+    that is float noise (a FLOPs count equal in every seed up to rounding) is 0."""
+    values = np.asarray(list(samples), dtype=float)
+    mean = float(values.mean())
+    std = float(values.std(ddof=1)) if values.size > 1 else math.nan
+    if values.size > 1 and std <= long_form.RELATIVE_NOISE * max(abs(mean), 1e-300):
+        std = 0.0
+    return mean, std, int(values.size)
+
+
+# ---- observations from the long-form frame ------------------------------------------------------
+
 @dataclass
 class Observation:
     """One reproduced row before it is summarised: each metric's value per finished seed."""
 
     origin: str                                   # run id or measurement id
     key: dict[str, Any]                           # the row's key columns, as the registry gives them
-    expected: list[str]                           # the outputs it needs: "seed0", ... or a JSON path
+    expected: list[str]                           # the outputs it needs: "seed0", ... or "measurement"
     samples: dict[str, list[float]] = field(default_factory=dict)
     finished: list[str] = field(default_factory=list)
     modes: set[str] = field(default_factory=set)
     environments: set[str] = field(default_factory=set)
     infeasible: str | None = None
+    by_seed: dict[str, dict[int, float]] = field(default_factory=dict)      # metric -> seed -> value
+    replicates: dict[str, dict[int, tuple[np.ndarray, str]]] = field(default_factory=dict)
+    dataset: str | None = None
+    backbone: str | None = None                   # "test_resnet [large]"
+    stands_for: str | None = None                 # the paper's backbone of the run's role
+    tables: tuple[str, ...] = ()
 
     @property
     def status(self) -> str:
@@ -156,111 +176,79 @@ class Observation:
             return f"{STATUS_PARTIAL}: {', '.join(missing)} missing"
         return STATUS_OK
 
-    def add(self, metric: str, value: Any) -> None:
+    def add(self, metric: str, value: Any, seed: int | None = None) -> None:
         number = _number(value)
         if number is not None:
             self.samples.setdefault(metric, []).append(number)
+            if seed is not None:
+                self.by_seed.setdefault(metric, {})[seed] = number
 
 
-@dataclass(frozen=True)
-class SeedOutputs:
-    """One seed's metrics.json and cost.json (cost may be absent)."""
-
-    seed: int
-    metrics: dict[str, Any]
-    cost: dict[str, Any]
+def _seed_label(seed: Any) -> str:
+    return "measurement" if plain_value(seed) is None else f"seed{int(seed)}"
 
 
-def read_seed(results_dir: Path, run_id: str, seed: int) -> SeedOutputs | None:
-    """A finished seed's outputs, or None when its metrics.json is not there yet."""
-    seed_dir = Path(run_dir(run_id, seed, str(results_dir)))
-    metrics = read_json(seed_dir / "metrics.json")
-    if metrics is None:
-        return None
-    return SeedOutputs(seed, metrics, read_json(seed_dir / "cost.json") or {})
-
-
-def infeasible_text(metrics: Mapping[str, Any], cost: Mapping[str, Any]) -> str:
-    """"<reason>; measured flops_g=178.6, ..." from an infeasible run's outputs."""
-    measured = {**cost, **(metrics.get("cost") or {})}
-    numbers_measured = ", ".join(f"{name}={_format_number(value)}" for name, value in measured.items()
-                                 if _number(value) is not None)
-    reason = str(metrics.get("reason") or "over the run's train.feasibility budget")
+def infeasible_text(reason: str, measured: Mapping[str, float]) -> str:
+    """"<reason>; measured flops_g=178.6, ..." from an infeasible run's rows."""
+    numbers_measured = ", ".join(f"{name}={format_number(value)}" for name, value in measured.items())
     return f"{reason}; measured {numbers_measured}" if numbers_measured else reason
 
 
-def describe_environment(versions: Any) -> str:
-    """One line naming the software and hardware a result came from (metrics.json "versions")."""
-    if not isinstance(versions, Mapping) or not versions:
-        return "not recorded"
-    return ", ".join(f"{name} {value}" for name, value in versions.items())
+def observe(member: pd.DataFrame, table_id: str, spec: TableSpec,
+            replicates: Mapping[tuple[str, int, str], tuple[np.ndarray, str]]) -> list[Observation]:
+    """The rows one run or measurement (its rows of the long-form frame) gives a table.
 
-
-def run_metric(metric: str, seed: SeedOutputs, section: str | None) -> Any:
-    """One metric of one seed: cost metrics from cost.json, the rest from metrics.json "final"."""
-    if metric in COST_FILE_METRICS:
-        return {**seed.cost, **(seed.metrics.get("cost") or {})}.get(metric)
-    final = seed.metrics.get("final") or {}
-    scope = final.get(section) if section else final
-    return scope.get(metric) if isinstance(scope, Mapping) else None
-
-
-def observe_run(run: Run, table_id: str, spec: TableSpec, results_dir: Path) -> list[Observation]:
-    """The rows one run gives a table (two for Table 6's zsl/gzsl sections, else one)."""
-    row = {column: plain_value(value) for column, value in run.rows[table_id].items()}
-    sections: Sequence[str | None] = [None]
+    A zero-shot run gives one row per section of Table 6 (zsl, gzsl); a measurement with a metric
+    per part (module timing's time_ms per module) one row per part, the part filling the key
+    column the registry's row leaves out."""
+    first = member.iloc[0]
+    origin = str(first["run_id"])
+    row = {column: plain_value(value) for column, value in json.loads(first["rows"])[table_id].items()}
+    measured = member[member["metric"].notna()]
+    names = list(dict.fromkeys(measured["metric"]))
+    variants: list[tuple[dict[str, Any], str]] = [(row, "")]
     if SECTION_COLUMN in spec.key and SECTION_COLUMN not in row:
         sections = sorted({value for value in spec.reported[SECTION_COLUMN] if isinstance(value, str)})
-    seeds = [read_seed(results_dir, run.run_id, seed) for seed in run.seeds]
-    observations = []
-    for section in sections:
-        key = dict(row) if section is None else {**row, SECTION_COLUMN: section}
-        observation = Observation(run.run_id, key, [f"seed{seed}" for seed in run.seeds])
-        for outputs in filter(None, seeds):
-            observation.finished.append(f"seed{outputs.seed}")
-            if "mode" in outputs.metrics:
-                observation.modes.add(str(outputs.metrics["mode"]))
-            observation.environments.add(describe_environment(outputs.metrics.get("versions")))
-            if outputs.metrics.get("infeasible"):
-                observation.infeasible = infeasible_text(outputs.metrics, outputs.cost)
-            for metric in spec.metrics:
-                observation.add(metric, run_metric(metric, outputs, section))
-        observations.append(observation)
-    return observations
-
-
-def observe_measurement(measurement_id: str, entry: Mapping[str, Any], table_id: str, spec: TableSpec,
-                        results_dir: Path) -> list[Observation]:
-    """The rows one cost measurement (results/cost/<id>.json, an mld.cost report) gives a table.
-
-    Metrics are the report's top-level keys. A metric given per part (module timing's `time_ms`:
-    {module: ms}) gives one row per part, the part filling the key column the registry's row
-    leaves out (`module`).
-    """
-    path = Path(measurement_path(measurement_id, str(results_dir)))
-    row = {column: plain_value(value) for column, value in entry["rows"][table_id].items()}
-    report = read_json(path)
-    parts_column = next((column for column in spec.key if column not in row), None)
-    per_part = {metric: report[metric] for metric in spec.metrics
-                if report is not None and isinstance(report.get(metric), Mapping)}
-    if parts_column and per_part:
-        parts = list(dict.fromkeys(part for values in per_part.values() for part in values))
-        keys = [{**row, parts_column: part} for part in parts]
+        variants = [({**row, SECTION_COLUMN: section}, f"{section}/") for section in sections]
     else:
-        parts, keys = [None], [row]
+        parts_column = next((column for column in spec.key if column not in row), None)
+        parts = list(dict.fromkeys(name.split("/", 1)[1] for name in names
+                                   if "/" in name and name.split("/", 1)[0] in spec.metrics))
+        if parts_column and parts:
+            variants = [({**row, parts_column: part}, part) for part in parts]
+    expected = list(dict.fromkeys(_seed_label(seed) for seed in member["seed"]))
     observations = []
-    for part, key in zip(parts, keys):
-        observation = Observation(measurement_id, key, [str(path)])
-        if report is not None:
-            observation.finished.append(str(path))
-            observation.modes.add("measurement")
-            observation.environments.add(describe_environment(
-                {**(report.get("versions") or {}), **{k: report[k] for k in ("device", "amp") if k in report}}))
-            if report.get("infeasible"):
-                observation.infeasible = infeasible_text(report, {})
+    for key, scope in variants:
+        observation = Observation(origin, key, expected, dataset=first["dataset"],
+                                  backbone=None if first["backbone_role"] is None
+                                  else f"{first['backbone']} [{first['backbone_role']}]",
+                                  stands_for=first["backbone_stands_for"],
+                                  tables=tuple(str(first["table_ids"] or "").split(";")))
+        for seed, rows in member.groupby(member["seed"].map(_seed_label), sort=False):
+            statuses = set(rows["status"])
+            if statuses == {long_form.STATUS_MISSING}:
+                continue
+            observation.finished.append(seed)
+            observation.modes.update(str(mode) for mode in rows["mode"].dropna())
+            observation.environments.update(str(env) for env in rows["versions"].dropna())
+            seed_number = plain_value(rows["seed"].iloc[0])
+            if long_form.STATUS_INFEASIBLE in statuses:
+                values = {str(m): float(v) for m, v in zip(rows["metric"], rows["value"]) if m is not None
+                          and _number(v) is not None}
+                observation.infeasible = infeasible_text(str(rows["reason"].iloc[0]), values)
             for metric in spec.metrics:
-                value = report.get(metric)
-                observation.add(metric, value.get(part) if isinstance(value, Mapping) else value)
+                if scope.endswith("/"):
+                    name = f"{scope}{metric}"
+                elif scope:
+                    name = f"{metric}/{scope}"
+                else:
+                    name = metric
+                values = rows.loc[rows["metric"] == name, "value"]
+                if len(values):
+                    observation.add(metric, values.iloc[0], seed_number)
+                if not scope and seed_number is not None and (origin, seed_number, metric) in replicates:
+                    observation.replicates.setdefault(metric, {})[seed_number] = replicates[
+                        (origin, seed_number, metric)]
         observations.append(observation)
     return observations
 
@@ -320,13 +308,47 @@ def pair_rows(spec: TableSpec, observations: list[Observation]) -> list[tuple[di
     return pairs + [(None, observation) for observation in unpaired]
 
 
+# ---- effects and their uncertainty --------------------------------------------------------------
+
+def compare(a: Observation, b: Observation, metric: str) -> stats.Difference | None:
+    """a - b of one metric over the seeds both have, with its standard error (mld.stats).
+
+    The seed part is the spread of the per-seed differences; the image part, when both runs were
+    scored on the same validation images, the paired bootstrap of the seed-mean difference."""
+    a_values, b_values = a.by_seed.get(metric, {}), b.by_seed.get(metric, {})
+    seeds = sorted(set(a_values) & set(b_values))
+    if not seeds:
+        return None
+    per_seed = [a_values[s] - b_values[s] for s in seeds]
+    seed_error = stats.seed_standard_error(per_seed)
+    a_reps, b_reps = a.replicates.get(metric, {}), b.replicates.get(metric, {})
+    image_error = None
+    if all(s in a_reps and s in b_reps and a_reps[s][1] == b_reps[s][1] for s in seeds):
+        interval = stats.paired_interval([a_values[s] for s in seeds], [b_values[s] for s in seeds],
+                                         [a_reps[s][0] for s in seeds], [b_reps[s][0] for s in seeds])
+        image_error = interval.standard_error
+    if seed_error is None:
+        source = (f"1 seed: training noise unknown; images alone ± {stats.Z_TWO_SIDED * image_error:.2f}"
+                  if image_error is not None else "1 seed: noise unknown")
+    else:
+        source = (f"{len(seeds)} seeds + paired bootstrap over images" if image_error is not None
+                  else f"{len(seeds)} seeds; no paired scores")
+    return stats.Difference(float(np.mean(per_seed)), stats.combine(seed_error, image_error), source)
+
+
+def paper_difference(a: float, b: float) -> stats.Difference:
+    """A difference of two printed values: each is off by its rounding (mld.stats)."""
+    return stats.Difference(a - b, math.hypot(stats.PRINTED_STANDARD_ERROR, stats.PRINTED_STANDARD_ERROR),
+                            "printed values")
+
+
+def _effect(metric: str, value: float, baseline: float) -> float:
+    if metric in DIFFERENCE_METRICS:
+        return value - baseline
+    return value / baseline if baseline else math.nan
+
+
 # ---- the frame ----------------------------------------------------------------------------------
-
-def summarise(samples: Sequence[float]) -> tuple[float, float, int]:
-    """(mean, sample standard deviation (NaN for one seed), n) of one metric over seeds."""
-    series = pd.Series(list(samples), dtype=float)
-    return float(series.mean()), float(series.std(ddof=1)), int(series.size)
-
 
 def _frame_row(spec: TableSpec, reported: dict | None, observation: Observation | None) -> dict[str, Any]:
     key_source = reported if reported is not None else observation.key
@@ -339,7 +361,10 @@ def _frame_row(spec: TableSpec, reported: dict | None, observation: Observation 
     row["run"] = None if observation is None else observation.origin
     row["run row"] = ", ".join(f"{c}={v}" for c, v in differing.items()) or None
     row["mode"] = None if observation is None else ", ".join(sorted(observation.modes)) or None
-    row["status"] = STATUS_PAPER_ONLY if observation is None else observation.status
+    if observation is None:
+        row["status"] = STATUS_NOT_REPRODUCED if spec.not_reproduced else STATUS_PAPER_ONLY
+    else:
+        row["status"] = observation.status
     for metric in spec.metrics:
         paper_value = _number(None if reported is None else reported.get(metric))
         samples = [] if observation is None else observation.samples.get(metric, [])
@@ -348,19 +373,24 @@ def _frame_row(spec: TableSpec, reported: dict | None, observation: Observation 
         row[metric_column(metric, "mean")] = mean
         row[metric_column(metric, "std")] = std
         row[metric_column(metric, "n")] = n
-        row[metric_column(metric, "diff")] = mean - paper_value if paper_value is not None else math.nan
+        row[metric_column(metric, "diff")] = math.nan
+        for name in ("paper effect", "effect", "effect margin"):
+            row[metric_column(metric, name)] = math.nan
     return row
 
 
 @dataclass
 class TableResult:
-    """One table: its spec and the frame (one row per reported and/or reproduced row)."""
+    """One table: its spec, the frame (one row per reported and/or reproduced row), how it is laid out."""
 
     spec: TableSpec
     frame: pd.DataFrame
     environments: list[str] = field(default_factory=list)
-
     run_keys: list[dict[str, Any] | None] = field(default_factory=list)  # per frame row: the run's own key
+    observations: list[Observation | None] = field(default_factory=list)  # per frame row
+    baselines: list[int | None] = field(default_factory=list)            # per frame row: its baseline's index
+    layout: str = LAYOUT_ABSOLUTE
+    datasets: list[str] = field(default_factory=list)                    # stand-in lines of its runs' data
 
     def side_keys(self, side: str) -> list[dict[str, Any] | None]:
         """Per frame row, its key on one side: the reported row's, or the run's own (they differ
@@ -382,7 +412,52 @@ class TableResult:
         return sorted({mode for cell in self.frame["mode"].dropna() for mode in cell.split(", ")})
 
 
-def build_table(spec: TableSpec, observations: list[Observation]) -> TableResult:
+def _baseline_indices(spec: TableSpec, frame: pd.DataFrame) -> list[int | None]:
+    """Per frame row, the index of its baseline row (None: no baseline, or the row is one)."""
+    if not spec.baseline:
+        return [None] * len(frame)
+    match = {c: plain_value(v) for c, v in spec.baseline["match"].items()}
+    within = list(spec.baseline.get("within", []))
+    keys = [{c: plain_value(v) for c, v in key.items()} for key in frame[list(spec.key)].to_dict("records")]
+    candidates = [i for i, key in enumerate(keys) if all(key.get(c) == v for c, v in match.items())]
+    indices: list[int | None] = []
+    for i, key in enumerate(keys):
+        found = [j for j in candidates if all(keys[j].get(c) == key.get(c) for c in within)]
+        indices.append(found[0] if found and found[0] != i else None)
+    return indices
+
+
+def _fill_effects(table: TableResult) -> None:
+    frame, spec = table.frame, table.spec
+    for i, j in enumerate(table.baselines):
+        for metric in spec.metrics:
+            paper_value, paper_base = frame.at[i, metric_column(metric, "paper")], None
+            mean = frame.at[i, metric_column(metric, "mean")]
+            if j is None:
+                if table.layout == LAYOUT_ABSOLUTE and not math.isnan(paper_value) and not math.isnan(mean):
+                    frame.at[i, metric_column(metric, "diff")] = mean - paper_value
+                continue
+            paper_base = frame.at[j, metric_column(metric, "paper")]
+            if not (math.isnan(paper_value) or math.isnan(paper_base)):
+                frame.at[i, metric_column(metric, "paper effect")] = _effect(metric, paper_value, paper_base)
+            base_mean = frame.at[j, metric_column(metric, "mean")]
+            if table.layout == LAYOUT_ABSOLUTE and not math.isnan(paper_value) and not math.isnan(mean):
+                frame.at[i, metric_column(metric, "diff")] = mean - paper_value
+            if math.isnan(mean) or math.isnan(base_mean):
+                continue
+            own, base = table.observations[i], table.observations[j]
+            if metric in DIFFERENCE_METRICS and own is not None and base is not None:
+                difference = compare(own, base, metric)
+                if difference is not None:
+                    frame.at[i, metric_column(metric, "effect")] = difference.value
+                    margin = difference.margin()
+                    frame.at[i, metric_column(metric, "effect margin")] = math.nan if margin is None else margin
+            else:
+                frame.at[i, metric_column(metric, "effect")] = _effect(metric, mean, base_mean)
+
+
+def build_table(spec: TableSpec, observations: list[Observation], synthetic: bool = False,
+                datasets: Sequence[str] = ()) -> TableResult:
     """Pair, summarise and lay out one table."""
     pairs = pair_rows(spec, observations)
     rows = [_frame_row(spec, reported, observation) for reported, observation in pairs]
@@ -393,29 +468,57 @@ def build_table(spec: TableSpec, observations: list[Observation]) -> TableResult
         frame[column] = pd.Series([row[column] for row in rows], index=frame.index, dtype=object)
     run_keys = [None if observation is None else {c: plain_value(observation.key.get(c)) for c in spec.key}
                 for _, observation in pairs]
-    return TableResult(spec, frame, sorted({e for o in observations for e in o.environments}), run_keys)
+    layout = LAYOUT_ABSOLUTE
+    if synthetic:
+        layout = LAYOUT_EFFECTS if spec.baseline else LAYOUT_REFERENCE
+    table = TableResult(spec, frame, sorted({e for o in observations for e in o.environments}), run_keys,
+                        [observation for _, observation in pairs], _baseline_indices(spec, frame), layout,
+                        list(datasets))
+    _fill_effects(table)
+    return table
 
 
-def build_tables(registry: Registry, results_dir: str | Path, reported_ids: Sequence[str]) -> list[TableResult]:
-    """Every table: the reported ones in `reported_ids` order, then the registry's other tables."""
-    results_dir = Path(results_dir)
-    table_ids = list(reported_ids) + [t for t in registry.tables if t not in reported_ids]
+def _table_order(frame: pd.DataFrame, reported_ids: Sequence[str]) -> list[str]:
+    seen: list[str] = []
+    for cell in frame["table_ids"].dropna():
+        seen += [t for t in str(cell).split(";") if t and t not in seen]
+    return list(reported_ids) + [t for t in seen if t not in reported_ids]
+
+
+def build_tables(collected: long_form.Collected, reported_ids: Sequence[str]) -> list[TableResult]:
+    """Every table from the long-form frame: the reported ones in `reported_ids` order, then the rest."""
+    frame = collected.frame
+    members = frame[frame["kind"].isin([long_form.KIND_RUN, long_form.KIND_MEASUREMENT])]
+    report = frame[frame["kind"] == long_form.KIND_REPORT]
+    datasets = report[report["metric"] == "dataset"]
+    synthetic_datasets = set(datasets.loc[datasets["reason"] == "synthetic", "dataset"])
+    stand_ins = dict(zip(datasets["dataset"], datasets["dataset_stands_for"]))
+    groups = {run_id: rows for run_id, rows in members.groupby("run_id", sort=False)}
     results = []
-    for table_id in table_ids:
-        run_ids, measurement_ids = registry.table_members(table_id) if table_id in registry.tables else ([], [])
+    for table_id in _table_order(frame, reported_ids):
+        in_table = [run_id for run_id, rows in groups.items()
+                    if table_id in str(rows["table_ids"].iloc[0] or "").split(";")]
         if table_id in reported_ids:
             spec = reported_spec(table_id)
         else:
-            spec = unreported_spec(table_id, [registry.runs[r].rows[table_id] for r in run_ids]
-                                   + [registry.measurements[m]["rows"][table_id] for m in measurement_ids])
-        observations = [o for r in run_ids for o in observe_run(registry.runs[r], table_id, spec, results_dir)]
-        observations += [o for m in measurement_ids
-                         for o in observe_measurement(m, registry.measurements[m], table_id, spec, results_dir)]
-        results.append(build_table(spec, observations))
+            spec = unreported_spec(table_id, [json.loads(groups[r]["rows"].iloc[0])[table_id] for r in in_table])
+        observations = [o for run_id in in_table for o in observe(groups[run_id], table_id, spec,
+                                                                     collected.replicates)]
+        used = list(dict.fromkeys(o.dataset for o in observations if o.dataset))
+        synthetic = bool(used) and all(d in synthetic_datasets for d in used)
+        results.append(build_table(spec, observations, synthetic, [stand_ins[d] for d in used if d in stand_ins]))
     return results
 
 
 # ---- values for the claim checks ----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Compared:
+    """A difference between two rows of one side, and the paper's difference of the same rows."""
+
+    difference: stats.Difference
+    paper_effect: float | None
+
 
 class TableValues:
     """The `mld.claims.Values` lookup over built tables, on the paper's or the reproduced side."""
@@ -431,8 +534,8 @@ class TableValues:
             raise MissingValue(f"table {table_id} (not built)")
         return self.tables[table_id]
 
-    def _row(self, table_id: str, key: Mapping[str, Any]) -> pd.Series:
-        """The one frame row whose key on this side matches `key`."""
+    def _index(self, table_id: str, key: Mapping[str, Any]) -> int:
+        """The index of the one frame row whose key on this side matches `key`."""
         table = self._table(table_id)
         wanted = {column: plain_value(value) for column, value in key.items()}
         unknown = set(wanted) - set(table.spec.key)
@@ -442,7 +545,10 @@ class TableValues:
                    if own is not None and all(own.get(c) == v for c, v in wanted.items())]
         if len(matches) != 1:
             raise MissingValue(f"{self.side} row {wanted} in {table_id} ({len(matches) or 'no'} matching rows)")
-        return table.frame.loc[matches[0]]
+        return int(matches[0])
+
+    def _row(self, table_id: str, key: Mapping[str, Any]) -> pd.Series:
+        return self._table(table_id).frame.loc[self._index(table_id, key)]
 
     def get(self, table_id: str, metric: str, **key: Any) -> Estimate:
         row = self._row(table_id, key)
@@ -455,6 +561,23 @@ class TableValues:
         if n == 0:
             raise MissingValue(f"reproduced {metric} of {key} in {table_id} ({row['status']})")
         return Estimate(float(row[metric_column(metric, "mean")]), float(row[metric_column(metric, "std")]), n)
+
+    def difference(self, table_id: str, metric: str, a: Mapping[str, Any], b: Mapping[str, Any]) -> Compared:
+        """a - b of one metric, with its noise (mld.stats), and the paper's a - b of the same rows."""
+        table = self._table(table_id)
+        i, j = self._index(table_id, a), self._index(table_id, b)
+        column = metric_column(metric, "paper")
+        pa, pb = table.frame.at[i, column], table.frame.at[j, column]
+        paper_effect = None if math.isnan(pa) or math.isnan(pb) else float(pa - pb)
+        if self.side == "paper":
+            if paper_effect is None:
+                raise MissingValue(f"reported {metric} of {a} or {b} in {table_id} (not reported)")
+            return Compared(paper_difference(float(pa), float(pb)), paper_effect)
+        own, other = table.observations[i], table.observations[j]
+        difference = None if own is None or other is None else compare(own, other, metric)
+        if difference is None:
+            raise MissingValue(f"reproduced {metric} of {a} and {b} in {table_id} (no common seeds)")
+        return Compared(difference, paper_effect)
 
     def keys(self, table_id: str, **filters: Any) -> list[dict[str, Any]]:
         """This side's row keys that match `filters`, in table order."""
@@ -479,18 +602,51 @@ MODE_LABELS = {
     "end_to_end": "end to end (backbone and head trained on images)",
     "measurement": "cost measurements on the machine that ran the job",
 }
+LAYOUT_TEXT = {
+    LAYOUT_EFFECTS: "synthetic stand-ins: each row's effect against the baseline row ({baseline}) beside the "
+                    "paper's effect; the paper's absolute values only for reference",
+    LAYOUT_REFERENCE: "synthetic stand-ins: the paper's values only for reference (no baseline row to measure "
+                      "effects against, and absolute values are not comparable)",
+    LAYOUT_ABSOLUTE: "reproduced values beside the paper's, and their difference",
+}
 
 
 @dataclass(frozen=True)
 class ReportHeader:
-    """What produced the results: printed at the top of tables.md."""
+    """What produced the results: printed at the top of tables.md (from the frame's report rows)."""
 
     config: str
     label: str
     mode: str
     seeds: Sequence[int]
     datasets: Sequence[str]
+    backbones: Sequence[str]
     synthetic: bool
+    commit: str = "unknown"
+
+
+def header_fields(config_path: str, label: str, mode: str, seeds: Sequence[int]) -> dict[str, str]:
+    """The report rows `mld.results.collect` stores, so that a runs.csv alone can print the header."""
+    return {"label": label, "config": config_path, "mode": mode, "seeds": ",".join(str(s) for s in seeds)}
+
+
+def read_header(frame: pd.DataFrame) -> ReportHeader:
+    """The header from the frame's report rows (kind "report")."""
+    report = frame[frame["kind"] == long_form.KIND_REPORT]
+    fields = dict(zip(report["metric"], report["note"]))
+    datasets = report[report["metric"] == "dataset"]
+    backbones = report[report["metric"] == "backbone"]
+    used = set(frame.loc[frame["kind"] != long_form.KIND_REPORT, "dataset"].dropna())
+    dataset_lines = [str(text) for name, text in zip(datasets["dataset"], datasets["dataset_stands_for"])
+                     if name in used or not used]
+    backbone_lines = [str(note) + (f", standing for {paper}" if paper else "")
+                      for note, paper in zip(backbones["note"], backbones["backbone_stands_for"])]
+    seeds = [int(s) for s in str(fields.get("seeds") or "").split(",") if s]
+    commits = sorted(set(report["git_commit"].dropna()))
+    return ReportHeader(config=str(fields.get("config")), label=str(fields.get("label")),
+                        mode=str(fields.get("mode")), seeds=seeds, datasets=dataset_lines, backbones=backbone_lines,
+                        synthetic="synthetic" in set(datasets["reason"].dropna()),
+                        commit=", ".join(commits) or "unknown")
 
 
 def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
@@ -505,12 +661,12 @@ def _reproduced_cell(row: pd.Series, metric: str) -> str:
     n = int(row[metric_column(metric, "n")])
     if n == 0:
         status = str(row["status"])
-        if status == STATUS_PAPER_ONLY:
+        if status.startswith((STATUS_PAPER_ONLY, STATUS_NOT_REPRODUCED)):
             return "—"
         return status.split(":")[0] if status.startswith((STATUS_INFEASIBLE, STATUS_MISSING)) else "n/a"
     mean, std = row[metric_column(metric, "mean")], row[metric_column(metric, "std")]
-    spread = "" if math.isnan(std) else f" ± {_format_number(std, like=mean)}"
-    return f"{_format_number(mean)}{spread} (n={n})"
+    spread = "" if math.isnan(std) else f" ± {format_number(std, like=mean)}"
+    return f"{format_number(mean)}{spread} (n={n})"
 
 
 def _paper_cell(row: pd.Series, metric: str) -> str:
@@ -525,35 +681,79 @@ def _diff_cell(row: pd.Series, metric: str) -> str:
     return "" if math.isnan(value) else f"{value:+.2f}"
 
 
+def _effect_text(metric: str, value: float, margin: float = math.nan, paper: bool = False) -> str:
+    if math.isnan(value):
+        return ""
+    if metric not in DIFFERENCE_METRICS:
+        return f"×{value:.3g}"
+    if paper:
+        return f"{round(value, 2):+g}"
+    return f"{value:+.2f}" + ("" if math.isnan(margin) else f" ± {margin:.2f}")
+
+
+def _effect_cells(table: TableResult, index: int, metric: str) -> list[str]:
+    row = table.frame.loc[index]
+    if table.spec.baseline and table.baselines[index] is None and _is_baseline(table, index):
+        return ["baseline", "baseline" if int(row[metric_column(metric, "n")]) else "—"]
+    paper = _effect_text(metric, row[metric_column(metric, "paper effect")], paper=True)
+    effect = _effect_text(metric, row[metric_column(metric, "effect")], row[metric_column(metric, "effect margin")])
+    if effect and metric in DIFFERENCE_METRICS and math.isnan(row[metric_column(metric, "effect margin")]):
+        effect += " (noise unknown)"
+    return [paper, effect]
+
+
+def _is_baseline(table: TableResult, index: int) -> bool:
+    match = {c: plain_value(v) for c, v in table.spec.baseline["match"].items()}
+    return all(plain_value(table.frame.at[index, c]) == v for c, v in match.items())
+
+
 def _key_cell(value: Any) -> str:
     value = plain_value(value)
     return "—" if value is None else str(value)
 
 
-def _run_cell(row: pd.Series) -> str:
-    if row["run"] is None or (isinstance(row["run"], float) and math.isnan(row["run"])):
+def _run_cell(table: TableResult, index: int) -> str:
+    row, observation = table.frame.loc[index], table.observations[index]
+    if observation is None:
         return "—"
-    own = f" ({row['run row']})" if isinstance(row["run row"], str) else ""
-    return f"`{row['run']}`{own}"
+    cell = f"`{observation.origin}`" + (f" ({row['run row']})" if isinstance(row["run row"], str) else "")
+    paper_backbone = plain_value(row["backbone"]) if "backbone" in row.index else None
+    stands_for = paper_backbone if isinstance(paper_backbone, str) and row["reported"] else observation.stands_for
+    if observation.backbone:
+        cell += f": {observation.backbone}" + (f" for {stands_for}" if stands_for else "")
+    others = [t for t in observation.tables if t and t != table.spec.table_id]
+    if others:
+        cell += f"; the same run is in {', '.join(others)}"
+    return cell
 
 
 def render_table(table: TableResult) -> str:
-    """The markdown rows of one table: paper, reproduced and difference per metric."""
+    """The markdown rows of one table, laid out as its data allows (see the module docstring)."""
     spec, frame = table.spec, table.frame
     notes = "note" in spec.context
-    reported = not spec.reported.empty
-    parts = ("paper", "reproduced", "diff") if reported else ("reproduced",)
+    reproduced = any(observation is not None for observation in table.observations)
+    if not reproduced and spec.not_reproduced:
+        parts: tuple[str, ...] = ("paper",)
+    elif spec.reported.empty:
+        parts = ("reproduced",)
+    elif table.layout == LAYOUT_EFFECTS:
+        parts = ("paper", "paper effect", "reproduced", "effect")
+    elif table.layout == LAYOUT_REFERENCE:
+        parts = ("paper", "reproduced")
+    else:
+        parts = ("paper", "reproduced", "diff")
     header = list(spec.key) + [f"{m} {part}" for m in spec.metrics for part in parts]
-    header += ["run", "status"] + (["note"] if notes else [])
+    header += (["run"] if reproduced else []) + ["status"] + (["note"] if notes else [])
     rows = []
-    for _, row in frame.iterrows():
+    for index, row in frame.iterrows():
         cells = [_key_cell(row[column]) for column in spec.key]
         for metric in spec.metrics:
-            if reported:
-                cells += [_paper_cell(row, metric), _reproduced_cell(row, metric), _diff_cell(row, metric)]
-            else:
-                cells.append(_reproduced_cell(row, metric))
-        cells += [_run_cell(row), str(row["status"])]
+            effects = _effect_cells(table, index, metric) if "effect" in parts else []
+            values = {"paper": _paper_cell(row, metric), "reproduced": _reproduced_cell(row, metric),
+                      "diff": _diff_cell(row, metric), "paper effect": effects[:1] and effects[0],
+                      "effect": effects[1:] and effects[1]}
+            cells += [values[part] or "" for part in parts]
+        cells += ([_run_cell(table, index)] if reproduced else []) + [str(row["status"])]
         if notes:
             cells.append("" if plain_value(row["note"]) is None else str(row["note"]))
         rows.append(cells)
@@ -574,11 +774,26 @@ def _mode_text(modes: Sequence[str]) -> str:
     return "; ".join(MODE_LABELS.get(mode, mode) for mode in modes) or "no outputs yet"
 
 
+def _baseline_text(spec: TableSpec) -> str:
+    baseline = spec.baseline or {}
+    text = ", ".join(f"{c} {v}" for c, v in (baseline.get("match") or {}).items())
+    within = baseline.get("within")
+    return text + (f", with the same {', '.join(within)}" if within else "")
+
+
 def render_section(table: TableResult, claims: pd.DataFrame) -> str:
     """One table's section: title, provenance, missing/infeasible runs, the table, its claims."""
     spec = table.spec
-    parts = [f"## {spec.title} (`{spec.table_id}`)",
-             f"Source: {spec.source}. Reproduced: {_mode_text(table.modes)}."]
+    reproduced = any(observation is not None for observation in table.observations)
+    parts = [f"## {spec.title} (`{spec.table_id}`)"]
+    if spec.not_reproduced and not reproduced:
+        parts.append(f"Source: {spec.source}. Not reproduced: {spec.not_reproduced}.")
+    else:
+        parts.append(f"Source: {spec.source}. Reproduced: {_mode_text(table.modes)}.")
+        if table.datasets:
+            parts.append("Data: " + "; ".join(table.datasets) + ".")
+        if not spec.reported.empty and reproduced:
+            parts.append("Shown: " + LAYOUT_TEXT[table.layout].format(baseline=_baseline_text(spec)) + ".")
     for prefix, what in ((STATUS_MISSING, "Missing runs"), (STATUS_PARTIAL, "Runs with missing seeds")):
         runs = table.runs_with_status(prefix)
         if runs:
@@ -592,29 +807,45 @@ def render_section(table: TableResult, claims: pd.DataFrame) -> str:
     return "\n\n".join(parts)
 
 
+def _margin_cell(value: Any) -> str:
+    number = _number(value)
+    return "—" if number is None else f"{number:.2f}"
+
+
 def render_markdown(tables: Sequence[TableResult], claims: pd.DataFrame, header: ReportHeader) -> str:
-    """The whole results/tables.md."""
+    """The whole tables.md."""
+    from mld.claims import NOISE_DEFINITION
+
     environments = sorted({e for table in tables for e in table.environments})
     counts = claims["reproduced verdict"].value_counts()
-    summary = ", ".join(f"{counts[verdict]} {verdict}" for verdict in counts.index)
+    summary = ", ".join(f"{counts[verdict]} {verdict}" for verdict in sorted(counts.index))
     data = ("synthetic stand-ins for the papers' datasets: absolute values are not comparable with the "
-            "papers', only the comparisons within a table are" if header.synthetic else "the papers' datasets")
+            "papers'; the tables show effects within a table beside the paper's" if header.synthetic
+            else "the papers' datasets")
     lines = [
         f"# Reproduced results: {header.label}",
         "",
-        f"- Config: `{header.config}` (mode {header.mode}, seeds {', '.join(map(str, header.seeds))}).",
+        f"- Config: `{header.config}` (mode {header.mode}, seeds {', '.join(map(str, header.seeds))}); "
+        f"collected at commit {header.commit}. Every number below is a view of `runs.csv` beside this file "
+        "(`mld tables --from runs.csv --out DIR` rebuilds it).",
         f"- Data: {data}.",
         *(f"  - {dataset}" for dataset in header.datasets),
+        "- Backbones (by role):",
+        *(f"  - {backbone}" for backbone in header.backbones),
         f"- Training: {MODE_LABELS.get(header.mode, header.mode)}.",
         "- Software and hardware of the runs (metrics.json `versions`):",
         *(f"  - {environment}" for environment in environments or ["no run outputs yet"]),
-        "- Reproduced cells: mean ± sample standard deviation over seeds (n = seeds with outputs); "
-        "diff = reproduced mean - paper value; \"—\": no such row on that side; NA: the paper reports none.",
-        f"- Within seed noise: {NOISE_DEFINITION}",
+        "- Reproduced cells: mean ± sample standard deviation over seeds (n = seeds with outputs; a spread "
+        "that is float noise prints as 0); \"—\": no such row on that side; NA: the paper reports none. "
+        "Effects: mAP-like metrics as differences to the baseline row, ± the 95% noise margin of that "
+        "difference; costs and speeds as ratios (×).",
+        f"- Verdicts: {NOISE_DEFINITION}",
         f"- Claims on the reproduced values: {summary or 'none'} (of {len(claims)}).",
     ]
-    glance = markdown_table(["claim", "table", "reproduced", "paper"],
-                            claims[["claim", "table", "reproduced verdict", "paper verdict"]].itertuples(index=False))
+    glance = markdown_table(
+        ["claim", "table", "reproduced", "largest noise margin", "paper"],
+        [(c["claim"], c["table"], c["reproduced verdict"], _margin_cell(c["reproduced margin"]), c["paper verdict"])
+         for c in claims.to_dict("records")])
     sections = ["## Claims at a glance (evidence under each table)\n\n" + glance]
     sections += [render_section(table, claims) for table in tables]
     orphans = claims[~claims["table"].isin([t.spec.table_id for t in tables])]

@@ -1,64 +1,62 @@
-"""`mld tables`: the results tables, the claim checks and the mAP-vs-FLOPs figure.
+"""`mld tables`: the long-form results file, the results tables, the claim checks and the figure.
 
-Reads a results tree (run outputs and cost measurements, see docs/architecture.md), the run
-registry of a workflow config and the papers' reported values, and writes tables.md, one CSV per
-table plus claims.csv, and map_vs_flops.{png,svg}. Every file is written atomically. Only pandas
-and matplotlib are imported: no torch, so the command takes seconds.
+Two ways in, one way out:
+* `mld tables --config CONFIG --results DIR` (the workflow's): collect the run outputs and cost
+  measurements of the config's registry into the long-form `runs.csv` (and its bootstrap
+  companion, see mld.results), written beside tables.md; then render from that file;
+* `mld tables --from runs.csv --out DIR`: render from a runs.csv alone (no run directories, no
+  config): DIR/tables.md, DIR/tables/<table>.csv, DIR/tables/claims.csv, DIR/figures/.
+
+Both render from the file as written, so the second rebuilds the first byte for byte. Every file
+is written atomically. Only pandas and matplotlib are imported: no torch, so the command takes
+seconds.
 """
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any, Mapping
 
+from mld import paths
 from mld.atomic import write_bytes, write_text
 
 FIGURE_TABLE = "figure5"
 FIGURE_NAME = "map_vs_flops"
-CSV_FLOAT_FORMAT = "%.10g"  # drops float noise (0.10000000000000002) and keeps every reported digit
+RUNS_CSV = Path(paths.RUNS_CSV).name
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "tables", help="write the results tables, claim checks and the mAP-vs-FLOPs figure",
+        "tables", help="write runs.csv, the results tables, claim checks and the mAP-vs-FLOPs figure",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", required=True, metavar="CONFIG.yaml",
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--config", metavar="CONFIG.yaml",
                         help="the workflow config whose registry names the runs (e.g. config/config.yaml)")
+    source.add_argument("--from", dest="from_csv", metavar="RUNS.csv",
+                        help="render from a long-form runs.csv alone (e.g. results/reference/runs.csv)")
     parser.add_argument("--results", default="results", metavar="DIR",
-                        help="the results tree: DIR/runs/<run id>/seed<k>/ and DIR/cost/ (default: results)")
-    parser.add_argument("--out-md", default="results/tables.md", metavar="FILE",
-                        help="the markdown report (default: results/tables.md)")
-    parser.add_argument("--out-csv", default="results/tables", metavar="DIR",
-                        help="folder for <table id>.csv and claims.csv (default: results/tables)")
-    parser.add_argument("--out-fig", default="results/figures", metavar="DIR",
-                        help=f"folder for {FIGURE_NAME}.png and .svg (default: results/figures)")
+                        help="with --config: the results tree, DIR/runs/<run id>/seed<k>/ and DIR/cost/ "
+                             "(default: results)")
+    parser.add_argument("--out", default=None, metavar="DIR",
+                        help="write DIR/tables.md, DIR/tables/, DIR/figures/ (and, with --config, DIR/runs.csv); "
+                             "the --out-* options override single paths")
+    parser.add_argument("--out-md", default=None, metavar="FILE", help="the markdown report (default: OUT/tables.md)")
+    parser.add_argument("--out-csv", default=None, metavar="DIR",
+                        help="folder for <table id>.csv and claims.csv (default: OUT/tables)")
+    parser.add_argument("--out-fig", default=None, metavar="DIR",
+                        help=f"folder for {FIGURE_NAME}.png and .svg (default: OUT/figures)")
+    parser.add_argument("--out-runs", default=None, metavar="FILE",
+                        help="with --config: the long-form file (default: runs.csv beside the markdown report)")
     parser.add_argument("--label", default=None,
-                        help="what produced the results, for the header and the figure "
+                        help="with --config: what produced the results, for the header and the figure "
                              "(default: the config's `label`)")
     parser.set_defaults(func=write_report)
 
 
-def describe_dataset(entry: Mapping[str, Any]) -> str:
-    """One line per prepared dataset of the registry: where its images come from."""
-    name, role = entry.get("name"), entry.get("role")
-    source = entry.get("source")
-    if source == "synthetic":
-        sizes = [f"{entry[k]} {k.removeprefix('num_')}" for k in ("num_train", "num_val") if entry.get(k)]
-        text = f"synthetic preset {entry.get('preset')}, {entry.get('image_size')} px" + (
-            f", {' / '.join(sizes)} images" if sizes else "")
-    elif source == "adapter":
-        text = f"{entry.get('adapter')} release at {entry.get('root')}"
-    else:
-        text = f"prepared dataset at {entry.get('path')}"
-    return f"`{name}` (stands for {role}): {text}"
-
-
-def write_report(args: argparse.Namespace) -> int:
-    """Build every table, check every claim, draw the figure, write them all."""
-    from mld import experiments, paper
-    from mld.claims import evaluate_claims
-    from mld.figures import figure_bytes, map_vs_flops
-    from mld.tables import ReportHeader, TableValues, build_tables, render_markdown
+def _collect(args: argparse.Namespace, runs_csv: Path) -> None:
+    """Collect the results tree of the config's registry into runs_csv (and its companion)."""
+    from mld import experiments
+    from mld import results as long_form
+    from mld.tables import header_fields
 
     config = experiments.load_config(args.config)
     registry = experiments.build_registry(config)
@@ -67,25 +65,45 @@ def write_report(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"results folder {results} does not exist; run the workflow first "
                                 "(snakemake --cores N) or pass --results DIR")
     label = args.label or config.get("label") or Path(args.config).stem
-    tables = build_tables(registry, results, paper.table_ids())
-    claims = evaluate_claims(paper.claims(), TableValues(tables, "paper"), TableValues(tables, "reproduced"))
-    datasets = sorted(registry.datasets.values(), key=lambda entry: str(entry.get("name")))
-    header = ReportHeader(config=args.config, label=label, mode=config["mode"], seeds=config["seeds"],
-                          datasets=[describe_dataset(entry) for entry in datasets],
-                          synthetic=any(entry.get("source") == "synthetic" for entry in datasets))
+    header = header_fields(args.config, label, config["mode"], config["seeds"])
+    long_form.write(long_form.collect(registry, results, header), runs_csv)
 
-    write_text(args.out_md, render_markdown(tables, claims, header))
-    csv_dir = Path(args.out_csv)
+
+def write_report(args: argparse.Namespace) -> int:
+    """Collect (with --config), then build every table, check every claim, draw the figure, write them all."""
+    from mld import paper
+    from mld import results as long_form
+    from mld.claims import evaluate_claims
+    from mld.figures import figure_bytes, map_vs_flops
+    from mld.tables import TableValues, build_tables, read_header, render_markdown
+
+    out = Path(args.out) if args.out else Path(args.results if args.config else ".")
+    out_md = Path(args.out_md) if args.out_md else out / "tables.md"
+    csv_dir = Path(args.out_csv) if args.out_csv else out / "tables"
+    fig_dir = Path(args.out_fig) if args.out_fig else out / "figures"
+    if args.config:
+        runs_csv = Path(args.out_runs) if args.out_runs else out_md.with_name(RUNS_CSV)
+        _collect(args, runs_csv)
+    else:
+        runs_csv = Path(args.from_csv)
+
+    collected = long_form.read(runs_csv)
+    header = read_header(collected.frame)
+    tables = build_tables(collected, paper.table_ids())
+    claims = evaluate_claims(paper.claims(), TableValues(tables, "paper"), TableValues(tables, "reproduced"))
+
+    write_text(out_md, render_markdown(tables, claims, header))
     for table in tables:
-        csv = table.frame.to_csv(index=False, float_format=CSV_FLOAT_FORMAT)
-        write_text(csv_dir / f"{table.spec.table_id}.csv", csv)
-    write_text(csv_dir / "claims.csv", claims.to_csv(index=False))
+        write_text(csv_dir / f"{table.spec.table_id}.csv",
+                   table.frame.to_csv(index=False, float_format=long_form.CSV_FLOAT_FORMAT))
+    write_text(csv_dir / "claims.csv", claims.to_csv(index=False, float_format=long_form.CSV_FLOAT_FORMAT))
     figure_table = next(table for table in tables if table.spec.table_id == FIGURE_TABLE)
-    figure = map_vs_flops(figure_table, label)
+    figure = map_vs_flops(figure_table, header.label)
     for file_format in ("png", "svg"):
-        write_bytes(Path(args.out_fig) / f"{FIGURE_NAME}.{file_format}", lambda handle: handle.write(figure_bytes(figure, file_format)))
+        write_bytes(fig_dir / f"{FIGURE_NAME}.{file_format}",
+                    lambda handle: handle.write(figure_bytes(figure, file_format)))
 
     verdicts = claims["reproduced verdict"].value_counts().to_dict()
-    print(f"wrote {args.out_md}, {len(tables) + 1} CSV files in {csv_dir}, {FIGURE_NAME}.png/.svg in "
-          f"{args.out_fig}; claims on the reproduced values: {verdicts}")
+    print(f"wrote {out_md} from {runs_csv}, {len(tables) + 1} CSV files in {csv_dir}, {FIGURE_NAME}.png/.svg in "
+          f"{fig_dir}; claims on the reproduced values: {verdicts}")
     return 0

@@ -5,7 +5,7 @@ report: "../report/workflow.rst"
 
 
 rule tables:
-    """Reproduced values beside the paper's, claim checks, CSVs and the figure (`mld tables`)."""
+    """The long-form runs.csv, then from it the tables, claim checks, CSVs and the figure (`mld tables`)."""
     input:
         table_outputs(REGISTRY.tables),
     output:
@@ -22,6 +22,8 @@ rule tables:
             category="figure5",
         ),
         svg=paths.FIGURE.format(ext="svg"),
+        runs=paths.RUNS_CSV,
+        bootstrap=paths.RUNS_BOOTSTRAP,
     log:
         paths.LOG.format(rule="tables", name="tables"),
     conda:
@@ -36,7 +38,7 @@ rule tables:
     shell:
         "(printf '%s\\n' {params.config} > {params.config_file}"
         " && python -m mld tables --config {params.config_file} --results results --out-md {output.markdown}"
-        " --out-csv {output.csv} --out-fig {params.figures}) > {log} 2>&1"
+        " --out-csv {output.csv} --out-fig {params.figures} --out-runs {output.runs}) > {log} 2>&1"
 
 
 # `snakemake <name>`: the runs and measurements of one ablation (mld.experiments.TARGETS).

@@ -1,0 +1,243 @@
+"""Verdicts a statistician would sign, and the paired bootstrap over validation images.
+
+A claim compares two numbers; what it can conclude depends on how well the data pins their
+difference down. `Difference` is an estimated difference with its standard error; the three
+verdicts follow from the difference's interval:
+
+* "A beats B (by more than t)": holds when the 95% interval lies above t; does not hold when it
+  lies below the paper's effect (the data excludes what the paper reports) or below t;
+  otherwise undetermined, and the verdict says how small the margin would have had to be.
+* "A equals B" (equivalence, two one-sided tests at 5% each against a stated bound d): holds when
+  the 90% interval lies inside [-d, d]; does not hold when the 95% interval lies wholly outside
+  it; otherwise undetermined.
+* "A is at most d above B" (non-inferiority, e.g. "group decoding costs at most 0.3 mAP"): holds
+  when the one-sided 95% upper bound is below d; does not hold when the lower bound is above d.
+
+The standard error of a reproduced difference has two parts (`combine`): the seed spread of the
+per-seed differences (training noise, sd / sqrt(n)) and, when both runs were scored on the same
+validation images, the paired bootstrap over those images (the noise of the finite validation
+set, which more seeds do not average away). A printed value's rounding error is uniform on +-half
+of its last digit.
+
+Paired bootstrap: every run on a validation set of N images is scored on the same R resamples of
+those images (multinomial image weights drawn from a generator seeded by (BOOTSTRAP_SEED, N)), so
+the resampled metric of two runs can be subtracted replicate by replicate. Per seed this gives the
+difference's bootstrap distribution; over seeds, the replicates of the seed-mean difference.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import numpy as np
+
+HOLDS = "holds"
+FAILS = "does not hold"
+UNDETERMINED = "undetermined"
+NOT_CHECKED = "not checked"
+
+Z_TWO_SIDED = 1.959963984540054    # 95% two-sided
+Z_ONE_SIDED = 1.6448536269514722   # 95% one-sided (each test of TOST at 5%)
+# The papers print one decimal (Table 1's stacked layers: two); a printed value is its true value
+# rounded, an error uniform on +-0.05, whose standard deviation is 0.05 / sqrt(3).
+PRINTED_HALF_DIGIT = 0.05
+PRINTED_STANDARD_ERROR = PRINTED_HALF_DIGIT / math.sqrt(3)
+
+BOOTSTRAP_SEED = 20240613
+BOOTSTRAP_REPLICATES = 500
+
+VERDICT_RULES = (
+    "Each difference gets a 95% interval, difference ± margin, margin = 1.96 x its standard error; the "
+    "standard error combines the seed spread of the per-seed differences (sd / sqrt(n); needs n >= 2 seeds) "
+    "and, where both runs were scored on the same validation images, a paired bootstrap over those images "
+    f"({BOOTSTRAP_REPLICATES} resamples, per seed and combined over seeds); a printed paper value has a rounding "
+    f"error of ±{PRINTED_HALF_DIGIT:g} (standard error {PRINTED_STANDARD_ERROR:.3f}). "
+    "\"A beats B\": holds when the interval lies above the claimed gain (0 unless the claim states one); "
+    "does not hold when it lies below the paper's effect; else undetermined. \"A equals B\": two one-sided "
+    "tests against the bound written beside the claim: holds when the 90% interval lies inside ±bound, does "
+    "not hold when the 95% interval lies outside it, else undetermined. \"At most d\": holds when the "
+    "one-sided 95% bound is below d, does not hold when the difference is above d by more than its margin. "
+    "An undetermined verdict names the margin that would have decided it.")
+
+
+@dataclass(frozen=True)
+class Difference:
+    """An estimated difference `value` = a - b; `standard_error` None when it cannot be known."""
+
+    value: float
+    standard_error: float | None
+    source: str = ""
+
+    def margin(self, z: float = Z_TWO_SIDED) -> float | None:
+        return None if self.standard_error is None else z * self.standard_error
+
+    def __str__(self) -> str:
+        margin = self.margin()
+        spread = "noise unknown" if margin is None else f"± {margin:.2f}"
+        return f"{self.value:+.2f} ({spread}{'; ' + self.source if self.source else ''})"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A verdict and the numbers behind it: the margin had, and the margin that would decide."""
+
+    verdict: str
+    text: str
+    margin: float | None = None
+    needed: float | None = None
+
+
+def combine(seed_standard_error: float | None, image_standard_error: float | None) -> float | None:
+    """The standard error of a difference from its two independent noise sources (None: unknown).
+
+    The seed part is required: without it the training noise is unknown and so is the total."""
+    if seed_standard_error is None:
+        return None
+    return math.hypot(seed_standard_error, image_standard_error or 0.0)
+
+
+def seed_standard_error(per_seed_differences: Sequence[float]) -> float | None:
+    """sd / sqrt(n) of per-seed differences; None below 2 seeds."""
+    values = np.asarray(per_seed_differences, dtype=float)
+    if values.size < 2:
+        return None
+    return float(values.std(ddof=1) / math.sqrt(values.size))
+
+
+def _bounds(difference: Difference, z: float) -> tuple[float, float] | None:
+    margin = difference.margin(z)
+    return None if margin is None else (difference.value - margin, difference.value + margin)
+
+
+def beats(difference: Difference, name: str, at_least: float = 0.0, paper_effect: float | None = None) -> Verdict:
+    """`difference` = better - worse exceeds `at_least`; refuted when the paper's effect is excluded."""
+    claimed = f" (claimed gain > {at_least:g})" if at_least else ""
+    paper = "" if paper_effect is None else f"; paper's effect {paper_effect:+.2f}"
+    text = f"{name}: {difference}{claimed}{paper}"
+    bounds = _bounds(difference, Z_TWO_SIDED)
+    if bounds is None:
+        return Verdict(UNDETERMINED, f"{text}; fewer than 2 seeds: seed noise unknown")
+    margin = difference.margin()
+    low, high = bounds
+    refute_below = max(at_least, paper_effect) if paper_effect is not None else max(at_least, 0.0)
+    if low > at_least:
+        return Verdict(HOLDS, text, margin)
+    if high < refute_below or (paper_effect is None and high <= at_least):
+        return Verdict(FAILS, text, margin)
+    # Deciding needs an interval that clears at_least (holds) or falls below the refutation bound.
+    needed = max(difference.value - at_least, refute_below - difference.value, 0.0)
+    return Verdict(UNDETERMINED, f"{text}; deciding needs a margin below {needed:.2f}", margin, needed)
+
+
+def equivalent(difference: Difference, name: str, bound: float) -> Verdict:
+    """Two one-sided tests: `difference` lies within ±bound."""
+    text = f"{name}: {difference} (equivalence bound ±{bound:g})"
+    if difference.standard_error is None:
+        return Verdict(UNDETERMINED, f"{text}; fewer than 2 seeds: seed noise unknown")
+    margin = difference.margin()
+    low, high = _bounds(difference, Z_ONE_SIDED)
+    if -bound < low and high < bound:
+        return Verdict(HOLDS, text, margin)
+    outer_low, outer_high = _bounds(difference, Z_TWO_SIDED)
+    if outer_low > bound or outer_high < -bound:
+        return Verdict(FAILS, text, margin)
+    room = bound - abs(difference.value)
+    needed = room * Z_TWO_SIDED / Z_ONE_SIDED if room > 0 else abs(difference.value) - bound
+    return Verdict(UNDETERMINED, f"{text}; deciding needs a margin below {max(needed, 0.0):.2f}", margin,
+                   max(needed, 0.0))
+
+
+def at_most(difference: Difference, name: str, bound: float) -> Verdict:
+    """Non-inferiority: `difference` (a drop or a gain) is at most `bound`."""
+    text = f"{name}: {difference} (allowed at most {bound:.3g})"
+    if difference.standard_error is None:
+        return Verdict(UNDETERMINED, f"{text}; fewer than 2 seeds: seed noise unknown")
+    margin = difference.margin()
+    if difference.value + difference.margin(Z_ONE_SIDED) < bound:
+        return Verdict(HOLDS, text, margin)
+    if difference.value - margin > bound:
+        return Verdict(FAILS, text, margin)
+    needed = abs(bound - difference.value)
+    return Verdict(UNDETERMINED, f"{text}; deciding needs a margin below {needed:.2f}", margin, needed)
+
+
+def all_hold(verdicts: Iterable[Verdict]) -> Verdict:
+    """Sub-claims that must all hold: fails if any fails, undetermined if any is, else holds."""
+    verdicts = list(verdicts)
+    kinds = {v.verdict for v in verdicts}
+    verdict = FAILS if FAILS in kinds else UNDETERMINED if UNDETERMINED in kinds else HOLDS
+    margins = [v.margin for v in verdicts if v.margin is not None]
+    return Verdict(verdict, "; ".join(f"[{v.verdict}] {v.text}" for v in verdicts), max(margins, default=None))
+
+
+# ---- the paired bootstrap -----------------------------------------------------------------------
+
+def resample_weights(num_images: int, replicates: int = BOOTSTRAP_REPLICATES) -> np.ndarray:
+    """[R, N] multinomial image counts, the same for every run on a validation set of N images."""
+    rng = np.random.default_rng([BOOTSTRAP_SEED, num_images])
+    return rng.multinomial(num_images, np.full(num_images, 1.0 / num_images), size=replicates).astype(np.float64)
+
+
+def weighted_average_precision(scores: np.ndarray, targets: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """mAP in percent [R] of `scores` [N, C] against binary `targets` [N, C] under image weights [R, N].
+
+    An image of weight w counts as w copies (the copies tie, so all get the precision at the end
+    of their tie group, as sklearn's average_precision_score); classes without a weighted positive
+    are left out of the mean, as `mld.metrics` leaves out classes without positives."""
+    scores = np.asarray(scores, dtype=np.float64)
+    targets = np.asarray(targets) > 0
+    weights = np.atleast_2d(np.asarray(weights, dtype=np.float64))
+    total = np.zeros(weights.shape[0])
+    counted = np.zeros(weights.shape[0])
+    for column in range(scores.shape[1]):
+        positive = targets[:, column]
+        if not positive.any():
+            continue
+        order = np.argsort(-scores[:, column], kind="stable")
+        ordered = scores[order, column]
+        # Index of the last image of each image's tie group, in sorted order.
+        group_end = np.r_[np.flatnonzero(ordered[1:] != ordered[:-1]), ordered.size - 1]
+        end_of = group_end[np.searchsorted(group_end, np.arange(ordered.size))]
+        w = weights[:, order]
+        hits = w * positive[order]
+        seen = np.cumsum(w, axis=1)[:, end_of]  # 0 before the first image of weight > 0 (no hits there)
+        precision = np.divide(np.cumsum(hits, axis=1)[:, end_of], seen, out=np.zeros_like(seen), where=seen > 0)
+        positives = hits.sum(axis=1)
+        has = positives > 0
+        ap = np.where(has, (hits * precision).sum(axis=1) / np.where(has, positives, 1.0), 0.0)
+        total += ap
+        counted += has
+    return 100.0 * total / np.maximum(counted, 1)
+
+
+def weighted_top1(scores: np.ndarray, targets: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Top-1 accuracy in percent [R] under image weights [R, N] (targets one-hot [N, C])."""
+    correct = np.asarray(targets)[np.arange(len(scores)), np.asarray(scores).argmax(axis=1)] > 0
+    weights = np.atleast_2d(np.asarray(weights, dtype=np.float64))
+    return 100.0 * (weights * correct).sum(axis=1) / weights.sum(axis=1)
+
+
+@dataclass(frozen=True)
+class PairedInterval:
+    """The paired bootstrap of a seed-mean difference a - b over the same validation images."""
+
+    value: float              # mean over seeds of the per-seed full-data differences
+    per_seed: tuple[float, ...]
+    standard_error: float     # sd of the replicates of the seed-mean difference
+    low: float                # 2.5% and 97.5% percentiles of those replicates
+    high: float
+
+    def __str__(self) -> str:
+        return f"{self.value:+.2f} [{self.low:+.2f}, {self.high:+.2f}]"
+
+
+def paired_interval(a_full: Sequence[float], b_full: Sequence[float], a_replicates: Sequence[np.ndarray],
+                    b_replicates: Sequence[np.ndarray]) -> PairedInterval:
+    """Combine per-seed full-data metrics and bootstrap replicates (seeds paired by position)."""
+    if not (len(a_full) == len(b_full) == len(a_replicates) == len(b_replicates)) or not len(a_full):
+        raise ValueError("paired_interval needs the same, non-zero number of seeds on both sides")
+    per_seed = tuple(float(a) - float(b) for a, b in zip(a_full, b_full))
+    replicates = np.mean([np.asarray(a) - np.asarray(b) for a, b in zip(a_replicates, b_replicates)], axis=0)
+    low, high = np.percentile(replicates, [2.5, 97.5])
+    return PairedInterval(float(np.mean(per_seed)), per_seed, float(replicates.std(ddof=1)), float(low), float(high))

@@ -1,0 +1,104 @@
+"""The long-form results frame: what `collect` reads from a results tree, and the file round trip."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mld import experiments, stats
+from mld import results as long_form
+from mld.experiments import Registry, Run
+
+SEEDS = [0, 1]
+
+
+def write_json(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data))
+
+
+def tree(tmp_path: Path) -> tuple[Registry, Path]:
+    """Two runs on one synthetic dataset (one with a missing seed) and a module-timing measurement."""
+    results = tmp_path / "results"
+    registry = Registry(config={"backbones": {"medium": {"name": "test_resnet"}, "resnet101": "medium"}})
+    registry.datasets["coco-like"] = {"name": "coco-like", "role": "coco", "source": "synthetic", "preset": "coco-like",
+                                      "image_size": 64, "num_train": 10, "path": "results/data/coco-like"}
+    rng = np.random.default_rng(0)
+    targets = (rng.random((12, 3)) < 0.4).astype(np.int8)
+    for run_id, seeds in (("coco-like/gap", SEEDS), ("coco-like/ml_decoder", SEEDS[:1])):
+        registry.runs[run_id] = Run(run_id, {"dataset": {"path": "results/data/coco-like"}, "task": "multilabel",
+                                             "model": {"backbone": "test_resnet"}}, list(SEEDS),
+                                    {"table1_heads": {"head": run_id.split("/")[1], "queries": None}})
+        registry.tables.setdefault("table1_heads", []).append(run_id)
+        for seed in seeds:
+            seed_dir = Path(experiments.run_dir(run_id, seed, str(results)))
+            write_json(seed_dir / "metrics.json", {"mode": "cached_features", "versions": {"torch": "2.x"},
+                                                   "final": {"mAP": 50.0 + seed, "selected": "model"}})
+            write_json(seed_dir / "cost.json", {"flops_g": 0.02, "params_m": 0.4, "resolution": 64})
+            np.savez(seed_dir / "predictions.npz", scores=rng.random((12, 3)).astype(np.float32), targets=targets,
+                     class_names=np.array(["a", "b", "c"]))
+    registry.measurements["module_timing/td-n10"] = {
+        "kind": "module_timing", "config": {"model": {"backbone": "test_resnet"}},
+        "rows": {"module_timing": {"head": "transformer_decoder", "classes": 10}}}
+    registry.tables["module_timing"] = ["module_timing/td-n10"]
+    write_json(Path(experiments.measurement_path("module_timing/td-n10", str(results))),
+               {"device": "cpu", "time_ms": {"self_attention": 2.0, "mlp": 1.0}, "repeats": 10})
+    return registry, results
+
+
+def test_one_row_per_run_seed_and_metric(tmp_path):
+    registry, results = tree(tmp_path)
+    frame = long_form.collect(registry, results, {"label": "x"}).frame
+    assert list(frame.columns) == list(long_form.COLUMNS)
+    gap = frame[(frame["run_id"] == "coco-like/gap") & (frame["seed"] == 1)].set_index("metric")
+    assert gap.loc["mAP", "value"] == 51.0 and gap.loc["flops_g", "value"] == 0.02
+    assert "selected" not in gap.index and "resolution" not in gap.index, "bookkeeping is not a metric"
+    assert gap.loc["mAP", "dataset"] == "coco-like" and gap.loc["mAP", "backbone_role"] == "medium"
+    assert gap.loc["mAP", "dataset_stands_for"].startswith("coco-like, synthetic") and \
+        gap.loc["mAP", "dataset_stands_for"].endswith("standing for MS-COCO")
+    assert json.loads(gap.loc["mAP", "rows"]) == {"table1_heads": {"head": "gap", "queries": None}}
+    assert gap.loc["mAP", "config_hash"] == long_form.config_hash(registry.runs["coco-like/gap"].config_for_seed(1))
+    missing = frame[(frame["run_id"] == "coco-like/ml_decoder") & (frame["seed"] == 1)]
+    assert len(missing) == 1 and missing["status"].item() == "missing" and missing["metric"].item() is None
+    timing = frame[frame["kind"] == "measurement"].set_index("metric")
+    assert timing.loc["time_ms/self_attention", "value"] == 2.0 and "repeats" not in timing.index
+    report = frame[frame["kind"] == "report"]
+    assert set(report["metric"]) == {"label", "dataset", "backbone"}
+
+
+def test_the_file_round_trip_keeps_every_value(tmp_path):
+    registry, results = tree(tmp_path)
+    collected = long_form.collect(registry, results, {"label": "x"})
+    path = tmp_path / "runs.csv"
+    long_form.write(collected, path)
+    back = long_form.read(path)
+    pd.testing.assert_frame_equal(back.frame, collected.frame)
+    assert back.replicates.keys() == collected.replicates.keys()
+    for key, (replicates, digest) in collected.replicates.items():
+        assert np.array_equal(back.replicates[key][0], replicates) and back.replicates[key][1] == digest
+
+
+def test_replicates_pair_runs_scored_on_the_same_images(tmp_path):
+    registry, results = tree(tmp_path)
+    replicates = long_form.collect(registry, results, {"label": "x"}).replicates
+    (gap, gap_digest), (decoder, decoder_digest) = (replicates[(r, 0, "mAP")]
+                                                    for r in ("coco-like/gap", "coco-like/ml_decoder"))
+    assert gap_digest == decoder_digest, "the same validation targets"
+    assert gap.shape == (stats.BOOTSTRAP_REPLICATES,)
+    # The replicates are the metric on the shared resamples of the 12 images.
+    prediction = np.load(Path(experiments.run_dir("coco-like/gap", 0, str(results))) / "predictions.npz")
+    expected = stats.weighted_average_precision(prediction["scores"], prediction["targets"],
+                                                stats.resample_weights(12))
+    assert np.allclose(gap, expected.astype(np.float32))
+
+
+def test_reading_a_file_that_is_not_a_runs_csv_names_it(tmp_path):
+    bad = tmp_path / "other.csv"
+    bad.write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError, match="other.csv lacks the column"):
+        long_form.read(bad)
+    with pytest.raises(FileNotFoundError, match="nowhere.csv"):
+        long_form.read(tmp_path / "nowhere.csv")
