@@ -169,7 +169,11 @@ def _targets_digest(targets: np.ndarray) -> str:
 
 
 def _metric_arrays(prediction: Path, task: str, data_path: Path | None) -> tuple[np.ndarray, np.ndarray] | None:
-    """(scores, targets) of the headline metric of a run's predictions.npz (ZSL: the unseen classes)."""
+    """(scores, targets) of the headline metric of a run's predictions.npz (ZSL: the unseen classes).
+
+    ZSL mAP is scored from a pass over the unseen classes alone; predictions.npz holds the pass over
+    all classes, so unless it also holds `zsl_scores` the unseen columns of that pass stand in
+    (the same scores for full decoding, close to them for group decoding)."""
     if not prediction.is_file():
         return None
     with np.load(prediction) as archive:
