@@ -75,9 +75,11 @@ class RuleCost:
     jobs: int = 0
     requested_gpu_h: float = 0.0
     expected_gpu_h: float = 0.0
+    over_cap: int = 0  # jobs expected to outlast their (capped) limit: resubmitted, resuming
 
     def add(self, requested_min: float, expected_min: float, gpus: int) -> None:
         self.jobs += 1
+        self.over_cap += expected_min > requested_min
         self.requested_gpu_h += requested_min * gpus / 60
         self.expected_gpu_h += expected_min * gpus / 60
 
@@ -130,11 +132,13 @@ def plan(registry: Any, targets: Sequence[str]) -> list[tuple[str, str, RuleCost
 
 def format_plan(rows: Sequence[tuple[str, str, RuleCost]], label: str) -> str:
     lines = [f"plan of: {label}", "(jobs still to run; GPU-hours = time limit x GPUs; expected from mld/estimate.py)",
-             "", "| target | rule | jobs | GPU-h requested | GPU-h expected |", "| --- | --- | ---: | ---: | ---: |"]
-    lines += [f"| {target} | {rule} | {cost.jobs} | {cost.requested_gpu_h:,.1f} | {cost.expected_gpu_h:,.1f} |"
-              for target, rule, cost in rows]
+             "(over cap: jobs expected to outlast the capped limit; each resubmission resumes from its checkpoint)",
+             "", "| target | rule | jobs | GPU-h requested | GPU-h expected | over cap |",
+             "| --- | --- | ---: | ---: | ---: | ---: |"]
+    lines += [f"| {target} | {rule} | {cost.jobs} | {cost.requested_gpu_h:,.1f} | {cost.expected_gpu_h:,.1f} "
+              f"| {cost.over_cap} |" for target, rule, cost in rows]
     if not rows:
-        lines.append("| - | - | 0 | 0 | 0 |")
+        lines.append("| - | - | 0 | 0 | 0 | 0 |")
     return "\n".join(lines)
 
 
