@@ -5,7 +5,7 @@ import pytest
 import yaml
 
 from mld.engine.config import (
-    PAPER_LOSS, ConfigError, check_components, load_run_config, result_defining, validate_run_config,
+    PAPER_LOSS, SCHEMA, ConfigError, check_components, load_run_config, result_defining, validate_run_config,
 )
 
 MINIMAL = {"run_id": "r", "dataset": {"path": "data/x"}, "model": {"backbone": "test_resnet", "head": "gap"}}
@@ -97,3 +97,28 @@ def test_components_are_checked_before_any_work():
     assert "model.head_options: head 'ml_decoder' has no option(s) 'dim'" in message
     assert "run.yaml: model.backbone = no_such_net: not a timm model" in message
     check_components(validate_run_config(MINIMAL))
+
+
+def _sections(schema, prefix=""):
+    yield prefix, schema
+    for key, spec in schema["properties"].items():
+        if spec.get("additionalProperties") is False:
+            yield from _sections(spec, f"{prefix}{key}.")
+
+
+def test_the_run_config_schema_gives_every_key_a_default_or_requires_it():
+    import jsonschema
+
+    jsonschema.Draft202012Validator.check_schema(SCHEMA)
+    for prefix, section in _sections(SCHEMA):
+        for key, spec in section["properties"].items():
+            is_section = spec.get("additionalProperties") is False
+            assert is_section or "default" in spec or key in section.get("required", []), f"{prefix}{key}"
+    # The defaults themselves pass the schema, so every error names a value the user wrote.
+    jsonschema.validate(validate_run_config(MINIMAL), SCHEMA)
+
+
+def test_a_key_of_the_schema_is_a_key_of_the_config():
+    train = validate_run_config(MINIMAL)["train"]
+    assert set(train) == set(SCHEMA["properties"]["train"]["properties"])
+    assert train["feasibility"] == {"max_gflops": None, "max_memory_gb": None}

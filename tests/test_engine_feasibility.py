@@ -234,3 +234,14 @@ def test_the_group_assignment_follows_the_run_seed(caches):
     assert not torch.equal(slots[0], slots[1])
     again = build_model(config["model"], 80, None, channels, seed=1).head.class_slots
     assert torch.equal(again, slots[1])
+
+
+def test_the_memory_estimate_of_an_end_to_end_model_leaves_it_untouched():
+    import mld
+
+    model = mld.create_model("test_resnet", "ml_decoder", 20, head_options=dict(TINY_HEAD))
+    before = {name: value.clone() for name, value in model.state_dict().items()}
+    images = torch.zeros(32, 3, 96, 96)
+    full, half = (training_memory_gb(model, images, ADAM, None, Precision(CPU, dtype)) for dtype in (None, torch.bfloat16))
+    assert 0 < half < full
+    assert all(torch.equal(before[name], value) for name, value in model.state_dict().items())

@@ -1,21 +1,25 @@
 """Run config: load, fill the paper's defaults, validate every field.
 
-A run config is the engine's only input (see "Run config" in docs/architecture.md). Every key is
-checked here, before any data or model is touched, so that a typo in a YAML file fails in a
-second with a message naming the file, the key, the value and the fix, instead of hours later
-or, worse, silently training with a default. Unknown keys are errors for the same reason.
+A run config is the engine's only input (see "Run config" in docs/architecture.md). Its keys,
+types, bounds and defaults are a JSON schema (run_config.schema.yaml beside this file, the schema
+language of the workflow config), checked here before any data or model is touched, so that a
+typo in a YAML file fails in a second with a message naming the file, the key, the value and the
+fix, instead of hours later or, worse, silently training with a default. Unknown keys are errors
+for the same reason. What the schema cannot say (keys that depend on each other) is checked after it.
 """
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import yaml
 
+SCHEMA_PATH = Path(__file__).with_name("run_config.schema.yaml")
+SCHEMA: dict[str, Any] = yaml.safe_load(SCHEMA_PATH.read_text())
+
 # The paper's recipe (ML-Decoder, appendix "MS-COCO training details") is the default.
-PAPER_LOSS = {"name": "asl", "gamma_neg": 4, "gamma_pos": 0, "clip": 0.05}
+PAPER_LOSS = SCHEMA["properties"]["train"]["properties"]["loss"]["default"]
 
 # Keys that change how a run executes but not what it computes: a run may resume with
 # different values (e.g. more loader workers on a bigger node).
@@ -26,130 +30,30 @@ class ConfigError(ValueError):
     """A run config is invalid; the message lists every problem found, one per line."""
 
 
-_REQUIRED = object()
-
-
-@dataclass(frozen=True)
-class Field:
-    """One config key: its default (or required) and a check that explains what is expected."""
-
-    check: Callable[[Any], bool]
-    expected: str
-    default: Any = _REQUIRED
-    nullable: bool = False
-
-    @property
-    def required(self) -> bool:
-        return self.default is _REQUIRED
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def integer(minimum: int, default: Any = _REQUIRED, nullable: bool = False) -> Field:
-    return Field(lambda v: _is_int(v) and v >= minimum, f"an integer >= {minimum}", default, nullable)
-
-
-def number(low: float, high: float | None = None, *, open_low: bool = False, open_high: bool = False,
-           default: Any = _REQUIRED, nullable: bool = False) -> Field:
-    def check(value: Any) -> bool:
-        if not _is_number(value):
-            return False
-        above = value > low if open_low else value >= low
-        below = high is None or (value < high if open_high else value <= high)
-        return above and below
-
-    left = f"> {low}" if open_low else f">= {low}"
-    right = "" if high is None else (f" and < {high}" if open_high else f" and <= {high}")
-    return Field(check, f"a number {left}{right}", default, nullable)
-
-
-def choice(*options: Any, default: Any = _REQUIRED) -> Field:
-    return Field(lambda v: v in options, "one of " + ", ".join(map(str, options)), default)
-
-
-def text(default: Any = _REQUIRED, nullable: bool = False) -> Field:
-    return Field(lambda v: isinstance(v, str) and v != "", "a non-empty string", default, nullable)
-
-
-def boolean(default: Any = _REQUIRED) -> Field:
-    return Field(lambda v: isinstance(v, bool), "true or false", default)
-
-
-def mapping(default: Any = _REQUIRED) -> Field:
-    """A free-form mapping whose keys are checked by the code that consumes it."""
-    return Field(lambda v: isinstance(v, dict), "a mapping (key: value pairs)", default)
-
-
-def loss_spec(default: Any) -> Field:
-    return Field(lambda v: isinstance(v, dict) and isinstance(v.get("name"), str),
-                 "a mapping with a 'name' (e.g. {name: asl, gamma_neg: 4})", default)
-
-
-SCHEMA: dict[str, Any] = {
-    "run_id": text(),
-    "seed": integer(0, default=0),
-    "dataset": {
-        "path": text(),
-        "unknown_labels": choice("ignore", "negative", default="ignore"),
-        "unknown_weight": number(0.0, 1.0, default=None, nullable=True),
-    },
-    "features": text(default=None, nullable=True),
-    "model": {
-        "backbone": text(),
-        "backbone_weights": text(default=None, nullable=True),
-        "backbone_options": mapping(default={}),
-        "pretrained": boolean(default=False),
-        "head": text(),
-        "num_groups": integer(1, default=None, nullable=True),
-        "head_options": mapping(default={}),
-    },
-    "task": choice("multilabel", "zero_shot", "single_label", default="multilabel"),
-    "train": {
-        "epochs": integer(1, default=40),
-        "batch_size": integer(1, default=56),
-        "optimizer": choice("adam", "adamw", default="adam"),
-        "lr": number(0.0, open_low=True, default=2.0e-4),
-        "weight_decay": number(0.0, default=1.0e-4),
-        "schedule": choice("onecycle", "cosine", "constant", default="onecycle"),
-        "pct_start": number(0.0, 1.0, open_low=True, open_high=True, default=0.2),
-        "ema_decay": number(0.0, 1.0, open_high=True, default=0.9997, nullable=True),
-        "loss": loss_spec(default=PAPER_LOSS),
-        "resolution": integer(8, default=448),
-        "augment": {
-            "cutout": number(0.0, 1.0, default=0.5),
-            "randaugment": boolean(default=True),
-        },
-        "amp": choice("auto", "bf16", "fp16", "off", default="auto"),
-        "device": choice("auto", "cpu", "cuda", default="auto"),
-        "num_workers": integer(0, default=8),
-        "eval_every": integer(0, default=1),
-        "log_every_s": number(0.0, open_low=True, default=60.0),
-        "feasibility": {
-            "max_gflops": number(0.0, open_low=True, default=None, nullable=True),
-            "max_memory_gb": number(0.0, open_low=True, default=None, nullable=True),
-        },
-    },
-}
-
 # The losses of single-label runs: softmax cross-entropy or a sigmoid loss (mld.losses names).
 SOFTMAX_LOSS = "softmax_ce"
 SINGLE_LABEL_LOSSES = (SOFTMAX_LOSS, "bce", "asl")
 
 
-def _defaults(schema: Mapping[str, Any]) -> dict[str, Any]:
-    """The fully defaulted config a section gets when it is left out entirely."""
-    out: dict[str, Any] = {}
-    for key, spec in schema.items():
-        if isinstance(spec, dict):
-            out[key] = _defaults(spec)
-        elif not spec.required:
-            out[key] = copy.deepcopy(spec.default)
+def _is_section(schema: Mapping[str, Any]) -> bool:
+    """A section: a mapping of known keys (a free-form mapping is one value, checked by its consumer)."""
+    return schema.get("type") == "object" and schema.get("additionalProperties") is False
+
+
+def _with_defaults(values: Any, schema: Mapping[str, Any]) -> Any:
+    """`values` with every left-out key of every section set to its default (values are copied)."""
+    if values is None and _is_section(schema):
+        values = {}
+    if not (_is_section(schema) and isinstance(values, dict)):
+        return copy.deepcopy(values)
+    out = {key: copy.deepcopy(value) for key, value in values.items()}
+    for key, spec in schema["properties"].items():
+        if key in out:
+            out[key] = _with_defaults(out[key], spec)
+        elif _is_section(spec):
+            out[key] = _with_defaults({}, spec)
+        elif "default" in spec:
+            out[key] = copy.deepcopy(spec["default"])
     return out
 
 
@@ -157,41 +61,64 @@ def _show(value: Any) -> str:
     return yaml.safe_dump(value, default_flow_style=True, width=1000, sort_keys=False).strip().removesuffix("\n...")
 
 
-def _validate_section(values: Any, schema: Mapping[str, Any], prefix: str,
-                      problems: list[str]) -> dict[str, Any]:
-    if values is None:
-        values = {}
-    if not isinstance(values, dict):
-        problems.append(f"{prefix.rstrip('.') or '<top level>'} = {_show(values)}: expected a mapping "
-                        f"of keys ({', '.join(schema)})")
-        return _defaults(schema)
-    out: dict[str, Any] = {}
-    for key in values:
-        if key not in schema:
-            problems.append(f"{prefix}{key}: unknown key; the keys allowed here are "
-                            f"{', '.join(schema)} (check the spelling or remove it)")
-    for key, spec in schema.items():
-        name = prefix + key
-        if isinstance(spec, dict):
-            out[key] = _validate_section(values.get(key), spec, name + ".", problems)
-            continue
-        if key not in values:
-            if spec.required:
-                problems.append(f"{name}: missing; add it ({spec.expected})")
-            else:
-                out[key] = copy.deepcopy(spec.default)
-            continue
-        value = values[key]
-        if value is None and spec.nullable:
-            out[key] = None
-        elif value is None or not spec.check(value):
-            hint = "" if spec.required else f", or remove the key to use the default {_show(spec.default)}"
-            null = " or null" if spec.nullable else ""
-            problems.append(f"{name} = {_show(value)}: expected {spec.expected}{null}{hint}")
-            out[key] = copy.deepcopy(spec.default) if not spec.required else value
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
+def _expected(spec: Mapping[str, Any]) -> str:
+    """What a key's schema accepts, in words: "an integer >= 1", "one of adam, adamw", ..."""
+    types = spec.get("type", [])
+    types = [types] if isinstance(types, str) else list(types)
+    null = " or null" if "null" in types else ""
+    kinds = [kind for kind in types if kind != "null"]
+    if "enum" in spec:
+        return "one of " + ", ".join(map(str, spec["enum"])) + null
+    kind = kinds[0] if kinds else None
+    if kind == "object":
+        if not spec.get("required"):
+            return "a mapping (key: value pairs)" + null
+        example = f" (e.g. {_show(spec['examples'][0])})" if spec.get("examples") else ""
+        return "a mapping with " + ", ".join(f"a '{key}'" for key in spec["required"]) + example + null
+    if kind == "string":
+        return ("a non-empty string" if spec.get("minLength") else "a string") + null
+    if kind == "boolean":
+        return "true or false" + null
+    bounds = [f"{sign} {spec[keyword]}" for keyword, sign in (("exclusiveMinimum", ">"), ("minimum", ">="),
+                                                               ("exclusiveMaximum", "<"), ("maximum", "<="))
+              if keyword in spec]
+    return ("an integer" if kind == "integer" else "a number") + (" " + " and ".join(bounds) if bounds else "") + null
+
+
+def _problem(error: Any, document: Mapping[str, Any]) -> list[str]:
+    """One schema error as lines in the engine's style: "<key> = <value>: expected ..., or ..."."""
+    path, schema, instance = list(error.absolute_path), SCHEMA, document
+    # Walk down the sections the error lies in; the first key that is not a section is the value at fault.
+    depth = 0
+    while depth < len(path) and _is_section(schema) and path[depth] in schema["properties"] \
+            and _is_section(schema["properties"][path[depth]]):
+        schema, instance, depth = schema["properties"][path[depth]], instance[path[depth]], depth + 1
+    prefix = "".join(f"{part}." for part in path[:depth])
+    if depth == len(path) and error.validator == "additionalProperties":
+        allowed = ", ".join(schema["properties"])
+        return [f"{prefix}{key}: unknown key; the keys allowed here are {allowed} (check the spelling or "
+                "remove it)" for key in instance if key not in schema["properties"]]
+    if depth == len(path) and error.validator == "required":
+        return [f"{prefix}{key}: missing; add it ({_expected(schema['properties'][key])})"
+                for key in error.validator_value if key not in instance]
+    if depth == len(path):  # a whole section of the wrong type
+        name = prefix.rstrip(".") or "<top level>"
+        return [f"{name} = {_show(instance)}: expected a mapping of keys ({', '.join(schema['properties'])})"]
+    key = path[depth]
+    spec, value = schema["properties"][key], instance[key]  # set by the user: defaults are valid
+    hint = f", or remove the key to use the default {_show(spec['default'])}" if "default" in spec else ""
+    return [f"{prefix}{key} = {_show(value)}: expected {_expected(spec)}{hint}"]
+
+
+def _schema_problems(document: Mapping[str, Any]) -> list[str]:
+    """Every way the defaulted config breaks the schema, one line each (a value's errors once)."""
+    import jsonschema  # only needed here; keeps `import mld.engine` cheap
+
+    validator = jsonschema.Draft202012Validator(SCHEMA)
+    problems: list[str] = []
+    for error in sorted(validator.iter_errors(document), key=lambda e: [str(part) for part in e.absolute_path]):
+        problems += [line for line in _problem(error, document) if line not in problems]
+    return problems
 
 
 def _cross_field_problems(config: Mapping[str, Any]) -> list[str]:
@@ -218,13 +145,11 @@ def validate_run_config(raw: Any, source: str = "<run config>") -> dict[str, Any
 
     `source` names where the config came from (a file path) in the error messages.
     """
-    problems: list[str] = []
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: expected a mapping of run settings at the top level, "
                           f"got {type(raw).__name__}")
-    config = _validate_section(raw, SCHEMA, "", problems)
-    if not problems:
-        problems = _cross_field_problems(config)
+    config = _with_defaults(raw, SCHEMA)
+    problems = _schema_problems(config) or _cross_field_problems(config)
     if problems:
         raise ConfigError(f"{source}: invalid run config:\n" + "\n".join(f"  {source}: {p}" for p in problems))
     return config
