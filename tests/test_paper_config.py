@@ -21,7 +21,7 @@ from mld.experiments import build_registry, load_config
 from test_workflow import SLURM_OVERRIDES, job_counts, planned_runs, slurm_is_up, snakemake
 from toy_paper import REPO, ToyPaper
 
-MEMORY_KEY = "train_memory_gb_batch1"  # cost.json: the memory estimate's result
+from mld.engine.costing import MEMORY_KEY  # cost.json: the memory estimate's result
 
 
 def registry_of(config_file: Path):
