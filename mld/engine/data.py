@@ -30,7 +30,8 @@ class RunData:
     num_train_classes / train_word_vectors: the classes the model is built for (zero-shot: the
     seen classes only). train_class_embeddings: what the model is called with while training
     (zero-shot: the seen classes' word vectors; otherwise None). eval_class_embeddings: the same
-    for evaluation (zero-shot: every class, so that ZSL and GZSL metrics come from one pass).
+    for evaluation (zero-shot: every class's word vectors, in dataset order; mld.engine.evaluation
+    scores the unseen classes alone for ZSL and the seen then the unseen ones for GZSL).
     """
 
     meta: PreparedMeta
