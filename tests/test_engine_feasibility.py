@@ -213,7 +213,7 @@ def test_zsl_is_scored_from_the_unseen_classes_alone_and_seen_classes_keep_their
                         seed=3)
     model.load_state_dict(load_checkpoint(tmp_path / "zsl" / "checkpoint.pt")["model"])
     model.eval()
-    features, labels = _val_features(caches), torch.from_numpy(np.asarray(meta.labels("val")))
+    features, labels = _val_features(caches), torch.from_numpy(np.array(meta.labels("val")))
     with torch.no_grad():
         alone = model(features, class_embeddings=words[unseen]).sigmoid()
         trained_layout = model(features).sigmoid()  # the seen classes as in training
