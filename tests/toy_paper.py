@@ -38,7 +38,7 @@ TOY_RESOLUTIONS = [64, 96]  # the resolution table: two cells, `xlarge` at the l
 # any per-recipe block and the heads): one rule instead of one override per block.
 TOY_VALUES: dict[str, Any] = {
     "epochs": 1, "batch_size": 4, "num_workers": 0, "device": "cpu", "amp": "off", "log_every_s": 5.0,
-    "resolution": TOY_RESOLUTION, "extreme_resolution": TOY_RESOLUTION,
+    "resolution": TOY_RESOLUTION,
     "decoder_dim": 32, "ff_dim": 64, "embed_dim": 32,
 }
 
@@ -54,15 +54,19 @@ OPENIMAGES_CLASSES = [("/m/01", "Cat"), ("/m/02", "Dog"), ("/m/03", "Bird"), ("/
                       ("/m/0a", "Flower"), ("/m/0b", "Unseen one"), ("/m/0c", "Unseen two")]
 OPENIMAGES_TRAINABLE = [name for name, _ in OPENIMAGES_CLASSES[:10]]
 IMAGENET_CLASSES = [f"n{index:08d}" for index in range(10)]
+# COCO and VOC share one GloVe file in the paper config: it covers the words of both class lists.
+GLOVE_CLASS_NAMES = [name for _, name in COCO_CATEGORIES] + list(VOC_CLASSES)
 
 
 # ------------------------------------------------------------------ release-format writers
 
 
-def write_jpeg(path: Path, seed: int = 0, size: tuple[int, int] = (48, 40)) -> None:
-    """A small JPEG of random colour blocks (decodable, not constant)."""
+def write_jpeg(path: Path, seed: int = 0) -> None:
+    """A small JPEG of random colour blocks; its size (32-64 px a side) varies with `seed`, as real
+    images' sizes and aspect ratios do."""
     path.parent.mkdir(parents=True, exist_ok=True)
     blocks = np.random.default_rng(seed).integers(0, 256, (4, 4, 3), dtype=np.uint8)
+    size = (32 + 16 * (seed % 3), 32 + 8 * (seed % 5))
     Image.fromarray(blocks).resize(size, Image.NEAREST).save(path, "JPEG")
 
 
@@ -192,7 +196,7 @@ def write_toy_coco(data_root: Path, spec: Mapping[str, Any]) -> int:
     write_coco(root, COCO_CATEGORIES, splits)
     vectors = _option(data_root, spec, "word_vectors")
     if vectors is not None:
-        write_word_vectors(vectors, [name for _, name in COCO_CATEGORIES] + list(VOC_CLASSES))
+        write_word_vectors(vectors, GLOVE_CLASS_NAMES)
     return len(COCO_CATEGORIES)
 
 
@@ -210,7 +214,7 @@ def write_toy_voc(data_root: Path, spec: Mapping[str, Any]) -> int:
     write_voc(root, images, lists)
     vectors = _option(data_root, spec, "word_vectors")
     if vectors is not None:
-        write_word_vectors(vectors, [name for _, name in COCO_CATEGORIES] + list(VOC_CLASSES))
+        write_word_vectors(vectors, GLOVE_CLASS_NAMES)
     return len(VOC_CLASSES)
 
 
@@ -253,14 +257,14 @@ def write_toy_imagenet(directory: Path) -> int:
     """ImageNet in the prepared format (it has no converter): file storage, one positive per image."""
     directory.mkdir(parents=True, exist_ok=True)
     splits = {}
+    classes = np.arange(len(IMAGENET_CLASSES) + 2) % len(IMAGENET_CLASSES)  # every class in each split
     for offset, split in enumerate(("train", "val")):
-        paths = [directory / "images" / split / f"{name}_{row}.JPEG" for row, name in
-                 enumerate(IMAGENET_CLASSES[row % len(IMAGENET_CLASSES)] for row in range(IMAGES_PER_SPLIT + 4))]
+        paths = [directory / "images" / split / f"{IMAGENET_CLASSES[c]}_{row}.JPEG" for row, c in enumerate(classes)]
         for number, path in enumerate(paths):
             write_jpeg(path, seed=60 + 10 * offset + number)
         write_image_list(directory, split, paths)
         labels = np.zeros((len(paths), len(IMAGENET_CLASSES)), np.int8)
-        labels[np.arange(len(paths)), np.arange(len(paths)) % len(IMAGENET_CLASSES)] = 1
+        labels[np.arange(len(paths)), classes] = 1
         write_labels(directory, split, labels)
         splits[split] = len(paths)
     write_meta(directory, PreparedMeta(path=directory, name="imagenet-toy", source="toy ImageNet (tests)",
@@ -319,7 +323,7 @@ class ToyPaper:
     def variant(self, name: str, overrides: Mapping[str, Any]) -> Path:
         """Another user config on top of the toy one (e.g. a tiny memory budget)."""
         path = self.config_file.with_name(f"{name}.yaml")
-        path.write_text(yaml.safe_dump({**deep_merge(self.overrides, overrides), "base": "config/paper.yaml"},
+        path.write_text(yaml.safe_dump({"base": "config/paper.yaml", **deep_merge(self.overrides, overrides)},
                                        sort_keys=False))
         return path
 
@@ -348,8 +352,10 @@ def make_toy_paper(root: Path) -> ToyPaper:
                         "single_label_groups": 5},
         "measurements": {"throughput_classes": [20], "module_timing_classes": [20], "groups": 5,
                          "options": {"batch_size": 2, "warmup": 1, "repeats": 1, "device": "cpu"}},
-        # Small CPU-only requests, so that the jobs fit a single-node test cluster without GPUs.
-        "resources": {rule: {"threads": 1, "mem_mb": 3000, "runtime": 30, "gpu": 0} for rule in paper["resources"]},
+        # Small CPU-only requests, so that the jobs fit a single-node test cluster without GPUs
+        # (time limits stay the paper config's: the train rule's come from its estimate).
+        "resources": {rule: {"threads": 1, "mem_mb": 3000, "gpu": 0} for rule, spec in paper["resources"].items()
+                      if "mem_mb" in spec},
     })
     config_file = root / "toy-paper.yaml"
     config_file.write_text(yaml.safe_dump({"base": "config/paper.yaml", **overrides}, sort_keys=False))
@@ -364,3 +370,50 @@ def toy_paper(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ToyPaper]:
     yield toy
     for weights in (toy.config_file.parent / "weights").glob("*.pt"):
         weights.unlink()
+
+
+# ------------------------------------------------------------------ one run per code path
+
+
+def code_paths(registry: Any, run: Any) -> set[str]:
+    """What a run exercises: its dataset (adapter and labels), backbone, recipe, loss, resolution,
+    head, and per head and decoding (full: K = N, group: K < N) each option that switches code
+    (query and head types, query augmentations, Hamburger, the interaction, stacked layers, fewer
+    scales). Runs that differ only in sizes (K, class counts, layer or scale counts) share paths."""
+    config, model = run.config, run.config["model"]
+    options = model["head_options"]
+    (dataset,) = [entry for entry in registry.datasets.values() if entry["path"] == config["dataset"]["path"]]
+    scope = f"{config['task']}/{model['head']}"
+    if model["head"] == "ml_decoder":
+        full = model["num_groups"] is None or model["num_groups"] == dataset["num_classes"]
+        scope += "/full" if full else "/group"
+    paths = {scope, f"dataset:{dataset['role']}", f"backbone:{model['backbone']}",
+             f"loss:{config['train']['loss']['name']}", f"resolution:{config['train']['resolution']}",
+             f"unknown_labels:{config['dataset']['unknown_labels']}"}
+    paths |= {f"recipe:{recipe}" for recipe in getattr(run, "recipes", {}).values()}
+    paths |= {f"{scope}/{key}={options[key]}" for key in ("query_type", "head_type", "hamburger", "interaction")
+              if key in options}
+    paths |= {f"{scope}/{key}={bool(options[key])}" for key in ("query_noise", "random_queries") if key in options}
+    if options.get("num_layers", 1) > 1:
+        paths.add(f"{scope}/stacked_layers")
+    if options.get("num_scales", 4) < 4:
+        paths.add(f"{scope}/fewer_scales")
+    return paths
+
+
+def covering_runs(registry: Any) -> list[str]:
+    """A small set of runs that together take every code path of the registry's runs (greedy set
+    cover, in registry order: deterministic)."""
+    paths = {run_id: code_paths(registry, run) for run_id, run in registry.runs.items()}
+    left, chosen = set().union(*paths.values()), []
+    while left:
+        best = max(paths, key=lambda run_id: len(paths[run_id] & left))
+        chosen.append(best)
+        left -= paths[best]
+    return chosen
+
+
+def covering_measurements(registry: Any) -> list[str]:
+    """One cost measurement of each kind (throughput, module timing)."""
+    return list({measurement["kind"]: measurement_id for measurement_id, measurement
+                 in reversed(registry.measurements.items())}.values())
