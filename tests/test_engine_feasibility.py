@@ -220,7 +220,10 @@ def test_zsl_is_scored_from_the_unseen_classes_alone_and_seen_classes_keep_their
         mixed = model(features, class_embeddings=words).sigmoid()  # all classes in dataset order
     zsl = metrics.class_subset_metrics(alone, labels[:, unseen], list(range(len(unseen))))
     assert result["final"]["zsl"] == pytest.approx(zsl, abs=1e-6)
-    scores = torch.from_numpy(np.load(tmp_path / "zsl" / "predictions.npz")["scores"])
+    predictions = np.load(tmp_path / "zsl" / "predictions.npz")
+    torch.testing.assert_close(torch.from_numpy(predictions["zsl_scores"]), alone)  # ZSL recomputes from the file
+    assert (predictions["zsl_targets"] == predictions["targets"][:, unseen]).all()
+    scores = torch.from_numpy(predictions["scores"])
     torch.testing.assert_close(scores[:, seen], trained_layout)
     torch.testing.assert_close(scores[:, unseen], alone)  # GZSL puts the unseen classes in groups of their own
     # One pass over all classes in dataset order re-groups them: what the engine no longer scores.

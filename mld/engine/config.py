@@ -41,19 +41,24 @@ def _is_section(schema: Mapping[str, Any]) -> bool:
 
 
 def _with_defaults(values: Any, schema: Mapping[str, Any]) -> Any:
-    """`values` with every left-out key of every section set to its default (values are copied)."""
+    """`values` with every left-out key of every section set to its default (values are copied).
+
+    Keys come in the schema's order (unknown ones after them), whatever order the file had: a
+    config read from a file and the same config given as a mapping are equal, key order included.
+    """
     if values is None and _is_section(schema):
         values = {}
     if not (_is_section(schema) and isinstance(values, dict)):
         return copy.deepcopy(values)
-    out = {key: copy.deepcopy(value) for key, value in values.items()}
+    out = {}
     for key, spec in schema["properties"].items():
-        if key in out:
-            out[key] = _with_defaults(out[key], spec)
+        if key in values:
+            out[key] = _with_defaults(values[key], spec)
         elif _is_section(spec):
             out[key] = _with_defaults({}, spec)
         elif "default" in spec:
             out[key] = copy.deepcopy(spec["default"])
+    out.update({key: copy.deepcopy(value) for key, value in values.items() if key not in out})
     return out
 
 

@@ -45,7 +45,7 @@ def evaluate(config: Mapping[str, Any] | str | Path, checkpoint: str | Path, out
         with RunLog(None, enabled=world.is_main, stream=log_stream) as log:
             evaluator = Evaluator(data, config["task"], train["batch_size"], train["num_workers"], world,
                                   choose_precision(train["amp"], world.device), log, train["log_every_s"])
-            results, scores, labels = evaluator.full(candidates)
+            results, scores, labels, zsl = evaluator.full(candidates)
             final = final_section(results, evaluator.metrics.selection)
             log(f"{checkpoint}: {final['selected_by']} {final[final['selected_by']]:.2f} ({final['selected']})")
         metrics = {"run_id": config["run_id"], "seed": config["seed"], "config": config,
@@ -53,7 +53,8 @@ def evaluate(config: Mapping[str, Any] | str | Path, checkpoint: str | Path, out
                    "mode": "cached_features" if config["features"] else "end_to_end",
                    "checkpoint": str(checkpoint), "final": final}
         if world.is_main:
-            outputs.write_predictions(out_dir, scores[final["selected"]], labels, data.class_names)
+            outputs.write_predictions(out_dir, scores[final["selected"]], labels, data.class_names,
+                                      zsl.get(final["selected"]))
             outputs.write_metrics(out_dir, metrics)
         return outputs.json_safe(metrics)
     finally:

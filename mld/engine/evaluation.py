@@ -24,6 +24,11 @@ from mld.engine.progress import RunLog, track
 from mld.data.sampling import EvalBatchSampler
 
 
+# Evaluator.full: metrics and scores per candidate, the labels, (zero-shot) the unseen pass per candidate.
+FullEvaluation = tuple[dict[str, dict[str, Any]], dict[str, torch.Tensor], torch.Tensor,
+                       dict[str, tuple[torch.Tensor, torch.Tensor]]]
+
+
 @dataclass(frozen=True)
 class TaskMetrics:
     """What a task reports; `selection` is the metric that picks the model or its EMA.
@@ -160,14 +165,16 @@ class Evaluator:
             values[f"{self.metrics.selection}_{name}"] = self.metrics.quick(*scored)
         return values
 
-    def full(self, candidates: Mapping[str, nn.Module]
-             ) -> tuple[dict[str, dict[str, Any]], dict[str, torch.Tensor], torch.Tensor] | None:
-        """Every metric and the scores of each candidate, and the labels; None if stopped."""
-        results, scores, labels = {}, {}, torch.empty(0)
+    def full(self, candidates: Mapping[str, nn.Module]) -> FullEvaluation | None:
+        """Every metric and the scores of each candidate, the labels, and (zero-shot) each candidate's
+        unseen pass with its labels, as predictions.npz keeps them; None if stopped."""
+        results, scores, labels, unseen = {}, {}, torch.empty(0), {}
         for name, model in candidates.items():
             scored = self.scores(model)
             if scored is None:
                 return None
-            scores[name], labels, _ = scored
+            scores[name], labels, unseen_scores = scored
+            if unseen_scores is not None:
+                unseen[name] = (unseen_scores, labels[:, self.zero_shot.unseen])
             results[name] = self.metrics.compute(*scored)
-        return results, scores, labels
+        return results, scores, labels, unseen

@@ -64,10 +64,15 @@ def write_cost(out_dir: Path, cost: Mapping[str, Any]) -> None:
 
 
 def write_predictions(out_dir: Path, scores: torch.Tensor, targets: torch.Tensor,
-                      class_names: Sequence[str]) -> None:
-    """Scores of the selected weights on the evaluation split, enough to recompute every metric."""
+                      class_names: Sequence[str], zsl: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
+    """Scores of the selected weights on the evaluation split, enough to recompute every metric.
+
+    Zero-shot runs also keep `zsl` (scores, targets) of the pass over the unseen classes alone, as
+    `zsl_scores` / `zsl_targets`: the ZSL metrics come from that pass.
+    """
+    extra = {} if zsl is None else {"zsl_scores": zsl[0].float().numpy(), "zsl_targets": zsl[1].to(torch.int8).numpy()}
     write_npz(out_dir / PREDICTIONS, scores=scores.float().numpy(), targets=targets.to(torch.int8).numpy(),
-              class_names=np.asarray(class_names, dtype=str))
+              class_names=np.asarray(class_names, dtype=str), **extra)
 
 
 def finish_log(out_dir: Path) -> None:

@@ -30,7 +30,7 @@ from mld.data.loading import make_loader
 from mld.engine.data import RunData, open_run_data
 from mld.engine.distributed import World, synchronise_batchnorm
 from mld.engine.ema import ModelEma
-from mld.engine.evaluation import Evaluator, final_section
+from mld.engine.evaluation import Evaluator, FullEvaluation, final_section
 from mld.engine.loop import Trainer
 from mld.engine.modeling import build_model
 from mld.engine.optim import build_optimizer, build_schedule
@@ -145,10 +145,10 @@ class _Run:
         try:
             with self.stop:
                 self._train_epochs(progress)
-                candidates, scores, labels = self._evaluate_final()
+                candidates, scores, labels, zsl = self._evaluate_final()
         except torch.OutOfMemoryError:  # infeasible on this device, not a failure to retry
             return self._write_out_of_memory(progress, cost)
-        return self._write_outputs(progress, candidates, scores, labels)
+        return self._write_outputs(progress, candidates, scores, labels, zsl)
 
     def _cost(self, model: nn.Module, data: RunData) -> dict[str, Any]:
         """cost.json, measured once per model (a resumed run of the same model reads it back)."""
@@ -287,7 +287,7 @@ class _Run:
     def _candidates(self) -> dict[str, nn.Module]:
         return {"model": self.model, **({"ema": self.ema.module} if self.ema else {})}
 
-    def _evaluate_final(self) -> tuple[dict[str, dict[str, Any]], dict[str, torch.Tensor], torch.Tensor]:
+    def _evaluate_final(self) -> FullEvaluation:
         result = self.evaluator.full(self._candidates())
         if result is None:  # last.pt already holds the finished training: a rerun only evaluates
             signal_number = self.stop.received or 0
@@ -298,7 +298,8 @@ class _Run:
     # ---- outputs
 
     def _write_outputs(self, progress: Progress, candidates: dict[str, dict[str, Any]],
-                       scores: dict[str, torch.Tensor], labels: torch.Tensor) -> dict[str, Any]:
+                       scores: dict[str, torch.Tensor], labels: torch.Tensor,
+                       zsl: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> dict[str, Any]:
         selection = self.evaluator.metrics.selection
         final = final_section(candidates, selection)
         if progress.history:
@@ -307,7 +308,8 @@ class _Run:
         metrics = {**self._identity(), "final": final, "history": progress.history,
                    "train_time_s": progress.train_time_s}
         if self.world.is_main:
-            outputs.write_predictions(self.out_dir, scores[final["selected"]], labels, self.data.class_names)
+            outputs.write_predictions(self.out_dir, scores[final["selected"]], labels, self.data.class_names,
+                                      zsl.get(final["selected"]))
             save_checkpoint(self.out_dir / outputs.CHECKPOINT, {
                 "format": CHECKPOINT_FORMAT, "config": self.config, "selected": final["selected"],
                 "model": self.model.state_dict(), "ema": self.ema.state_dict() if self.ema else None})
