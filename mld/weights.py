@@ -74,10 +74,9 @@ def check_weights(config: Mapping[str, Any]) -> None:
         if not isinstance(spec, Mapping):
             continue
         if spec.get("weights"):
-            if spec.get("pretrained"):
-                problems.append(f"config key backbones.{role}: both `pretrained: true` and `weights: "
-                                f"{spec['weights']}`; keep `weights` (a local file) or `pretrained` (timm's), not both")
-            elif not Path(spec["weights"]).is_file():
+            # The file wins over `pretrained` (backbone_weights): a user config on top of
+            # config/paper.yaml sets `weights` alone and inherits `pretrained: true`.
+            if not Path(spec["weights"]).is_file():
                 problems.append(f"config key backbones.{role}.weights: {spec['weights']} does not exist; give the "
                                 "path of a state dict file (relative paths are relative to the working directory)")
         elif spec.get("pretrained") and cache and Path(cache).is_dir():

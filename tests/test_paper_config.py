@@ -40,7 +40,11 @@ def test_toy_config_is_the_paper_config_plus_overrides(toy_paper: ToyPaper) -> N
     assert config["mode"] == "end_to_end" and config["train"]["epochs"] == 1
     for role, spec in config["backbones"].items():
         if isinstance(spec, dict):
-            assert Path(spec["weights"]).is_file(), role
+            assert Path(spec["weights"]).is_file() and "pretrained" not in raw["backbones"][role], role
+    # `weights:` alone replaces the paper's hub weights in every run (no network on the nodes).
+    for run_id, run in build_registry(config).runs.items():
+        model = run.config["model"]
+        assert Path(model["backbone_weights"]).is_file() and model["pretrained"] is False, run_id
 
 
 def test_toy_datasets_read_with_the_configured_class_counts(toy_paper: ToyPaper) -> None:
@@ -80,8 +84,9 @@ def test_dry_run_plans_the_whole_paper_dag(toy_paper: ToyPaper, tmp_path: Path) 
 
 def write_tables(workdir: Path, config_file: Path) -> None:
     """`mld tables` over the results there (the workflow's tables rule would first train every run)."""
-    result = subprocess.run([sys.executable, "-m", "mld", "tables", "--config", str(config_file)], cwd=workdir,
-                            capture_output=True, text=True, timeout=300)
+    command = [sys.executable, "-m", "mld", "tables", "--config", str(config_file), "--results", "results",
+               "--out", "results"]
+    result = subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
 
 

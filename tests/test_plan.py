@@ -85,9 +85,10 @@ def test_a_weights_file_alone_is_used_and_checked(tmp_path: Path) -> None:
     file.write_bytes(b"x")
     weights.check_weights({**config, "backbones": {"medium": config["backbones"]["medium"]}})
     assert weights.backbone_weights(config, "medium") == (str(file), False)
+    # On top of config/paper.yaml the role inherits `pretrained: true`: the file still wins.
     both = paper_with({"name": "tresnet_m", "weights": str(file), "pretrained": True})
-    with pytest.raises(weights.WeightsConfigError, match=r"backbones\.medium: both `pretrained: true`"):
-        weights.check_weights({**both, "backbones": {"medium": both["backbones"]["medium"]}})
+    weights.check_weights({**both, "backbones": {"medium": both["backbones"]["medium"]}})
+    assert weights.backbone_weights(both, "medium") == (str(file), False)
 
 
 def test_pretrained_while_offline_needs_the_cache() -> None:
@@ -143,3 +144,4 @@ def test_launcher_stops_a_slurm_job_before_its_limit(tmp_path: Path) -> None:
                       "time.sleep(30)\n")
     status = launch.supervise([sys.executable, str(script)], stop_after_min=0.5 / 60)
     assert status == 138
+    assert launch.stop_after(60, 10) == 50 and launch.stop_after(8, 5) == 4  # short limits: halfway

@@ -345,7 +345,8 @@ def make_toy_paper(root: Path) -> ToyPaper:
         "train": {"device": "cpu"},
         "data_root": str(data_root),
         "datasets": datasets,
-        "backbones": {role: {"weights": str(path), "pretrained": False} for role, path in weights.items()},
+        # `weights:` alone, as a user with local files writes it (it wins over the inherited `pretrained`).
+        "backbones": {role: {"weights": str(path)} for role, path in weights.items()},
         "experiments": {"resolutions": TOY_RESOLUTIONS,
                         "extreme_groups": [2, 5],
                         "zero_shot_groups": 3,
