@@ -248,3 +248,16 @@ def test_the_memory_estimate_of_an_end_to_end_model_leaves_it_untouched():
     full, half = (training_memory_gb(model, images, ADAM, None, Precision(CPU, dtype)) for dtype in (None, torch.bfloat16))
     assert 0 < half < full
     assert all(torch.equal(before[name], value) for name, value in model.state_dict().items())
+
+
+def test_a_failing_memory_estimate_says_what_to_do(caches, tmp_path, monkeypatch):
+    import mld.engine.costing as costing
+
+    def unsupported(*args, **kwargs):
+        raise NotImplementedError("aten::some_op has no fake implementation")
+
+    monkeypatch.setattr(costing, "training_memory_gb", unsupported)
+    config = cached_run(caches, "multilabel", train={"feasibility": {"max_memory_gb": 10.0}})
+    with pytest.raises(RuntimeError, match=r"memory estimate of train.feasibility.max_memory_gb failed for "
+                                           r"model.head = ml_decoder on cpu .*max_memory_gb: null"):
+        train(config, tmp_path / "run")

@@ -81,8 +81,15 @@ def measure_cost(config: Mapping[str, Any], model: nn.Module, data: Any, step: T
 
 def memory_cost(config: Mapping[str, Any], model: nn.Module, data: Any, step: TrainingStep) -> dict[str, Any]:
     """The estimated peak memory of one training step (GB), with the batch size and precision it is for."""
-    memory = training_memory_gb(model, _batch(config, data, step.batch_size), config["train"],
-                                data.train_class_embeddings, step.precision)
+    try:
+        memory = training_memory_gb(model, _batch(config, data, step.batch_size), config["train"],
+                                    data.train_class_embeddings, step.precision)
+    except (RuntimeError, NotImplementedError) as error:  # an operation fake tensors cannot run
+        raise RuntimeError(
+            f"the memory estimate of train.feasibility.max_memory_gb failed for model.head = "
+            f"{config['model']['head']} on {step.precision.device} ({type(error).__name__}: {error}); "
+            "set train.feasibility.max_memory_gb: null to train without the estimate (an out-of-memory "
+            "run is still recorded as infeasible), and report the model that failed") from error
     return {MEMORY_KEY: memory, MEMORY_BATCH_KEY: step.batch_size, MEMORY_PRECISION_KEY: step.precision.name}
 
 
