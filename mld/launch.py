@@ -9,8 +9,8 @@ device, logging) comes from the job's resources on the command line, so changing
 reruns a finished job. With more than one GPU the command runs under torchrun, one process per
 GPU, and the job's CPU threads and loader workers are divided among the processes.
 
-`--stop-after-min M` sends the job's processes SIGUSR1 after M minutes (the rule passes its time
-limit less a margin), so the engine saves its checkpoint and exits before Slurm ends the job; the
+`--time-limit-min T --stop-margin-min M` sends the job's processes SIGUSR1 M minutes before the
+job's time limit T (inside a Slurm job), so the engine saves its checkpoint and exits before Slurm ends the job; the
 resubmitted job resumes from it. Slurm's own `--signal` cannot do this: it signals every process
 of the job step, Snakemake's included, which dies of SIGUSR1 and takes the step down with it.
 Signals the launcher receives (SIGTERM at preemption, SIGUSR1) are passed on to the processes.
@@ -59,6 +59,11 @@ def execution_config(config: dict[str, Any], settings: Sequence[tuple[str, Any]]
     return out
 
 
+def stop_after(time_limit_min: float, margin_min: float) -> float:
+    """Minutes after which to stop: the margin before the limit, or half the limit when it is short."""
+    return time_limit_min - margin_min if time_limit_min > 2 * margin_min else time_limit_min / 2
+
+
 def command(gpus: int, arguments: Sequence[str]) -> list[str]:
     """`python -m mld ARGS`, or under torchrun with one process per GPU (DDP) when gpus > 1."""
     if gpus > 1:
@@ -73,8 +78,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="CPU threads of the job, shared by its processes")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="settings",
                         help=f"an execution setting ({', '.join(EXECUTION_KEYS)})")
-    parser.add_argument("--stop-after-min", type=float, default=None, metavar="M",
-                        help="inside a Slurm job: send SIGUSR1 (checkpoint and stop) after M minutes")
+    parser.add_argument("--time-limit-min", type=float, default=None, metavar="T",
+                        help="the job's time limit; inside a Slurm job the engine is stopped before it")
+    parser.add_argument("--stop-margin-min", type=float, default=5.0, metavar="M",
+                        help="stop (SIGUSR1: checkpoint, exit) M minutes before the time limit")
     parser.add_argument("arguments", nargs=argparse.REMAINDER, help="-- then the mld command and its arguments")
     args = parser.parse_args(argv)
     arguments = list(args.arguments[1:] if args.arguments[:1] == ["--"] else args.arguments)
@@ -97,7 +104,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         arguments[index] = str(target)
     os.environ["OMP_NUM_THREADS"] = str(process_share(args.threads, processes))
     # Outside Slurm nothing ends the job at its time limit, so nothing stops it early either.
-    stop = args.stop_after_min if os.environ.get("SLURM_JOB_ID") else None
+    stop = None
+    if args.time_limit_min is not None and os.environ.get("SLURM_JOB_ID"):
+        stop = stop_after(args.time_limit_min, args.stop_margin_min)
     return supervise(command(args.gpus, arguments), stop)
 
 

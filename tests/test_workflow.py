@@ -267,7 +267,8 @@ def test_rerun_redoes_nothing_and_a_change_reruns_only_its_runs(tiny_results: Pa
 
 @pytest.mark.slow
 def test_an_execution_only_change_plans_no_job(tiny_results: Path, tmp_path: Path) -> None:
-    """GPUs, threads, loader workers, device and logging do not define a result: nothing reruns."""
+    """GPUs, threads, loader workers, device and logging do not define a result: no job but the
+    tables reruns."""
     faster = tmp_path / "faster.yaml"
     faster.write_text(yaml.safe_dump({
         "base": str(TEST_CONFIG),
@@ -276,7 +277,9 @@ def test_an_execution_only_change_plans_no_job(tiny_results: Path, tmp_path: Pat
     }))
     result = snakemake("--dry-run", "--configfile", faster, workdir=tiny_results)
     assert result.returncode == 0, result.stdout[-3000:]
-    assert "Nothing to be done" in result.stdout, result.stdout[-3000:]
+    # Only the tables (seconds of CPU) are made again: they record the whole workflow config.
+    assert "Nothing to be done" in result.stdout or set(job_counts(result.stdout)) <= {"tables", "all", "total"}, \
+        result.stdout[-3000:]
 
 
 @pytest.mark.slow

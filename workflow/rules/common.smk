@@ -191,11 +191,9 @@ def launched(command):
     Inside a Slurm job the engine is told to checkpoint and stop `stop_margin_min` before the
     job's time limit (Slurm's own --signal would kill Snakemake's job step: see mld.launch)."""
     margin = config["resources"].get("estimate", {}).get("stop_margin_min", 5)
-    limit = "{resources.runtime}"
-    stop = f"$(( {limit} > {2 * margin} ? {limit} - {margin} : {limit} ))"
     return (
-        "python -m mld.launch --gpus {resources.gpu} --threads {threads}"
-        f" --stop-after-min {stop} {{resources.execution}} -- {command}"
+        "python -m mld.launch --gpus {resources.gpu} --threads {threads} --time-limit-min {resources.runtime}"
+        f" --stop-margin-min {margin} {{resources.execution}} -- {command}"
     )
 
 
