@@ -1,6 +1,7 @@
 # Two entry points, both self-installing into ./.venv on first use:
 #   make run   - the whole embedded default workflow (synthetic data, CPU)
 #   make test  - the test suite
+#   make lint  - snakemake --lint and the snakefmt check of the rules
 VENV ?= .venv
 PY := $(VENV)/bin/python
 CORES ?= 2
@@ -23,3 +24,4 @@ test: $(VENV)/.installed
 
 lint: $(VENV)/.installed
 	PATH="$(abspath $(VENV))/bin:$$PATH" snakemake --lint
+	$(PY) -m snakefmt --check Snakefile workflow/rules
