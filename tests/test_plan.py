@@ -145,3 +145,20 @@ def test_launcher_stops_a_slurm_job_before_its_limit(tmp_path: Path) -> None:
     status = launch.supervise([sys.executable, str(script)], stop_after_min=0.5 / 60)
     assert status == 138
     assert launch.stop_after(60, 10) == 50 and launch.stop_after(8, 5) == 4  # short limits: halfway
+
+
+def test_a_cached_backbone_loads_into_the_model_the_run_builds(tmp_path: Path) -> None:
+    """What a job does with the cache: the file fetch_weights wrote is the run's backbone_weights."""
+    timm = pytest.importorskip("timm")
+    from mld.models import create_model
+
+    reference = timm.create_model("test_resnet", num_classes=7)  # random weights stand in for the hub's
+    weights.fetch_weights(["test_resnet"], tmp_path, download=lambda name: reference.state_dict(),
+                          log=lambda line: None)
+    config = {"backbones": {"medium": {"name": "test_resnet", "pretrained": True}}, "weights_cache": str(tmp_path)}
+    file, pretrained = weights.backbone_weights(config, "medium")
+    model = create_model("test_resnet", "gap", num_classes=3, pretrained=pretrained, backbone_weights=file)
+    loaded = model.backbone.state_dict()
+    shared = [key for key in reference.state_dict() if key in loaded]
+    assert len(shared) >= len(loaded) - 2  # every backbone tensor (the classifier is not part of it)
+    assert all(loaded[key].equal(reference.state_dict()[key]) for key in shared)
