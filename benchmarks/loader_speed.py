@@ -42,14 +42,14 @@ def loader_rate(path: Path, resolution: int, batch_size: int, workers: int) -> f
     return _rate(count, time.perf_counter() - start)
 
 
-def jpeg_folder(directory: Path, count: int) -> Path:
+def jpeg_folder(directory: Path, count: int, side: int = JPEG_SIDE) -> Path:
     rng = np.random.default_rng(0)
     paths = []
     for index in range(count):
         path = directory / "jpegs" / f"{index:05d}.jpg"
         path.parent.mkdir(parents=True, exist_ok=True)
-        noise = rng.integers(0, 255, (JPEG_SIDE // 8, JPEG_SIDE // 8, 3), dtype=np.uint8)
-        Image.fromarray(noise).resize((JPEG_SIDE, JPEG_SIDE), Image.BILINEAR).save(path, quality=90)
+        noise = rng.integers(0, 255, (side // 8, side // 8, 3), dtype=np.uint8)
+        Image.fromarray(noise).resize((side, side), Image.BILINEAR).save(path, quality=90)
         paths.append(path)
     labels = rng.integers(0, 2, (count, 10)).astype(np.int8)
     dataset = ReadDataset("jpegs", "benchmark JPEGs", [f"class {i}" for i in range(10)],

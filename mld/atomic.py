@@ -4,6 +4,8 @@ Every output is written to a temporary file in the same directory, flushed to di
 over its final name (a rename within a directory is atomic on POSIX). A failure on the way (full
 disk, quota, permissions) removes the temporary file and raises an OSError naming the final path,
 so a killed or failed job never leaves a truncated `metrics.json` for the workflow to trust.
+A SIGKILL gives no chance to remove the temporary file: `remove_stale_temporaries` clears them
+from a directory when the job that owns it starts again.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -18,11 +21,30 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 
+_TEMPORARY = re.compile(r"\..+\.[0-9]+\.[0-9a-f]{8}\.tmp")  # what temporary_name writes
+
+
+def temporary_name(final_name: str) -> str:
+    """The hidden name a file is written under before it is renamed to `final_name`."""
+    return f".{final_name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+
+
+def remove_stale_temporaries(directory: Path) -> list[Path]:
+    """Delete the temporary files that interrupted writes left in `directory`; return them.
+
+    Only for a directory whose writer is not running: a job's own output directory at its start.
+    """
+    stale = [path for path in directory.glob(".*.tmp") if _TEMPORARY.fullmatch(path.name) and path.is_file()]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path to fill; on success it replaces `path`, on any failure it is removed."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary_path = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+    temporary_path = path.parent / temporary_name(path.name)
     try:
         # Created like any new file (mode 0666 less the umask), unlike mkstemp's private 0600.
         os.close(os.open(temporary_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))

@@ -22,6 +22,7 @@ from mld.data.images import read_image
 from mld.data.prepared import PreparedMeta, open_prepared
 from mld.data.sampling import EvalBatchSampler, SeededSamples, TrainBatchSampler
 from mld.data.transforms import ImageTransform, build_transform, to_tensor
+from mld.engine.signals import held_while_forking, ignore_in_worker
 
 
 class PreparedDataset(Dataset):
@@ -90,8 +91,23 @@ def image_transform(meta: PreparedMeta, resolution: int,
     return build_transform(resolution, train=False)
 
 
-class PreparedLoader(DataLoader):
-    """A DataLoader whose batches are lists of (index, sample seed) keys from a deterministic sampler."""
+class Loader(DataLoader):
+    """A DataLoader whose worker processes leave a job's stop signals to the main process.
+
+    Slurm signals every process of a job; a worker killed by SIGTERM would end the main process
+    with "DataLoader worker ... killed by signal" before it could save (see mld.engine.signals).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, worker_init_fn=ignore_in_worker, **kwargs)
+
+    def __iter__(self):
+        with held_while_forking():  # the workers start here
+            return super().__iter__()
+
+
+class PreparedLoader(Loader):
+    """A loader whose batches are lists of (index, sample seed) keys from a deterministic sampler."""
 
     def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
         """Select the epoch to iterate (training), skipping its first `start_batch` batches (resume)."""
@@ -121,8 +137,8 @@ def create_loader(path: str | Path, split: str, batch_size: int, resolution: int
 
 def make_loader(dataset: Dataset, batch_sampler: Any, collate: Callable[[Any], Any] | None,
                 num_workers: int, device: torch.device,
-                loader_class: type[DataLoader] = DataLoader) -> DataLoader:
-    """A DataLoader over engine keys, with pinned memory on GPUs.
+                loader_class: type[Loader] = Loader) -> Loader:
+    """A loader over engine keys, with pinned memory on GPUs.
 
     The loader's own generator is fixed: sample randomness comes from the keys (see
     mld.data.sampling), and a fixed generator keeps loaders from drawing on the global one.

@@ -34,7 +34,23 @@ IMAGE_ARRAY_FILE = "images.npy"
 IMAGE_LIST_FILE = "images.txt"
 
 
-class PreparedDatasetError(ValueError):
+class DataWorkerSafe(Exception):
+    """An error whose one-line message survives being raised in a DataLoader worker.
+
+    torch raises a worker's error again in the main process as `type(error)(text)`, where the
+    text is "Caught ... in DataLoader worker process N. Original Traceback ..." ending with the
+    original message; constructed from such a text, these errors keep only that message (which
+    names the file and says what to do), so the user sees it without a worker's traceback.
+    """
+
+    def __init__(self, message: str) -> None:
+        marker = f"{type(self).__module__}.{type(self).__qualname__}: "
+        if message.startswith("Caught ") and marker in message:
+            message = message.rsplit(marker, 1)[1].rstrip("\n")
+        super().__init__(message)
+
+
+class PreparedDatasetError(DataWorkerSafe, ValueError):
     """A prepared dataset that does not follow the format; the message names the file."""
 
 
@@ -95,7 +111,7 @@ class PreparedMeta:
             raise PreparedDatasetError(
                 f"{vectors_file}: missing; this run needs class word vectors. Prepare the dataset "
                 "again with --word-vectors FILE (GloVe text, .npy or .npz) or --sentence-model NAME")
-        return np.load(vectors_file)
+        return np.array(_check_word_vectors(vectors_file, self.num_classes))  # in memory, writable
 
     def to_json(self) -> dict[str, Any]:
         meta: dict[str, Any] = {
@@ -216,13 +232,16 @@ def _class_subsets(meta_file: Path, raw: dict[str, Any],
     return subsets[0], subsets[1]
 
 
-def _check_word_vectors(vectors_file: Path, num_classes: int) -> None:
+def _check_word_vectors(vectors_file: Path, num_classes: int) -> np.ndarray:
+    """The word vectors [N, d] float32 of `vectors_file`, refused naming the file if they are not."""
     vectors = _load_array(vectors_file)
     if vectors.ndim != 2 or vectors.shape[0] != num_classes or vectors.dtype != np.float32:
         raise PreparedDatasetError(f"{vectors_file}: expected [{num_classes}, d] float32 (one row per class), "
-                                   f"found {list(vectors.shape)} {vectors.dtype}")
+                                   f"found {list(vectors.shape)} {vectors.dtype}; prepare the dataset again "
+                                   "with --word-vectors FILE holding one vector per class")
     if not np.isfinite(vectors).all():
         raise PreparedDatasetError(f"{vectors_file}: holds non-finite values")
+    return vectors
 
 
 def _check_labels(labels_file: Path, count: int, meta: PreparedMeta) -> None:

@@ -12,7 +12,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from mld.atomic import write_json, write_npz
+from mld.atomic import remove_stale_temporaries, write_bytes, write_json, write_npz
 
 METRICS = "metrics.json"
 PREDICTIONS = "predictions.npz"
@@ -73,6 +73,27 @@ def write_predictions(out_dir: Path, scores: torch.Tensor, targets: torch.Tensor
     extra = {} if zsl is None else {"zsl_scores": zsl[0].float().numpy(), "zsl_targets": zsl[1].to(torch.int8).numpy()}
     write_npz(out_dir / PREDICTIONS, scores=scores.float().numpy(), targets=targets.to(torch.int8).numpy(),
               class_names=np.asarray(class_names, dtype=str), **extra)
+
+
+def reopen_run_dir(out_dir: Path) -> None:
+    """Make an unfinished run's directory ready to continue (main process, before its log opens).
+
+    Removes the temporary files of writes a kill interrupted, and takes a log that was already
+    published (a kill between `finish_log` and metrics.json) back as the partial log, so that
+    the continuing run appends to it instead of replacing it.
+    """
+    if not out_dir.is_dir():
+        return
+    remove_stale_temporaries(out_dir)
+    published, partial = out_dir / LOG, out_dir / PARTIAL_LOG
+    if not published.exists():
+        return
+    if partial.exists():  # a published log and a newer partial one: keep both, in order
+        earlier, later = published.read_bytes(), partial.read_bytes()
+        write_bytes(partial, lambda handle: handle.write(earlier + later))
+        published.unlink()
+    else:
+        os.replace(published, partial)
 
 
 def finish_log(out_dir: Path) -> None:

@@ -70,6 +70,7 @@ class Progress:
     loss_sum: float = 0.0  # this process's summed step losses of the current epoch
     history: list[dict[str, Any]] = field(default_factory=list)
     train_time_s: float = 0.0
+    epoch_times: dict[str, float] = field(default_factory=dict)  # the current epoch's data_s, compute_s, time_s so far
 
 
 def train(config: Mapping[str, Any] | str | Path, out_dir: str | Path,
@@ -84,12 +85,15 @@ def train(config: Mapping[str, Any] | str | Path, out_dir: str | Path,
     if finished is not None:
         RunLog(None, stream=log_stream)(f"{out_dir / outputs.METRICS} exists: the run is finished")
         return finished
-    world = World.from_environment(config["train"]["device"])
-    try:
-        with RunLog(out_dir / outputs.PARTIAL_LOG, enabled=world.is_main, stream=log_stream) as log:
-            return _Run(config, source, out_dir, world, log).execute()
-    finally:
-        world.close()
+    with StopRequest() as stop:  # from here on a stop signal waits for the next step boundary
+        world = World.from_environment(config["train"]["device"])
+        try:
+            if world.is_main:
+                outputs.reopen_run_dir(out_dir)
+            with RunLog(out_dir / outputs.PARTIAL_LOG, enabled=world.is_main, stream=log_stream) as log:
+                return _Run(config, source, out_dir, world, log, stop).execute()
+        finally:
+            world.close()
 
 
 def finished_metrics(out_dir: Path, config: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -123,10 +127,10 @@ class _Run:
     """The state of one training run between its setup and its outputs."""
 
     def __init__(self, config: dict[str, Any], source: str, out_dir: Path, world: World,
-                 log: RunLog) -> None:
+                 log: RunLog, stop: StopRequest) -> None:
         self.config, self.source, self.out_dir, self.world, self.log = config, source, out_dir, world, log
         self.train_config = config["train"]
-        self.stop = StopRequest()
+        self.stop = stop
 
     # ---- setup
 
@@ -143,9 +147,8 @@ class _Run:
         self._prepare_training(model)
         progress = self._resume_or_start()
         try:
-            with self.stop:
-                self._train_epochs(progress)
-                candidates, scores, labels, zsl = self._evaluate_final()
+            self._train_epochs(progress)
+            candidates, scores, labels, zsl = self._evaluate_final()
         except torch.OutOfMemoryError:  # infeasible on this device, not a failure to retry
             return self._write_out_of_memory(progress, cost)
         return self._write_outputs(progress, candidates, scores, labels, zsl)
@@ -227,29 +230,33 @@ class _Run:
 
     def _train_epochs(self, progress: Progress) -> None:
         epochs, every = self.train_config["epochs"], self.train_config["eval_every"]
+        if self._should_stop():  # a signal during the setup
+            self._interrupt(progress)
         while progress.epoch < epochs:
-            epoch, timing = progress.epoch, {}
+            epoch = progress.epoch
             started = time.monotonic()
             if progress.step < self.steps_per_epoch:
                 self.sampler.set_epoch(epoch, progress.step)
                 batches = track(self.train_loader, len(self.sampler), f"epoch {epoch + 1}/{epochs}",
                                 self.log, self.train_config["log_every_s"])
                 result = self.trainer.run_epoch(batches, epoch, progress.step, self._should_stop)
+                elapsed = time.monotonic() - started
                 progress.step, progress.loss_sum = result.steps, progress.loss_sum + result.loss_sum
-                progress.train_time_s += time.monotonic() - started
+                progress.train_time_s += elapsed
+                times = progress.epoch_times  # a resumed epoch adds to the times before the stop
+                for key, value in (("data_s", result.data_s), ("compute_s", result.compute_s), ("time_s", elapsed)):
+                    times[key] = times.get(key, 0.0) + value
                 if result.stopped:
                     self._interrupt(progress)
-                timing = {"data_s": result.data_s, "compute_s": result.compute_s}
             entry = {"epoch": epoch + 1, "train_loss": self._epoch_loss(progress),
-                     "lr": self.trainer.schedule.get_last_lr()[0], **timing,
-                     "time_s": time.monotonic() - started}
+                     "lr": self.trainer.schedule.get_last_lr()[0], **progress.epoch_times}
             if every and (epoch + 1) % every == 0 and epoch + 1 < epochs:
                 quick = self.evaluator.quick(self._candidates())
                 if quick is None:
                     self._interrupt(progress)
                 entry.update(quick)
             progress.history.append(entry)
-            progress.epoch, progress.step, progress.loss_sum = epoch + 1, 0, 0.0
+            progress.epoch, progress.step, progress.loss_sum, progress.epoch_times = epoch + 1, 0, 0.0, {}
             self._save_resume(progress)
             self.log("epoch {epoch}/{epochs}: ".format(epoch=epoch + 1, epochs=epochs)
                      + ", ".join(f"{key} {value:.4g}" for key, value in entry.items() if key != "epoch"))

@@ -1,15 +1,19 @@
 """Turn the signals a cluster sends before it kills a job into a polite stop request.
 
 Slurm sends SIGTERM at preemption and at the time limit (and SIGUSR1 when asked with
-`--signal=USR1@<seconds>`); torchrun forwards SIGTERM to its workers. The handler only records
-the signal; the training loop checks it between steps, saves a checkpoint and exits, so the same
-command resumes the run later.
+`--signal=USR1@<seconds>`), to every process of the job, loader workers included; torchrun
+forwards SIGTERM to its workers. The main process's handler only records the signal; the
+training loop checks it between steps, saves a checkpoint and exits, so the same command resumes
+the run later. Loader worker processes ignore these signals (`ignore_in_worker`): killed, they
+would take the main process down with them before it could save.
 """
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 from types import FrameType, TracebackType
+from typing import Iterator
 
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGUSR1") if hasattr(signal, name))
 
@@ -46,3 +50,25 @@ class StopRequest:
         for number, handler in self._previous.items():
             signal.signal(number, handler)
         self._previous.clear()
+
+
+@contextlib.contextmanager
+def held_while_forking() -> Iterator[None]:
+    """Hold the stop signals back while worker processes are started.
+
+    A child inherits the blocked set, so a signal sent to the whole process group while a worker
+    starts stays pending in it until `ignore_in_worker` discards it (a worker would otherwise die
+    in the moment before it can ignore signals). Held signals reach this process when it ends.
+    """
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def ignore_in_worker(worker_id: int) -> None:
+    """A DataLoader worker_init_fn: leave the stop signals to the main process."""
+    for number in STOP_SIGNALS:
+        signal.signal(number, signal.SIG_IGN)  # also discards a signal held since the fork
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
