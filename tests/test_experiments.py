@@ -3,6 +3,7 @@ rows join the paper's rows, identical cells are one run, and bad workflow config
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
 import pytest
@@ -231,6 +232,39 @@ def test_missing_real_data_names_the_config_key_and_path(paper_registry: experim
     with pytest.raises(ExperimentConfigError, match=r"datasets.imagenet.prepared: .* is not a prepared dataset"):
         experiments.check_dataset_source({**paper_registry.datasets["imagenet"], "path": str(tmp_path)})
     experiments.check_dataset_source({**paper_registry.datasets["coco"], "root": str(tmp_path)})
+
+
+@pytest.mark.parametrize("offset", [0, 1])
+def test_open_images_is_prepared_against_the_configs_class_count(offset: int, tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture) -> None:
+    """The workflow's `mld prepare` arguments carry datasets.openimages.num_classes: a class list of
+    another size is refused when the dataset is prepared, naming the key."""
+    from mld.cli import main
+    from toy_paper import write_toy_openimages
+
+    spec = CONFIGS["paper"]["datasets"]["openimages"]
+    written = write_toy_openimages(tmp_path, spec)
+    config = changed(CONFIGS["paper"], data_root=str(tmp_path),
+                     datasets={"openimages": {"num_classes": written + offset}})
+    entry = build_registry(config).datasets["openimages"]
+    arguments = [str(a) for a in experiments.dataset_prepare_arguments(entry)]
+    assert arguments[arguments.index("--num-classes") + 1] == str(written + offset)
+    out = tmp_path / "prepared"
+    assert main(["prepare", *arguments, "--out", str(out)]) == (2 if offset else 0)
+    if offset:
+        assert f"num_classes (--num-classes) is {written + 1}" in capsys.readouterr().err
+        assert not out.exists()
+    else:
+        assert json.loads((out / "meta.json").read_text())["num_classes"] == written
+
+
+def test_only_adapters_that_check_the_class_count_get_it(paper_registry: experiments.Registry) -> None:
+    for entry in paper_registry.datasets.values():
+        if entry.source == "adapter":
+            arguments = experiments.dataset_prepare_arguments(entry)
+            assert ("--num-classes" in arguments) == (entry.adapter in experiments.ADAPTERS_CHECKING_CLASS_COUNT)
+    with pytest.raises(ExperimentConfigError, match="already prepared"):
+        experiments.dataset_prepare_arguments(paper_registry.datasets["imagenet"])
 
 
 def test_every_run_of_the_tiny_config_builds_and_steps_its_head() -> None:

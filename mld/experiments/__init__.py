@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from mld.experiments.builder import (
     ADAPTER_PATH_OPTIONS,
+    ADAPTERS_CHECKING_CLASS_COUNT,
     ADAPTERS_WITH_ROOT,
     EXTRACTION_TRAIN_KEYS,
     MULTISCALE_HEADS,
@@ -24,6 +25,8 @@ from mld.experiments.builder import (
     ZSL_AUGMENTATIONS,
     ZSL_HEAD_TYPES,
     build_registry,
+    dataset_prepare_arguments,
+    option_flags,
 )
 from mld.experiments.config import (
     CHECKOUT,
@@ -55,10 +58,10 @@ PAPER_DATASET: dict[str, str] = read_table()["paper_names"]["datasets"]
 PAPER_BACKBONE: dict[str, str] = read_table()["paper_names"]["backbones"]
 
 __all__ = [
-    "ADAPTER_PATH_OPTIONS", "ADAPTERS_WITH_ROOT", "CHECKOUT", "DEFAULT_BACKBONE", "EXTRACTION_TRAIN_KEYS",
-    "MULTISCALE_HEADS", "PAPER_BACKBONE", "PAPER_DATASET", "PRETRAIN_ROLE", "RESULTS_DIR", "SCHEMA_PATH",
-    "TABLE_PATH", "TARGETS", "TASK_BY_ROLE", "ZSL_AUGMENTATIONS", "ZSL_HEAD_TYPES", "Cell", "DatasetEntry",
-    "ExperimentConfigError", "FeatureCache", "Measurement", "PretrainedBackbone", "Registry", "Run",
-    "build_registry", "check_dataset_source", "deep_merge", "expand", "load_config", "measurement_path",
-    "read_table", "resolve_base", "run_dir", "validate_config",
+    "ADAPTER_PATH_OPTIONS", "ADAPTERS_CHECKING_CLASS_COUNT", "ADAPTERS_WITH_ROOT", "CHECKOUT", "DEFAULT_BACKBONE",
+    "EXTRACTION_TRAIN_KEYS", "MULTISCALE_HEADS", "PAPER_BACKBONE", "PAPER_DATASET", "PRETRAIN_ROLE", "RESULTS_DIR",
+    "SCHEMA_PATH", "TABLE_PATH", "TARGETS", "TASK_BY_ROLE", "ZSL_AUGMENTATIONS", "ZSL_HEAD_TYPES", "Cell",
+    "DatasetEntry", "ExperimentConfigError", "FeatureCache", "Measurement", "PretrainedBackbone", "Registry", "Run",
+    "build_registry", "check_dataset_source", "dataset_prepare_arguments", "deep_merge", "expand", "load_config",
+    "measurement_path", "option_flags", "read_table", "resolve_base", "run_dir", "validate_config",
 ]

@@ -33,6 +33,8 @@ ADAPTER_PATH_OPTIONS = frozenset({"word_vectors", "class_descriptions", "train_l
                                   "val_images", "classes"})
 # Adapters whose release is one folder given as --root (Open Images takes its files one by one).
 ADAPTERS_WITH_ROOT = frozenset({"coco", "voc", "nuswide"})
+# Adapters that refuse a class set of another size than the config's num_classes (--num-classes).
+ADAPTERS_CHECKING_CLASS_COUNT = frozenset({"openimages"})
 # The keys of the shared `train:` block that feature extraction reads (the rest is training).
 EXTRACTION_TRAIN_KEYS = ("amp", "device", "num_workers", "log_every_s")
 PRETRAIN_ROLE = "pretrain"
@@ -42,6 +44,35 @@ ZSL_AUGMENTATIONS = {"none": (False, False), "additive_noise": (True, False), "r
 # Table 8's group fully-connected head types, as the paper names them -> ML-Decoder's head_type.
 ZSL_HEAD_TYPES = {"learnable": "learnable", "learnable_shared": "shared", "nlp": "nlp"}
 DEFAULT_QUERY_TYPE = "fixed_random"
+
+
+def dataset_prepare_arguments(entry: DatasetEntry) -> list[Any]:
+    """The `mld prepare` arguments that make one dataset: a synthetic preset rendered at the entry's
+    size, or a real release converted by its adapter, which checks the config's class count where
+    it can (so a wrong class list fails at preparation, not in the first training job)."""
+    if entry.source == "synthetic":
+        options = {key: entry[key] for key in ("image_size", "seed", "num_train", "num_val")}
+        return ["synthetic", "--preset", entry.preset, *option_flags(options)]
+    if entry.source != "adapter":
+        raise ExperimentConfigError(f"dataset {entry.name} is already prepared at {entry.path}; nothing to make")
+    arguments: list[Any] = [entry.adapter]
+    if entry.adapter in ADAPTERS_WITH_ROOT:
+        arguments += ["--root", entry.root]
+    if entry.adapter in ADAPTERS_CHECKING_CLASS_COUNT:
+        arguments += ["--num-classes", entry.num_classes]
+    return arguments + option_flags(entry.options)
+
+
+def option_flags(options: Mapping[str, Any]) -> list[Any]:
+    """{num_train: 5, keep_unlabelled: true} -> ["--num-train", 5, "--keep-unlabelled"]."""
+    flags: list[Any] = []
+    for key, value in options.items():
+        flag = f"--{key.replace('_', '-')}"
+        if value is True:
+            flags.append(flag)
+        elif value is not False and value is not None:
+            flags += [flag, value]
+    return flags
 
 
 class _Builder:

@@ -15,11 +15,12 @@ from snakemake.exceptions import WorkflowError
 from mld import estimate, paths
 from mld.engine.config import EXECUTION_KEYS, result_defining
 from mld.experiments import (
-    ADAPTERS_WITH_ROOT,
     ExperimentConfigError,
     build_registry,
     check_dataset_source,
+    dataset_prepare_arguments,
     deep_merge,
+    option_flags,
     resolve_base,
     validate_config,
 )
@@ -209,32 +210,12 @@ def command_line(arguments):
     return " ".join(shlex.quote(str(argument)) for argument in arguments)
 
 
-def option_flags(options):
-    """{num_train: 5, keep_unlabelled: true} -> ["--num-train", 5, "--keep-unlabelled"]."""
-    flags = []
-    for key, value in options.items():
-        flag = f"--{key.replace('_', '-')}"
-        if value is True:
-            flags.append(flag)
-        elif value is not False and value is not None:
-            flags += [flag, value]
-    return flags
-
-
 def prepare_arguments(wildcards):
-    """The `mld prepare` arguments that make one dataset (synthetic preset or real adapter)."""
-    entry = lookup(REGISTRY.datasets, wildcards.dataset, "dataset")
-    if entry["source"] == "synthetic":
-        options = {key: entry[key] for key in ("image_size", "seed", "num_train", "num_val")}
-        arguments = ["synthetic", "--preset", entry["preset"], *option_flags(options)]
-    elif entry["source"] == "adapter":
-        arguments = [entry["adapter"]]
-        if entry["adapter"] in ADAPTERS_WITH_ROOT:
-            arguments += ["--root", entry["root"]]
-        arguments += option_flags(entry["options"])
-    else:
-        raise WorkflowError(f"dataset {wildcards.dataset} is already prepared at {entry['path']}; nothing to make")
-    return command_line(arguments)
+    """The `mld prepare` arguments that make one dataset (mld.experiments.dataset_prepare_arguments)."""
+    try:
+        return command_line(dataset_prepare_arguments(lookup(REGISTRY.datasets, wildcards.dataset, "dataset")))
+    except ExperimentConfigError as error:
+        raise WorkflowError(str(error)) from None
 
 
 def raw_dataset_input(wildcards):
