@@ -36,7 +36,7 @@ import pandas as pd
 
 from mld import stats
 from mld.atomic import write_npz, write_text
-from mld.experiments import CHECKOUT, Registry, measurement_path, run_dir
+from mld.experiments import CHECKOUT, Registry, measurement_path, paper_class_count, run_dir
 
 COLUMNS = ("kind", "run_id", "seed", "table_ids", "metric", "value", "status", "reason", "mode", "task", "dataset",
            "dataset_stands_for", "backbone", "backbone_role", "backbone_stands_for", "rows", "versions", "device", "git_commit",
@@ -122,8 +122,12 @@ PAPER_DATASET_NAMES = {"coco": "MS-COCO", "voc": "Pascal VOC 2007", "nus": "NUS-
 
 
 def dataset_stand_in(entry: Mapping[str, Any]) -> str:
-    """"coco-like, synthetic (preset coco-like, 64 px), standing for MS-COCO"."""
+    """"coco-like, synthetic (preset coco-like, 64 px), standing for MS-COCO"; a real dataset whose
+    class count the paper states differently says so ("Open Images, 9605 classes: the paper's ...")."""
     paper_name = PAPER_DATASET_NAMES.get(str(entry.get("role")), str(entry.get("role")))
+    counted = paper_class_count(entry.get("role"), entry.get("num_classes"))
+    if counted:
+        paper_name += f", {counted['classes']} classes: {counted['note']}"
     if entry.get("source") == "synthetic":
         sizes = [f"{entry[k]} {k.removeprefix('num_')}" for k in ("num_train", "num_val") if entry.get(k)]
         detail = f"synthetic preset {entry.get('preset')}, {entry.get('image_size')} px" + (

@@ -364,3 +364,28 @@ def test_a_run_in_several_tables_says_so(tmp_path):
         long_form.collect(registry, tmp_path, HEADER), [*REPORTED, "figure5"])}
     line = next(line for line in tables.render_table(built["table1_heads"]).splitlines() if "`coco-like/gap`" in line)
     assert "the same run is in figure5" in line
+
+
+def test_the_paper_configs_open_images_rows_join_the_papers_9600(tmp_path):
+    """config/paper.yaml trains Open Images' 9,605 trainable classes, the paper's "9600": Table 2's
+    transformer-decoder row has the paper's key on both sides, and the data note says why."""
+    registry = experiments.build_registry(experiments.load_config(REPO / "config" / "paper.yaml", root=REPO))
+    decoder_id = next(r for r in registry.table_members("table2_extreme")[0] if "transformer_decoder" in r)
+    assert registry.runs[decoder_id].settings["queries"] == 9605  # it trains one query per class of the data
+    for run_id in registry.table_members("table2_extreme")[0]:
+        for seed in registry.runs[run_id].seeds:
+            if run_id == decoder_id:
+                write_json(Path(experiments.run_dir(run_id, seed, str(tmp_path))) / "metrics.json",
+                           {"infeasible": True, "reason": INFEASIBLE_REASON, "cost": {"flops_g": 178.0}})
+            else:
+                write_seed(tmp_path, run_id, seed, {"mAP": 86.0 + seed}, 6.0)
+    table = {t.spec.table_id: t for t in tables.build_tables(
+        long_form.collect(registry, tmp_path, HEADER), ["table2_extreme"])}["table2_extreme"]
+    decoder = row_of(table, decoder_id)
+    assert decoder["queries"] == 9600 and decoder["reported"]
+    assert pd.isna(decoder["run row"]), "the run's key is the paper's: nothing differs"
+    paper_side, reproduced = values([table])
+    assert reproduced.infeasible("table2_extreme", head="transformer_decoder", queries=9600)
+    assert paper_side.infeasible("table2_extreme", head="transformer_decoder", queries=9600)
+    assert any("9605 classes: the paper's \"9600\" classes are the 9,605 outputs of the official model"
+               in line for line in table.datasets)

@@ -49,7 +49,7 @@ from mld.experiments.records import (
     measurement_path,
     run_dir,
 )
-from mld.experiments.table import DEFAULT_BACKBONE, TABLE_PATH, Cell, expand, read_table
+from mld.experiments.table import DEFAULT_BACKBONE, TABLE_PATH, Cell, expand, paper_class_count, read_table
 
 # Named ablations: `snakemake <name>` runs exactly the runs and measurements of these tables.
 TARGETS: dict[str, list[str]] = read_table()["targets"]
@@ -63,5 +63,5 @@ __all__ = [
     "SCHEMA_PATH", "TABLE_PATH", "TARGETS", "TASK_BY_ROLE", "ZSL_AUGMENTATIONS", "ZSL_HEAD_TYPES", "Cell",
     "DatasetEntry", "ExperimentConfigError", "FeatureCache", "Measurement", "PretrainedBackbone", "Registry", "Run",
     "build_registry", "check_dataset_source", "dataset_prepare_arguments", "deep_merge", "expand", "load_config",
-    "measurement_path", "option_flags", "read_table", "resolve_base", "run_dir", "validate_config",
+    "measurement_path", "option_flags", "paper_class_count", "read_table", "resolve_base", "run_dir", "validate_config",
 ]

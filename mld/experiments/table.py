@@ -153,6 +153,16 @@ def _assignments(entry: Mapping[str, Any], config: Mapping[str, Any], where: str
     return [values for values, _ in partial]
 
 
+def paper_class_count(role: str | None, num_classes: int | None,
+                      paper_names: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+    """How the paper counts a dataset role's classes where its count differs from the data's
+    (table.yaml paper_names.class_counts: Open Images' 9,605 trainable classes are the paper's
+    "9600"): {classes, paper, note}, or None when the paper's count is the data's."""
+    names = read_table()["paper_names"] if paper_names is None else paper_names
+    count = names.get("class_counts", {}).get(role)
+    return dict(count) if count and count["classes"] == num_classes else None
+
+
 def _cell(table_id: str, values: dict[str, Any], config: Mapping[str, Any], paper_names: Mapping[str, Any],
           num_classes: Callable[[str], int], where: str) -> Cell:
     values = {key: evaluate(value, config, None, where) if key == "dataset" else value
@@ -174,7 +184,8 @@ def _cell(table_id: str, values: dict[str, Any], config: Mapping[str, Any], pape
     context = {**{key: value for key, value in values.items() if not isinstance(value, (dict, list))},
                "dataset": dataset, "backbone": backbone, "k": k, "queries": queries, "N": n, "classes": n,
                "resolution": resolution, "paper_backbone": paper_names["backbones"].get(backbone, backbone),
-               "paper_dataset": paper_names["datasets"].get(dataset, dataset)}
+               "paper_dataset": paper_names["datasets"].get(dataset, dataset),
+               "paper_classes": (paper_class_count(dataset, n, paper_names) or {"paper": n})["paper"]}
     filled = {key: fill(values.get(key), context, where) for key in TEMPLATED_FIELDS}
     if filled["row"] is None:
         raise ExperimentConfigError(f"{where}: no `row:` (the row's key columns in table {table_id})")
