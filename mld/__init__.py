@@ -6,7 +6,11 @@ light tools (metrics, tables) do not pay for importing timm.
 """
 from __future__ import annotations
 
-from mld.lazy import lazy_attributes
+from mld.numerics import pin_cpu_numerics
+
+pin_cpu_numerics()  # before anything imports torch: the same CPU kernels for the CLI, the library and the tests
+
+from mld.lazy import lazy_attributes  # noqa: E402
 
 __version__ = "0.1.0"
 

@@ -11,10 +11,6 @@ import importlib
 import sys
 from typing import Sequence
 
-from mld.numerics import pin_cpu_numerics
-
-pin_cpu_numerics()  # before any command imports torch: the same digits on every machine
-
 COMMAND_MODULES = (
     "mld.commands.data",
     "mld.commands.train",

@@ -12,19 +12,46 @@ differ from the committed reference). Python's hash seed does not change a run's
 draw every random number from seeded generators, tests/test_reproducibility.py checks it); the
 thread count does (a 1-thread and a 2-thread run differ in the 5th digit), which is why the
 workflow runs each job on the fixed `resources.<rule>.threads` of its config.
+
+`import mld` pins (mld/__init__.py), so the command line, the library and the tests (their
+conftest imports mld first) all compute with the same kernels. Only x86-64 CPUs with AVX2 and FMA
+are pinned: PyTorch takes `avx2` there without checking the CPU (an older x86 would stop on an
+illegal instruction), and on ARM, POWER or s390x it knows no such value (it warns in every process
+and picks its own kernels), so those machines keep their defaults and reproduce only among their kind.
 """
 from __future__ import annotations
 
 import os
+import platform
+from pathlib import Path
 
 PINNED_ENVIRONMENT = {
     "ATEN_CPU_CAPABILITY": "avx2",   # PyTorch's own vectorised kernels
     "MKL_CBWR": "AVX2",              # MKL's conditional numerical reproducibility branch
     "ONEDNN_MAX_CPU_ISA": "AVX2",    # oneDNN (convolutions, matmuls)
 }
+X86_64_MACHINES = frozenset({"x86_64", "amd64"})
+AVX2_FLAGS = frozenset({"avx2", "fma"})   # what PyTorch's avx2 kernels need
+CPUINFO = Path("/proc/cpuinfo")
+
+
+def has_avx2(machine: str | None = None, cpuinfo: Path = CPUINFO) -> bool:
+    """Whether this CPU runs PyTorch's avx2 kernels: x86-64 with AVX2 and FMA (read from Linux's
+    /proc/cpuinfo; an x86-64 machine without it, macOS or Windows, is taken to have them)."""
+    if (machine if machine is not None else platform.machine()).lower() not in X86_64_MACHINES:
+        return False
+    try:
+        lines = cpuinfo.read_text().splitlines()
+    except OSError:
+        return True
+    flags = next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), None)
+    return flags is None or AVX2_FLAGS <= set(flags)
 
 
 def pin_cpu_numerics() -> None:
-    """Set the variables above unless already set; must run before torch is imported."""
+    """Set the variables above unless already set (a user's own setting wins), on CPUs that have
+    AVX2; must run before torch computes anything, so mld/__init__.py calls it."""
+    if not has_avx2():
+        return
     for name, value in PINNED_ENVIRONMENT.items():
         os.environ.setdefault(name, value)

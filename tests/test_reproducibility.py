@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import yaml
 
-from mld.numerics import PINNED_ENVIRONMENT
+from mld.numerics import PINNED_ENVIRONMENT, has_avx2
 from test_engine_support import TINY_HEAD, make_dataset, run_config
 
 REPO = Path(__file__).resolve().parent.parent
@@ -45,8 +45,11 @@ def test_a_zero_shot_run_with_query_noise_repeats_exactly(tmp_path):
         assert np.array_equal(a, b), f"predictions.npz {name} differ"
 
 
-def test_cli_pins_the_cpu_kernels_before_torch_loads():
-    script = ("import os, sys; import mld.cli; assert 'torch' not in sys.modules; "
+@pytest.mark.skipif(not has_avx2(), reason="only x86-64 CPUs with AVX2 are pinned")
+@pytest.mark.parametrize("module", ["mld", "mld.cli"])
+def test_importing_mld_pins_the_cpu_kernels_before_torch_loads(module: str):
+    """The library and the command line alike; the test process too (tests/conftest.py)."""
+    script = (f"import os, sys; import {module}; assert 'torch' not in sys.modules; "
               "print({k: os.environ[k] for k in " + repr(sorted(PINNED_ENVIRONMENT)) + "})")
     environment = {key: value for key, value in os.environ.items() if key not in PINNED_ENVIRONMENT}
     environment["ATEN_CPU_CAPABILITY"] = "default"  # a user's own choice wins
@@ -55,3 +58,17 @@ def test_cli_pins_the_cpu_kernels_before_torch_loads():
     assert printed.returncode == 0, printed.stderr
     pinned = eval(printed.stdout)  # a dict literal printed by the child
     assert pinned == {**PINNED_ENVIRONMENT, "ATEN_CPU_CAPABILITY": "default"}
+
+
+@pytest.mark.parametrize(("machine", "flags", "pinned"), [
+    ("x86_64", "fpu sse2 avx avx2 fma bmi2", True),
+    ("AMD64", "fpu sse2 avx avx2 fma", True),
+    ("x86_64", "fpu sse2 avx", False),          # PyTorch would run avx2 kernels on it anyway: SIGILL
+    ("aarch64", "fp asimd sve", False),         # PyTorch knows no avx2 there: a warning per process
+    ("ppc64le", "", False),
+])
+def test_only_cpus_with_avx2_are_pinned(machine: str, flags: str, pinned: bool, tmp_path: Path) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n\nprocessor\t: 1\nflags\t\t: {flags}\n")
+    assert has_avx2(machine, cpuinfo) is pinned
+    assert has_avx2(machine, tmp_path / "absent") is (machine.lower() in ("x86_64", "amd64"))
