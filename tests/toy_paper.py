@@ -294,7 +294,8 @@ def write_backbone_weights(paper: Mapping[str, Any], out_dir: Path) -> dict[str,
     )
     jobs = [(spec["name"], spec.get("options", {}), str(files[role])) for role, spec in specs.items()]
     out_dir.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, "-c", script, json.dumps(jobs)], check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    subprocess.run([sys.executable, "-c", script, json.dumps(jobs)], check=True,
+                   env={**os.environ, "OMP_NUM_THREADS": "1"})
     return files
 
 
@@ -391,7 +392,7 @@ def code_paths(registry: Any, run: Any) -> set[str]:
     paths = {scope, f"dataset:{dataset['role']}", f"backbone:{model['backbone']}",
              f"loss:{config['train']['loss']['name']}", f"resolution:{config['train']['resolution']}",
              f"unknown_labels:{config['dataset']['unknown_labels']}"}
-    paths |= {f"recipe:{recipe}" for recipe in getattr(run, "recipes", {}).values()}
+    paths |= {f"recipe:{recipe}" for recipe in run.recipes.values()}
     paths |= {f"{scope}/{key}={options[key]}" for key in ("query_type", "head_type", "hamburger", "interaction")
               if key in options}
     paths |= {f"{scope}/{key}={bool(options[key])}" for key in ("query_noise", "random_queries") if key in options}
