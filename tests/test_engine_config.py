@@ -55,6 +55,9 @@ def test_missing_required_keys_are_named():
     ({"train": {"amp": "fp8"}}, "train.amp = fp8: expected one of auto, bf16, fp16, off"),
     ({"train": {"ema_decay": 1.0}}, "train.ema_decay = 1.0: expected a number >= 0.0 and < 1.0 or null"),
     ({"train": True}, "train = true: expected a mapping of keys"),
+    ({"train": {"warmup_epochs": 2}}, "the onecycle schedule warms up by itself (train.pct_start)"),
+    ({"train": {"schedule": "cosine", "epochs": 5, "warmup_epochs": 5}}, "must end before the run's train.epochs"),
+    ({"train": {"optimizer": "sgd"}}, "train.optimizer = sgd: expected one of adam, adamw, lamb"),
 ])
 def test_bad_values_and_combinations_are_refused(change, expected):
     with pytest.raises(ConfigError) as caught:

@@ -115,6 +115,17 @@ def test_the_memory_estimate_of_hsvlt(hamburger):
         assert training_memory_gb(HeadOnlyModel(head), stages, ADAM, None, Precision(CPU, dtype)) > 0
 
 
+def test_the_memory_estimate_of_a_lamb_step_counts_its_optimiser_state():
+    """Table 13's A2 recipe trains with LAMB (timm's): its step runs on the estimate's fake tensors,
+    and, like Adam, it keeps two moments per weight."""
+    model = HeadOnlyModel(create_head("ml_decoder", 32, 12, num_groups=4, **TINY_HEAD))
+    inputs, precision = torch.zeros(4, 32, 4, 4), Precision(CPU, None)
+    lamb = training_memory_gb(model, inputs, {**ADAM, "optimizer": "lamb"}, None, precision)
+    plain = training_memory_gb(model, inputs, {**ADAM, "optimizer": "adam"}, None, precision)
+    weights_gb = sum(p.numel() * 4 for p in model.parameters()) / 1e9
+    assert lamb == pytest.approx(plain) and lamb > 4 * weights_gb  # weights, gradients, two moments
+
+
 def test_the_transformer_decoder_at_many_classes_is_measured_at_its_batch():
     """Table 2's case in small: attention scores grow with batch x classes^2, which batch 1 hides."""
     head = HeadOnlyModel(create_head("transformer_decoder", 32, 600, **TINY_HEAD))

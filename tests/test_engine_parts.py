@@ -244,6 +244,48 @@ def test_onecycle_peaks_at_the_configured_lr_after_pct_start():
     assert int(np.argmax(lrs)) in (19, 20) and max(lrs) == pytest.approx(2e-4)
 
 
+def schedule_lrs(train: dict, total_steps: int) -> list[float]:
+    optimizer = torch.optim.SGD(nn.Linear(2, 2).parameters(), lr=train["lr"])
+    schedule = build_schedule(optimizer, train, total_steps)
+    lrs = []
+    for _ in range(total_steps):
+        lrs.append(schedule.get_last_lr()[0])
+        optimizer.step()
+        schedule.step()
+    return lrs
+
+
+def test_cosine_warms_up_linearly_then_decays_over_the_remaining_steps():
+    # 10 epochs of 10 steps, 2 warm-up epochs: 20 steps up to lr, then a cosine over 80 steps.
+    train = {"schedule": "cosine", "lr": 1e-3, "epochs": 10, "warmup_epochs": 2}
+    lrs = schedule_lrs(train, 100)
+    assert lrs[:20] == pytest.approx([1e-3 * (step + 1) / 20 for step in range(20)])
+    assert lrs[20] == pytest.approx(1e-3) and lrs[60] == pytest.approx(0.5e-3)
+    assert lrs[20:] == sorted(lrs[20:], reverse=True) and lrs[-1] < 1e-6
+    # Without a warm-up the cosine starts at lr; a constant schedule keeps lr after its warm-up.
+    assert schedule_lrs({**train, "warmup_epochs": 0}, 100)[0] == pytest.approx(1e-3)
+    constant = schedule_lrs({**train, "schedule": "constant", "warmup_epochs": 0.5}, 100)
+    assert constant[:5] == pytest.approx([2e-4, 4e-4, 6e-4, 8e-4, 1e-3]) and set(constant[5:]) == {1e-3}
+
+
+def test_lamb_is_timms_with_decay_on_weights_only():
+    from timm.optim import Lamb
+
+    from mld.engine.optim import build_optimizer
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 3), nn.LayerNorm(3))
+    optimizer = build_optimizer(model, {"optimizer": "lamb", "lr": 5e-3, "weight_decay": 0.02})
+    assert isinstance(optimizer, Lamb)
+    assert [g["weight_decay"] for g in optimizer.param_groups] == [0.02, 0.0]
+    before = [p.detach().clone() for p in model.parameters()]
+    model(torch.randn(8, 4)).square().sum().backward()
+    optimizer.step()
+    # LAMB's trust ratio: each weight tensor moves by about lr x its norm, whatever its gradient scale.
+    weight, new_weight = before[0], next(model.parameters()).detach()
+    assert (new_weight - weight).norm() / weight.norm() == pytest.approx(5e-3, rel=0.05)
+
+
 def test_feasibility_names_the_exceeded_budget():
     budget = {"max_gflops": 1.0, "max_memory_gb": None}
     assert check_feasibility(budget, {"flops_g": 0.5}) is None

@@ -37,7 +37,7 @@ TOY_RESOLUTIONS = [64, 96]  # the resolution table: two cells, `xlarge` at the l
 # Keys whose every occurrence in the paper config takes the toy value (the shared `train:` block,
 # any per-recipe block and the heads): one rule instead of one override per block.
 TOY_VALUES: dict[str, Any] = {
-    "epochs": 1, "batch_size": 4, "num_workers": 0, "device": "cpu", "amp": "off", "log_every_s": 5.0,
+    "epochs": 1, "warmup_epochs": 0.5, "batch_size": 4, "num_workers": 0, "device": "cpu", "amp": "off", "log_every_s": 5.0,
     "resolution": TOY_RESOLUTION,
     "decoder_dim": 32, "ff_dim": 64, "embed_dim": 32,
 }

@@ -15,7 +15,7 @@ from typing import Any, Mapping
 DEFAULT_CONFIG = "config/config.yaml"
 COLUMNS = ("run_id", "table", "row", "recipe", "dataset", "num_classes", "backbone", "backbone_role",
            "backbone_options", "head", "num_queries", "resolution", "epochs", "batch_size", "optimizer", "lr",
-           "weight_decay", "schedule", "loss", "gamma_neg", "gamma_pos", "ema_decay", "cutout", "randaugment",
+           "weight_decay", "schedule", "warmup_epochs", "loss", "gamma_neg", "gamma_pos", "ema_decay", "cutout", "randaugment",
            "unknown_labels", "pretrained", "mode", "seeds")
 
 
@@ -76,7 +76,7 @@ def run_rows(registry: Any, table: str | None = None) -> list[dict[str, Any]]:
                 "num_queries": run.settings.get("queries"), "resolution": train["resolution"],
                 "epochs": train["epochs"], "batch_size": train["batch_size"], "optimizer": train["optimizer"],
                 "lr": train["lr"], "weight_decay": train["weight_decay"], "schedule": train["schedule"],
-                "loss": loss["name"], "gamma_neg": loss.get("gamma_neg"), "gamma_pos": loss.get("gamma_pos"),
+                "warmup_epochs": train["warmup_epochs"], "loss": loss["name"], "gamma_neg": loss.get("gamma_neg"), "gamma_pos": loss.get("gamma_pos"),
                 "ema_decay": train["ema_decay"], "cutout": train["augment"]["cutout"],
                 "randaugment": train["augment"]["randaugment"], "unknown_labels": resolved["dataset"]["unknown_labels"],
                 "pretrained": _pretrained(model), "mode": config["mode"],

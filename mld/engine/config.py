@@ -135,6 +135,13 @@ def _cross_field_problems(config: Mapping[str, Any]) -> list[str]:
     if config["task"] != "single_label" and loss_name == SOFTMAX_LOSS:
         problems.append(f"train.loss.name = {SOFTMAX_LOSS}: softmax cross-entropy needs task: single_label; "
                         f"use bce or asl for task {config['task']}")
+    train = config["train"]
+    if train["warmup_epochs"] and train["schedule"] == "onecycle":
+        problems.append(f"train.warmup_epochs = {_show(train['warmup_epochs'])}: the onecycle schedule warms up "
+                        "by itself (train.pct_start); use schedule: cosine or constant, or remove warmup_epochs")
+    if train["warmup_epochs"] >= train["epochs"]:
+        problems.append(f"train.warmup_epochs = {_show(train['warmup_epochs'])}: the warm-up must end before the "
+                        f"run's train.epochs = {train['epochs']}; shorten it")
     dataset = config["dataset"]
     if dataset["unknown_labels"] == "negative" and dataset["unknown_weight"] is None:
         problems.append("dataset.unknown_weight: missing; unknown_labels: negative needs the weight of "
