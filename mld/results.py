@@ -60,7 +60,8 @@ def bootstrap_path(runs_csv: str | Path) -> Path:
     return path.with_name(path.name.removesuffix(".csv") + BOOTSTRAP_SUFFIX)
 
 
-def _number(value: Any) -> float | None:
+def finite_number(value: Any) -> float | None:
+    """A finite real number as a float (not a bool, NaN or infinity), else None."""
     if isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value):
         return float(value)
     return None
@@ -111,7 +112,7 @@ def flatten(values: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, 
         name = f"{prefix}{key}"
         if isinstance(value, Mapping):
             yield from flatten(value, f"{name}/")
-        elif (number := _number(value)) is not None:
+        elif (number := finite_number(value)) is not None:
             yield name, number
 
 

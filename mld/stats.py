@@ -110,6 +110,16 @@ def _bounds(difference: Difference, z: float) -> tuple[float, float] | None:
     return None if margin is None else (difference.value - margin, difference.value + margin)
 
 
+def _noise_unknown(text: str) -> Verdict:
+    return Verdict(UNDETERMINED, f"{text}; fewer than 2 seeds: seed noise unknown")
+
+
+def _undecided(text: str, margin: float | None, needed: float) -> Verdict:
+    """Undetermined, naming the margin below which the data would have decided."""
+    needed = max(needed, 0.0)
+    return Verdict(UNDETERMINED, f"{text}; deciding needs a margin below {needed:.2f}", margin, needed)
+
+
 def beats(difference: Difference, name: str, at_least: float = 0.0, paper_effect: float | None = None) -> Verdict:
     """`difference` = better - worse exceeds `at_least`; refuted when the paper's effect is excluded."""
     claimed = f" (claimed gain > {at_least:g})" if at_least else ""
@@ -117,7 +127,7 @@ def beats(difference: Difference, name: str, at_least: float = 0.0, paper_effect
     text = f"{name}: {difference}{claimed}{paper}"
     bounds = _bounds(difference, Z_TWO_SIDED)
     if bounds is None:
-        return Verdict(UNDETERMINED, f"{text}; fewer than 2 seeds: seed noise unknown")
+        return _noise_unknown(text)
     margin = difference.margin()
     low, high = bounds
     refute_below = max(at_least, paper_effect) if paper_effect is not None else max(at_least, 0.0)
@@ -126,15 +136,14 @@ def beats(difference: Difference, name: str, at_least: float = 0.0, paper_effect
     if high < refute_below or (paper_effect is None and high <= at_least):
         return Verdict(FAILS, text, margin)
     # Deciding needs an interval that clears at_least (holds) or falls below the refutation bound.
-    needed = max(difference.value - at_least, refute_below - difference.value, 0.0)
-    return Verdict(UNDETERMINED, f"{text}; deciding needs a margin below {needed:.2f}", margin, needed)
+    return _undecided(text, margin, max(difference.value - at_least, refute_below - difference.value))
 
 
 def equivalent(difference: Difference, name: str, bound: float) -> Verdict:
     """Two one-sided tests: `difference` lies within ±bound."""
     text = f"{name}: {difference} (equivalence bound ±{bound:g})"
     if difference.standard_error is None:
-        return Verdict(UNDETERMINED, f"{text}; fewer than 2 seeds: seed noise unknown")
+        return _noise_unknown(text)
     margin = difference.margin()
     low, high = _bounds(difference, Z_ONE_SIDED)
     if -bound < low and high < bound:
@@ -143,23 +152,20 @@ def equivalent(difference: Difference, name: str, bound: float) -> Verdict:
     if outer_low > bound or outer_high < -bound:
         return Verdict(FAILS, text, margin)
     room = bound - abs(difference.value)
-    needed = room * Z_TWO_SIDED / Z_ONE_SIDED if room > 0 else abs(difference.value) - bound
-    return Verdict(UNDETERMINED, f"{text}; deciding needs a margin below {max(needed, 0.0):.2f}", margin,
-                   max(needed, 0.0))
+    return _undecided(text, margin, room * Z_TWO_SIDED / Z_ONE_SIDED if room > 0 else abs(difference.value) - bound)
 
 
 def at_most(difference: Difference, name: str, bound: float) -> Verdict:
     """Non-inferiority: `difference` (a drop or a gain) is at most `bound`."""
     text = f"{name}: {difference} (allowed at most {bound:.3g})"
     if difference.standard_error is None:
-        return Verdict(UNDETERMINED, f"{text}; fewer than 2 seeds: seed noise unknown")
+        return _noise_unknown(text)
     margin = difference.margin()
     if difference.value + difference.margin(Z_ONE_SIDED) < bound:
         return Verdict(HOLDS, text, margin)
     if difference.value - margin > bound:
         return Verdict(FAILS, text, margin)
-    needed = abs(bound - difference.value)
-    return Verdict(UNDETERMINED, f"{text}; deciding needs a margin below {needed:.2f}", margin, needed)
+    return _undecided(text, margin, abs(bound - difference.value))
 
 
 def all_hold(verdicts: Iterable[Verdict]) -> Verdict:

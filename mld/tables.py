@@ -77,12 +77,6 @@ def _is_count(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
-    return None
-
-
 @dataclass(frozen=True)
 class TableSpec:
     """What a table shows: its key and metric columns, the papers' rows (possibly none), its
@@ -124,10 +118,10 @@ def unreported_spec(table_id: str, rows: Iterable[Mapping[str, Any]]) -> TableSp
 def format_number(value: Any, like: Any = None) -> str:
     """A measured number for people: 2 decimals; none from 1000 up; 3 significant digits below 0.1.
     `like` (a mean) sets the precision of a spread, so a std of 1e-16 prints as 0.00."""
-    number = _number(value)
+    number = long_form.finite_number(value)
     if number is None:
         return str(value)
-    scale = abs(_number(like) or 0.0) if like is not None else abs(number)
+    scale = abs(long_form.finite_number(like) or 0.0) if like is not None else abs(number)
     if scale >= 1000:
         return f"{number:.0f}"
     return f"{number:.2f}" if scale >= 0.1 or scale == 0 else f"{number:.3g}"
@@ -177,7 +171,7 @@ class Observation:
         return STATUS_OK
 
     def add(self, metric: str, value: Any, seed: int | None = None) -> None:
-        number = _number(value)
+        number = long_form.finite_number(value)
         if number is not None:
             self.samples.setdefault(metric, []).append(number)
             if seed is not None:
@@ -234,7 +228,7 @@ def observe(member: pd.DataFrame, table_id: str, spec: TableSpec,
             seed_number = plain_value(rows["seed"].iloc[0])
             if long_form.STATUS_INFEASIBLE in statuses:
                 values = {str(m): float(v) for m, v in zip(rows["metric"], rows["value"]) if m is not None
-                          and _number(v) is not None}
+                          and long_form.finite_number(v) is not None}
                 observation.infeasible = infeasible_text(str(rows["reason"].iloc[0]), values)
             for metric in spec.metrics:
                 if scope.endswith("/"):
@@ -366,7 +360,7 @@ def _frame_row(spec: TableSpec, reported: dict | None, observation: Observation 
     else:
         row["status"] = observation.status
     for metric in spec.metrics:
-        paper_value = _number(None if reported is None else reported.get(metric))
+        paper_value = long_form.finite_number(None if reported is None else reported.get(metric))
         samples = [] if observation is None else observation.samples.get(metric, [])
         mean, std, n = summarise(samples) if samples else (math.nan, math.nan, 0)
         row[metric_column(metric, "paper")] = math.nan if paper_value is None else paper_value
@@ -808,7 +802,7 @@ def render_section(table: TableResult, claims: pd.DataFrame) -> str:
 
 
 def _margin_cell(value: Any) -> str:
-    number = _number(value)
+    number = long_form.finite_number(value)
     return "—" if number is None else f"{number:.2f}"
 
 
