@@ -75,7 +75,7 @@ def test_a_broken_jpeg_read_in_a_loader_worker_ends_with_one_line_naming_it(faul
     assert "Traceback" not in error and "worker" not in error, error
     last = error.strip().splitlines()[-1]
     what = "image file is truncated" if fault == "truncated" else "does not exist"
-    assert last.startswith(f"mld train: error: ") and str(broken) in last and what in last, error
+    assert last.startswith("mld train: error: ") and str(broken) in last and what in last, error
     assert "prepare it again" in last.lower() or "prepare the dataset again" in last
 
 
