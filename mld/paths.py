@@ -16,8 +16,11 @@ BACKBONE_RUN = RESULTS + "/backbones/{backbone}"
 BACKBONE_WEIGHTS = RESULTS + "/backbones/{backbone}.pt"
 FEATURES = RESULTS + "/features/{features}"
 
-# One directory per (run, seed), and the cost measurements.
-RUN_DIR = RESULTS + "/runs/{run_id}/seed{seed}"
+# One directory per (run, seed), and the cost measurements. A run's seeds live side by side in
+# its directory (`mld train --seeds` writes <out>/SEED_DIR for each seed).
+SEED_DIR = "seed{seed}"
+RUN_ROOT = RESULTS + "/runs/{run_id}"
+RUN_DIR = RUN_ROOT + "/" + SEED_DIR
 RUN_METRICS = RUN_DIR + "/metrics.json"
 MEASUREMENT = RESULTS + "/cost/{measurement}.json"
 

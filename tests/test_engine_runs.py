@@ -16,7 +16,7 @@ import mld
 from mld import metrics
 from mld.data.prepared import open_prepared
 from mld.engine import (
-    CheckpointError, NonFiniteLossError, evaluate, export_backbone, extract_features, train,
+    CheckpointError, NonFiniteLossError, evaluate, export_backbone, extract_features, train, train_seeds,
 )
 from mld.engine.checkpoint import load_checkpoint
 from mld.engine.costing import COST_KEY, MEMORY_KEY
@@ -195,6 +195,40 @@ def test_a_head_only_run_does_not_import_timm(feature_caches, backbone_weights, 
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().endswith("no timm")
+
+
+def test_seeds_in_one_process_equal_a_process_per_seed(feature_caches, backbone_weights, tmp_path):
+    """`mld train --seeds` pays start-up once; each seed, also the second, writes what its own process
+    would (predictions and checkpoint byte for byte), and a rerun trains no finished seed again."""
+    config = cached_config(feature_caches, backbone_weights, "multilabel", model={"head": "ml_decoder"},
+                           train={"epochs": 2})
+    config_file = tmp_path / "run.yaml"
+    config_file.write_text(yaml.safe_dump(config))
+
+    def mld_train(*arguments):
+        result = subprocess.run([sys.executable, "-m", "mld", "train", "--config", str(config_file), *arguments],
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-3000:]
+
+    mld_train("--out", str(tmp_path / "together"), "--seeds", "0", "1")
+    config_file.write_text(yaml.safe_dump({**config, "seed": 1}))
+    mld_train("--out", str(tmp_path / "alone" / "seed1"))
+    together, alone = tmp_path / "together" / "seed1", tmp_path / "alone" / "seed1"
+    for name in ("predictions.npz", "checkpoint.pt", "cost.json"):
+        assert (together / name).read_bytes() == (alone / name).read_bytes(), name
+    metrics = json.loads((together / "metrics.json").read_text())
+    assert without_timing(metrics) == without_timing(json.loads((alone / "metrics.json").read_text()))
+    assert metrics["seed"] == 1
+    first = json.loads((tmp_path / "together" / "seed0" / "metrics.json").read_text())
+    assert first["seed"] == 0 and first["final"]["mAP"] != metrics["final"]["mAP"]
+
+    finished = {seed: (tmp_path / "together" / f"seed{seed}" / "metrics.json").stat().st_mtime_ns for seed in (0, 1)}
+    again = train_seeds(config, tmp_path / "together", [1, 0])
+    assert [run["seed"] for run in again] == [1, 0] and again[0] == metrics
+    assert {seed: (tmp_path / "together" / f"seed{seed}" / "metrics.json").stat().st_mtime_ns
+            for seed in (0, 1)} == finished
+    with pytest.raises(ValueError, match="lists a seed twice"):
+        train_seeds(config, tmp_path / "twice", [0, 0])
 
 
 def test_multiscale_heads_train_on_per_stage_caches(coco, tmp_path):

@@ -13,7 +13,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "checkpoint.pt to --out. Rerunning the same command resumes from --out/last.pt; a "
                     "finished run is not retrained. Under torchrun it trains with DistributedDataParallel.")
     train.add_argument("--config", required=True, type=Path, help="run config YAML")
-    train.add_argument("--out", required=True, type=Path, help="output directory of the run")
+    train.add_argument("--out", required=True, type=Path,
+                       help="output directory of the run (with --seeds: of its seeds, one seed<N>/ each)")
+    train.add_argument("--seeds", type=int, nargs="+", metavar="SEED",
+                       help="train these seeds one after the other in this process, each into "
+                            "--out/seed<N> with the seeding and outputs of a run of its own (the "
+                            "config's seed is replaced); finished seeds are skipped")
     train.set_defaults(func=_train)
 
     evaluate = subparsers.add_parser(
@@ -52,10 +57,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from mld.engine import NonFiniteLossError, RunInterrupted, train
+    from mld.engine import NonFiniteLossError, RunInterrupted, train, train_seeds
 
     try:
-        train(args.config, args.out)
+        if args.seeds is None:
+            train(args.config, args.out)
+        else:
+            train_seeds(args.config, args.out, args.seeds)
     except RunInterrupted as stop:
         print(f"mld train: {stop}", file=sys.stderr)
         return 128 + stop.signal_number

@@ -1,6 +1,7 @@
 """The engine: one run from one config (training, evaluation, feature caches, backbone export).
 
-`train(config, out_dir)` trains or resumes a run and writes its outputs; `evaluate(config,
+`train(config, out_dir)` trains or resumes a run and writes its outputs (`train_seeds(config,
+out_dir, seeds)`: several seeds in one process, each as its own run would be); `evaluate(config,
 checkpoint, out_dir)` scores saved weights; `extract_features(config, out_dir)` caches backbone
 feature maps for cached_features runs; `export_backbone(run_dir, out_file)` turns a finished
 end-to-end run into a backbone weights file. Contracts: docs/architecture.md.
@@ -13,6 +14,7 @@ from mld.lazy import lazy_attributes
 
 _LAZY = {
     "train": "mld.engine.run",
+    "train_seeds": "mld.engine.seeds",
     "evaluate": "mld.engine.evaluate_checkpoint",
     "extract_features": "mld.engine.extract",
     "export_backbone": "mld.engine.export",

@@ -171,7 +171,9 @@ def capped(rule_name, key, cap_key, base):
 def base_runtime(rule_name):
     if resource(rule_name, "runtime") != "estimate":
         return lambda wildcards: resource(rule_name, "runtime")
-    return lambda wildcards: estimate.run_minutes(REGISTRY, wildcards.run_id, wildcards.seed)[1]
+    return lambda wildcards: sum(
+        estimate.run_minutes(REGISTRY, wildcards.run_id, seed)[1] for seed in job_seeds(wildcards)
+    )
 
 
 def rule_resources(rule_name, execution_settings=None):
@@ -251,9 +253,19 @@ def feature_inputs(wildcards):
     }
 
 
+def job_seeds(wildcards):
+    """The seeds one training job trains: its `seed` wildcard, or (cached features) all the run's."""
+    if "seed" in wildcards.keys():
+        return [int(wildcards.seed)]
+    return lookup(REGISTRY.runs, wildcards.run_id, "run").seeds
+
+
 def train_inputs(wildcards):
+    """The job's config (its first seed's: `mld train --seeds` sets the seed) and, as triggers, the
+    other seeds' configs; the features or the dataset; the backbone weights."""
     run = lookup(REGISTRY.runs, wildcards.run_id, "run")
-    inputs = {"config": paths.job_config("runs", paths.run_job_name(wildcards.run_id, wildcards.seed))}
+    first, *others = [paths.job_config("runs", paths.run_job_name(run.run_id, seed)) for seed in job_seeds(wildcards)]
+    inputs = {"config": first, **({"seed_configs": others} if others else {})}
     if run.config["features"]:
         inputs["features"] = run.config["features"]
     else:
