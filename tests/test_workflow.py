@@ -252,6 +252,35 @@ def test_tiny_config_produces_every_table(tiny_results: Path) -> None:
     assert "map_vs_flops.png;base64" in html and "table1_heads.csv" in html and "tables.md" in html
 
 
+COMMITTED_TINY_RESULTS = REPO / "tests" / "data" / "tiny_results" / "runs.csv"
+# Run metrics that measure the machine rather than the result.
+TIMING_METRICS = {"train_time_s"}
+
+
+def per_seed_values(runs_csv: Path) -> dict[tuple[str, int, str], tuple[str, float]]:
+    """(run id, seed, metric) -> (status, value) of every run row of a long-form results file."""
+    import pandas as pd  # only this check reads the frame directly
+
+    frame = pd.read_csv(runs_csv)
+    frame = frame[(frame["kind"] == "run") & ~frame["metric"].isin(TIMING_METRICS)]
+    return {(row.run_id, int(row.seed), str(row.metric)): (row.status, row.value) for row in frame.itertuples()}
+
+
+@pytest.mark.slow
+def test_a_rerun_reproduces_the_committed_per_seed_values_exactly(tiny_results: Path) -> None:
+    """Bit-reproducibility: the tiny config run again from scratch gives every per-seed value of
+    the committed long-form file (tests/data/tiny_results, regenerated with the code that made it)."""
+    committed = per_seed_values(COMMITTED_TINY_RESULTS)
+    rerun = per_seed_values(tiny_results / "results" / "runs.csv")
+    assert rerun.keys() == committed.keys()
+
+    def same(a: tuple[str, float], b: tuple[str, float]) -> bool:
+        return a[0] == b[0] and (a[1] == b[1] or (a[1] != a[1] and b[1] != b[1]))  # NaN: no value
+
+    differing = {key: (committed[key], rerun[key]) for key in committed if not same(committed[key], rerun[key])}
+    assert not differing, f"{len(differing)} values differ from the committed ones, e.g. {list(differing.items())[:5]}"
+
+
 @pytest.mark.slow
 def test_rerun_redoes_nothing_and_a_change_reruns_only_its_runs(tiny_results: Path, tmp_path: Path) -> None:
     unchanged = snakemake("--dry-run", "--configfile", TEST_CONFIG, workdir=tiny_results)
