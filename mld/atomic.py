@@ -10,6 +10,7 @@ from a directory when the job that owns it starts again.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import os
@@ -83,3 +84,12 @@ def write_torch(path: str | Path, obj: Any) -> None:
     import torch  # here, so that torch-free tools (tables, reports) can use this module cheaply
 
     write_bytes(path, lambda handle: torch.save(obj, handle))
+
+
+def file_sha256(path: str | Path) -> str:
+    """A file's SHA-256, read in 1 MiB blocks (weights files run to gigabytes)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

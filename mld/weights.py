@@ -13,13 +13,14 @@ naming the config key. Light: no torch unless fetching.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 import yaml
+
+from mld.atomic import file_sha256
 
 MANIFEST = "manifest.yaml"
 FETCH_HINT = "mld fetch-weights --configfile YOUR_CONFIG --cache DIR"
@@ -93,14 +94,6 @@ def check_weights(config: Mapping[str, Any]) -> None:
         raise WeightsConfigError("backbone weights:\n  " + "\n  ".join(problems))
 
 
-def sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def download_timm(name: str) -> Mapping[str, Any]:
     """timm's pretrained weights of a model, as the state dict mld loads as backbone weights."""
     import timm
@@ -120,14 +113,14 @@ def fetch_weights(names: Iterable[str], cache: str | Path,
     for name in sorted(set(names)):
         path = cache_file(cache, name)
         entry = manifest.get(name)
-        if entry and path.is_file() and sha256(path) == entry["sha256"]:
+        if entry and path.is_file() and file_sha256(path) == entry["sha256"]:
             log(f"{name}: in the cache ({path})")
             continue
         log(f"{name}: downloading")
         partial = path.with_name(path.name + ".partial")
         torch.save(dict(download(name)), partial)
         partial.replace(path)
-        manifest[name] = {"file": path.name, "sha256": sha256(path), "bytes": path.stat().st_size,
+        manifest[name] = {"file": path.name, "sha256": file_sha256(path), "bytes": path.stat().st_size,
                           "source": f"timm.create_model({name!r}, pretrained=True)"}
         (cache / MANIFEST).write_text(yaml.safe_dump(manifest, sort_keys=True))
         log(f"{name}: {path} (sha256 {manifest[name]['sha256'][:12]}...)")
@@ -138,4 +131,4 @@ def verify_cache(cache: str | Path) -> list[str]:
     """The names whose file in the cache no longer matches its recorded checksum."""
     manifest = read_manifest(cache)
     return sorted(name for name, entry in manifest.items()
-                  if not cache_file(cache, name).is_file() or sha256(cache_file(cache, name)) != entry["sha256"])
+                  if not cache_file(cache, name).is_file() or file_sha256(cache_file(cache, name)) != entry["sha256"])

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 import yaml
 from PIL import Image
 
@@ -23,15 +22,7 @@ from mld.engine import RunInterrupted, train
 from mld.engine import outputs
 from mld.engine.evaluation import Evaluator
 from mld.engine.checkpoint import load_checkpoint
-from test_engine_support import TIMES, make_dataset, run_config, without_timing
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+from test_engine_support import TIMES, make_dataset, one_thread, run_config, without_timing
 
 
 @pytest.fixture(scope="module")

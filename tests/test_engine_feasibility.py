@@ -23,20 +23,12 @@ from mld.engine.precision import Precision
 from mld.heads import create_head
 from mld.results import flatten
 from mld.tables import Observation, infeasible_text
-from test_engine_support import TINY_HEAD, make_dataset, run_config
+from test_engine_support import TINY_HEAD, make_dataset, one_thread, run_config
 
 ADAM = {"optimizer": "adam", "lr": 1e-3, "weight_decay": 1e-4}
 WORD_DIM = 8
 NLP = {"query_type": "nlp", "head_type": "nlp"}
 CPU = torch.device("cpu")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -20,18 +20,9 @@ from mld.engine import (
 )
 from mld.engine.checkpoint import load_checkpoint
 from mld.engine.costing import COST_KEY, MEMORY_KEY
-from test_engine_support import make_dataset, run_config, without_timing
+from test_engine_support import make_dataset, one_thread, run_config, without_timing
 
 OUTPUTS = {"metrics.json", "predictions.npz", "cost.json", "train.log", "checkpoint.pt"}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread, and much faster than two on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -1,15 +1,28 @@
-"""Shared helpers of the engine tests: tiny datasets and run configs (no tests here)."""
+"""Shared helpers of the engine tests: tiny datasets, run configs and the one-thread fixture (no tests here)."""
 from __future__ import annotations
 
 import copy
 from pathlib import Path
 from typing import Any
 
+import pytest
+import torch
+
 from mld.data.synthetic.generate import prepare_synthetic
 
 IMAGE_SIZE = 32
 TINY_HEAD = {"decoder_dim": 16, "num_heads": 2, "ff_dim": 32}
 TIMES = ("time_s", "data_s", "compute_s")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread, and much faster than two on a busy machine; a test
+    module that imports this fixture runs on one thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def make_dataset(root: Path, preset: str = "coco-like", num_train: int = 96, num_val: int = 48) -> Path:

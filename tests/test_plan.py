@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from mld import estimate, launch, weights
+from mld.atomic import file_sha256
 from mld.commands.plan import parse_overrides, plan, workflow_config
 from mld.experiments import build_registry
 
@@ -113,7 +114,7 @@ def test_fetch_fills_the_cache_with_checksums_and_jobs_load_from_it(tmp_path: Pa
     manifest = weights.fetch_weights(weights.pretrained_names(single).values(), cache, download=fake_download,
                                      log=lambda line: None)
     entry = manifest["tresnet_m.miil_in21k"]
-    assert entry["sha256"] == weights.sha256(cache / entry["file"]) and len(entry["sha256"]) == 64
+    assert entry["sha256"] == file_sha256(cache / entry["file"]) and len(entry["sha256"]) == 64
     assert yaml.safe_load((cache / "manifest.yaml").read_text()) == manifest
     weights.check_weights(single)
     assert weights.backbone_weights(single, "medium") == (str(cache / entry["file"]), False)

@@ -16,7 +16,8 @@ from torch.utils.data import Dataset
 from mld.data.loading import ImageDataset
 from mld.data.prepared import PreparedMeta, open_prepared
 from mld.engine.config import SOFTMAX_LOSS
-from mld.engine.features import FeatureCache, file_sha256, keep_batch
+from mld.atomic import file_sha256
+from mld.engine.features import FeatureCache, keep_batch
 from mld.data.sampling import SeededSamples
 from mld.engine.targets import LabelPolicy
 

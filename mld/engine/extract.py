@@ -8,6 +8,7 @@ from typing import IO, Any, Iterable, Iterator, Mapping
 import torch
 
 from mld import cost
+from mld.atomic import file_sha256
 from mld.engine import features
 from mld.data.loading import ImageDataset, make_loader
 from mld.engine.data import EVAL_SPLIT, TRAIN_SPLIT, open_run_data
@@ -51,7 +52,7 @@ def extract_features(config: Mapping[str, Any] | str | Path, out_dir: str | Path
             log(f"{split}: {len(dataset)} samples, feature shapes {shapes}")
     weights = config["model"]["backbone_weights"]
     meta_out = {"backbone": config["model"]["backbone"], "weights": weights,
-                "weights_sha256": features.file_sha256(weights) if weights else None,
+                "weights_sha256": file_sha256(weights) if weights else None,
                 "pretrained": config["model"]["pretrained"], "resolution": config["train"]["resolution"],
                 "dataset": str(meta.path), "splits": {TRAIN_SPLIT: meta.splits[TRAIN_SPLIT],
                                                       EVAL_SPLIT: meta.splits[EVAL_SPLIT]},

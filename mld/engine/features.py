@@ -9,7 +9,6 @@ meta.json is written last, so a directory with meta.json is always a complete ca
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from contextlib import ExitStack
@@ -20,17 +19,9 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import torch
 
-from mld.atomic import atomic_path, write_json
+from mld.atomic import atomic_path, file_sha256, write_json
 
 FORMAT = "mld-features/1"
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def split_files(directory: Path, split: str, num_stages: int | None) -> list[Path]:
