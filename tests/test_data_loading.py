@@ -1,6 +1,7 @@
 """Datasets, transforms and loaders over prepared splits."""
 from __future__ import annotations
 
+import multiprocessing
 import random
 
 import numpy as np
@@ -105,6 +106,21 @@ def test_worker_processes_do_not_change_the_data(synthetic):
     workers = create_loader(synthetic, "train", batch_size=4, resolution=24, train=True, seed=2, num_workers=2)
     for (a, _), (b, _) in zip(_batches(single, 3), _batches(workers, 3)):
         assert torch.equal(a, b)
+
+
+def test_a_failed_pass_stops_its_workers_while_its_traceback_lives(synthetic):
+    """Workers ignore SIGTERM, so one left running blocks the interpreter's exit for ever."""
+    from mld.engine.loop import one_pass
+
+    loader = create_loader(synthetic, "train", batch_size=4, resolution=24, train=True, seed=2, num_workers=2)
+    loader.set_epoch(0)
+    with pytest.raises(RuntimeError) as failure:
+        with one_pass(loader) as batches:
+            next(batches)
+            assert len(multiprocessing.active_children()) == 2
+            raise RuntimeError("a failed training step")
+    assert failure.traceback  # the frames that reference the pass are still alive
+    assert multiprocessing.active_children() == []
 
 
 def test_evaluation_loader_keeps_order_and_shards(synthetic):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import shutil
 import signal
@@ -68,6 +69,7 @@ def test_a_broken_jpeg_read_in_a_loader_worker_ends_with_one_line_naming_it(faul
     what = "image file is truncated" if fault == "truncated" else "does not exist"
     assert last.startswith("mld train: error: ") and str(broken) in last and what in last, error
     assert "prepare it again" in last.lower() or "prepare the dataset again" in last
+    assert multiprocessing.active_children() == []  # its workers stopped (they would block the exit)
 
 
 def test_a_wrong_shaped_word_vectors_file_is_named_with_both_shapes(small, tmp_path):

@@ -9,9 +9,11 @@ multi-process run sees exactly the data of an uninterrupted one.
 """
 from __future__ import annotations
 
+import atexit
 import os
+import weakref
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -101,9 +103,43 @@ class Loader(DataLoader):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, worker_init_fn=ignore_in_worker, **kwargs)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Any]:
         with held_while_forking():  # the workers start here
-            return super().__iter__()
+            batches = super().__iter__()
+        if self.num_workers == 0:
+            return batches
+        _passes.add(batches)
+        return _stopping_workers(batches)
+
+
+# Worker passes not yet stopped. A worker ignores SIGTERM (see above), so one left running when the
+# interpreter exits would block multiprocessing's exit handler, which terminates and then joins it,
+# for ever; stopping them first (atexit runs this before multiprocessing's handler) prevents that.
+_passes: "weakref.WeakSet[Any]" = weakref.WeakSet()
+
+
+def _stop_workers(batches: Any) -> None:
+    shutdown = getattr(batches, "_shutdown_workers", None)  # what torch itself calls when a pass ends
+    if shutdown is not None:
+        shutdown()
+    _passes.discard(batches)
+
+
+def _stopping_workers(batches: Iterator[Any]) -> Iterator[Any]:
+    """The batches of one pass; its workers stop when the pass ends, fails or is closed.
+
+    Without this a failed pass (a worker's broken JPEG, an error in the training step) kept its
+    workers alive for as long as the exception's traceback referenced the pass."""
+    try:
+        yield from batches
+    finally:
+        _stop_workers(batches)
+
+
+@atexit.register
+def _stop_all_workers() -> None:
+    for batches in list(_passes):
+        _stop_workers(batches)
 
 
 class PreparedLoader(Loader):

@@ -6,10 +6,11 @@ in the prepared format, and the model is called as the model contract says
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import torch
 from torch import nn
@@ -19,6 +20,19 @@ from mld.engine.precision import Precision
 from mld.engine.targets import LabelPolicy
 
 LossFunction = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
+
+
+@contextlib.contextmanager
+def one_pass(batches: Iterable) -> Iterator[Iterator[Any]]:
+    """An iterator over `batches`, closed when the pass ends however it ends: a loader's workers
+    then stop at once instead of when a failed step's traceback is freed."""
+    iterator = iter(batches)
+    try:
+        yield iterator
+    finally:
+        close = getattr(iterator, "close", None)
+        if close is not None:
+            close()
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -94,19 +108,19 @@ class Trainer:
                   should_stop: Callable[[], bool]) -> EpochProgress:
         """Run the steps of one epoch from `first_step`, stopping early when `should_stop()`."""
         step, loss_sum, data_s, compute_s = first_step, 0.0, 0.0, 0.0
-        batch_iterator = iter(batches)
-        while True:
-            waited = time.perf_counter()
-            batch = next(batch_iterator, None)
-            started = time.perf_counter()
-            data_s += started - waited
-            if batch is None:
-                return EpochProgress(step, loss_sum, False, data_s, compute_s)
-            loss_sum += self.step(*batch, where=f"epoch {epoch + 1}, step {step + 1}")
-            compute_s += time.perf_counter() - started
-            step += 1
-            if should_stop():
-                return EpochProgress(step, loss_sum, True, data_s, compute_s)
+        with one_pass(batches) as batch_iterator:
+            while True:
+                waited = time.perf_counter()
+                batch = next(batch_iterator, None)
+                started = time.perf_counter()
+                data_s += started - waited
+                if batch is None:
+                    return EpochProgress(step, loss_sum, False, data_s, compute_s)
+                loss_sum += self.step(*batch, where=f"epoch {epoch + 1}, step {step + 1}")
+                compute_s += time.perf_counter() - started
+                step += 1
+                if should_stop():
+                    return EpochProgress(step, loss_sum, True, data_s, compute_s)
 
 
 @torch.no_grad()
@@ -116,13 +130,14 @@ def predict(model: nn.Module, batches: Iterable, class_embeddings: torch.Tensor 
     """Scores of `model` (unwrapped, not DDP) on every batch, and the labels; None if stopped."""
     model.eval()
     scores, all_labels = [], []
-    for inputs, labels in batches:
-        with precision.autocast():
-            logits = model(_to_device(inputs, precision.device), class_embeddings=class_embeddings)
-        scores.append(activation(logits.float()).cpu())
-        all_labels.append(labels)
-        if should_stop():
-            return None
+    with one_pass(batches) as batch_iterator:
+        for inputs, labels in batch_iterator:
+            with precision.autocast():
+                logits = model(_to_device(inputs, precision.device), class_embeddings=class_embeddings)
+            scores.append(activation(logits.float()).cpu())
+            all_labels.append(labels)
+            if should_stop():
+                return None
     return torch.cat(scores), torch.cat(all_labels)
 
 
