@@ -48,6 +48,18 @@ def has_avx2(machine: str | None = None, cpuinfo: Path = CPUINFO) -> bool:
     return flags is None or AVX2_FLAGS <= set(flags)
 
 
+def cpu_model(cpuinfo: Path = CPUINFO) -> str:
+    """The processor's name (Linux's /proc/cpuinfo "model name", else what Python reports): even
+    pinned, MKL promises equal sums only among CPUs of one vendor, so results record it."""
+    try:
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return " ".join(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
 def pin_cpu_numerics() -> None:
     """Set the variables above unless already set (a user's own setting wins), on CPUs that have
     AVX2; must run before torch computes anything, so mld/__init__.py calls it."""

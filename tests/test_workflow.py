@@ -2,6 +2,7 @@
 the tiny config end to end, locally and through a real Slurm cluster (.ci/start-slurm.sh)."""
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mld import paths
+from mld import numerics, paths
 from mld.experiments import build_registry, load_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -269,19 +270,29 @@ def per_seed_values(runs_csv: Path) -> dict[tuple[str, int, str], tuple[str, flo
     return {(row.run_id, int(row.seed), str(row.metric)): (row.status, row.value) for row in frame.itertuples()}
 
 
+# Pinned kernels (mld.numerics) give equal digits on every CPU of one vendor; MKL does not promise
+# that across vendors (an AMD and an Intel machine differed by 2e-4 mAP in one of 44 runs).
+CROSS_CPU_TOLERANCE = {"rel_tol": 1e-4, "abs_tol": 1e-3}
+
+
 @pytest.mark.slow
-def test_a_rerun_reproduces_the_committed_per_seed_values_exactly(tiny_results: Path) -> None:
+def test_a_rerun_reproduces_the_committed_per_seed_values(tiny_results: Path) -> None:
     """Bit-reproducibility: the tiny config run again from scratch gives every per-seed value of
-    the committed long-form file (tests/data/tiny_results, regenerated with the code that made it)."""
+    the committed long-form file (tests/data/tiny_results, regenerated with the code that made it),
+    exactly on the CPU model that made it, to the last few digits on any other."""
     committed = per_seed_values(COMMITTED_TINY_RESULTS)
     rerun = per_seed_values(tiny_results / "results" / "runs.csv")
     assert rerun.keys() == committed.keys()
+    same_cpu = f"cpu {numerics.cpu_model()}" in COMMITTED_TINY_RESULTS.read_text()
+    tolerance = {"rel_tol": 0.0, "abs_tol": 0.0} if same_cpu else CROSS_CPU_TOLERANCE
 
     def same(a: tuple[str, float], b: tuple[str, float]) -> bool:
-        return a[0] == b[0] and (a[1] == b[1] or (a[1] != a[1] and b[1] != b[1]))  # NaN: no value
+        both_missing = a[1] != a[1] and b[1] != b[1]  # NaN: no value
+        return a[0] == b[0] and (both_missing or math.isclose(a[1], b[1], **tolerance))
 
     differing = {key: (committed[key], rerun[key]) for key in committed if not same(committed[key], rerun[key])}
-    assert not differing, f"{len(differing)} values differ from the committed ones, e.g. {list(differing.items())[:5]}"
+    assert not differing, (f"{len(differing)} values differ from the committed ones (same CPU model: {same_cpu}), "
+                           f"e.g. {list(differing.items())[:5]}")
 
 
 @pytest.mark.slow

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from mld.atomic import remove_stale_temporaries, write_bytes, write_json, write_npz
+from mld.numerics import cpu_model
 
 METRICS = "metrics.json"
 PREDICTIONS = "predictions.npz"
@@ -29,7 +30,8 @@ def software_versions() -> dict[str, str]:
 
     # timm's version from its metadata: importing it costs seconds that head-only runs never need.
     versions = {"mld": mld.__version__, "python": platform.python_version(), "torch": torch.__version__,
-                "timm": importlib.metadata.version("timm"), "numpy": np.__version__, "platform": platform.platform()}
+                "timm": importlib.metadata.version("timm"), "numpy": np.__version__, "platform": platform.platform(),
+                "cpu": cpu_model()}
     if torch.cuda.is_available():
         versions["cuda"] = str(torch.version.cuda)
         versions["gpu"] = torch.cuda.get_device_name()
