@@ -35,29 +35,29 @@ AVX2_FLAGS = frozenset({"avx2", "fma"})   # what PyTorch's avx2 kernels need
 CPUINFO = Path("/proc/cpuinfo")
 
 
+def _cpuinfo_field(name: str, cpuinfo: Path) -> str | None:
+    """The first `name : value` of Linux's /proc/cpuinfo; None where the file or the field is absent."""
+    try:
+        lines = cpuinfo.read_text().splitlines()
+    except OSError:
+        return None
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith(name)), None)
+
+
 def has_avx2(machine: str | None = None, cpuinfo: Path = CPUINFO) -> bool:
     """Whether this CPU runs PyTorch's avx2 kernels: x86-64 with AVX2 and FMA (read from Linux's
     /proc/cpuinfo; an x86-64 machine without it, macOS or Windows, is taken to have them)."""
     if (machine if machine is not None else platform.machine()).lower() not in X86_64_MACHINES:
         return False
-    try:
-        lines = cpuinfo.read_text().splitlines()
-    except OSError:
-        return True
-    flags = next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), None)
-    return flags is None or AVX2_FLAGS <= set(flags)
+    flags = _cpuinfo_field("flags", cpuinfo)
+    return flags is None or AVX2_FLAGS <= set(flags.split())
 
 
 def cpu_model(cpuinfo: Path = CPUINFO) -> str:
     """The processor's name (Linux's /proc/cpuinfo "model name", else what Python reports): even
     pinned, MKL promises equal sums only among CPUs of one vendor, so results record it."""
-    try:
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return " ".join(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
+    name = _cpuinfo_field("model name", cpuinfo)
+    return " ".join(name.split()) if name else platform.processor() or platform.machine() or "unknown"
 
 
 def pin_cpu_numerics() -> None:
