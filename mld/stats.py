@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -185,36 +185,56 @@ def resample_weights(num_images: int, replicates: int = BOOTSTRAP_REPLICATES) ->
     return rng.multinomial(num_images, np.full(num_images, 1.0 / num_images), size=replicates).astype(np.float64)
 
 
-def weighted_average_precision(scores: np.ndarray, targets: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """mAP in percent [R] of `scores` [N, C] against binary `targets` [N, C] under image weights [R, N].
+def weighted_average_precision(scores: np.ndarray, targets: np.ndarray, weights: np.ndarray,
+                               block: int = 2048) -> np.ndarray:
+    """mAP in percent [R] of `scores` [N, C] against `targets` [N, C] under image weights [R, N].
 
     An image of weight w counts as w copies (the copies tie, so all get the precision at the end
-    of their tie group, as sklearn's average_precision_score); classes without a weighted positive
-    are left out of the mean, as `mld.metrics` leaves out classes without positives."""
+    of their tie group, as sklearn's average_precision_score); unknown entries (-1) are ignored,
+    and classes without a weighted positive are left out of the mean, as `mld.metrics` does.
+
+    The precision at a positive image is (weight of the positives scored at least as high) /
+    (weight of the known images scored at least as high): both are matrix products of the weights
+    with 0/1 "scored at least as high" columns, one column per positive entry, `block` columns at a
+    time. Weights are counts and the products integers below 2**24, exact in float32."""
     scores = np.asarray(scores, dtype=np.float64)
-    targets = np.asarray(targets) > 0
-    weights = np.atleast_2d(np.asarray(weights, dtype=np.float64))
+    targets = np.asarray(targets)
+    weights = np.atleast_2d(np.asarray(weights, dtype=np.float32))
+    positive, known = targets > 0, targets >= 0
     total = np.zeros(weights.shape[0])
     counted = np.zeros(weights.shape[0])
-    for column in range(scores.shape[1]):
-        positive = targets[:, column]
-        if not positive.any():
-            continue
-        order = np.argsort(-scores[:, column], kind="stable")
-        ordered = scores[order, column]
-        # Index of the last image of each image's tie group, in sorted order.
-        group_end = np.r_[np.flatnonzero(ordered[1:] != ordered[:-1]), ordered.size - 1]
-        end_of = group_end[np.searchsorted(group_end, np.arange(ordered.size))]
-        w = weights[:, order]
-        hits = w * positive[order]
-        seen = np.cumsum(w, axis=1)[:, end_of]  # 0 before the first image of weight > 0 (no hits there)
-        precision = np.divide(np.cumsum(hits, axis=1)[:, end_of], seen, out=np.zeros_like(seen), where=seen > 0)
-        positives = hits.sum(axis=1)
+    for classes in _class_blocks(positive.sum(axis=0), block):
+        above, hit, image, starts = [], [], [], []
+        for column in classes:
+            rows = np.flatnonzero(positive[:, column])
+            at_least = (scores[:, column, None] >= scores[rows, column][None, :]) & known[:, column, None]
+            starts.append(sum(len(part) for part in image))
+            above.append(at_least)
+            hit.append(at_least & positive[:, column, None])
+            image.append(rows)
+        seen = weights @ np.concatenate(above, axis=1).astype(np.float32)
+        hits = weights @ np.concatenate(hit, axis=1).astype(np.float32)
+        own = weights[:, np.concatenate(image)].astype(np.float64)  # each positive's weight [R, K]
+        precision = np.divide(hits, seen, out=np.zeros(seen.shape), where=seen > 0)
+        positives = np.add.reduceat(own, starts, axis=1)
         has = positives > 0
-        ap = np.where(has, (hits * precision).sum(axis=1) / np.where(has, positives, 1.0), 0.0)
-        total += ap
-        counted += has
+        ap = np.add.reduceat(own * precision, starts, axis=1) / np.where(has, positives, 1.0)
+        total += np.where(has, ap, 0.0).sum(axis=1)
+        counted += has.sum(axis=1)
     return 100.0 * total / np.maximum(counted, 1)
+
+
+def _class_blocks(positives_per_class: np.ndarray, block: int) -> Iterator[list[int]]:
+    """The classes with positives, in runs whose positives add up to about `block` (at least one class)."""
+    run, size = [], 0
+    for column in np.flatnonzero(positives_per_class):
+        if run and size + positives_per_class[column] > block:
+            yield run
+            run, size = [], 0
+        run.append(int(column))
+        size += int(positives_per_class[column])
+    if run:
+        yield run
 
 
 def weighted_top1(scores: np.ndarray, targets: np.ndarray, weights: np.ndarray) -> np.ndarray:

@@ -85,6 +85,18 @@ def test_a_weighted_resample_scores_like_the_duplicated_images():
         assert stats.weighted_average_precision(scores, targets, row[None])[0] == pytest.approx(expected)
 
 
+def test_a_weighted_resample_ignores_unknown_labels_as_the_metric_does():
+    rng = np.random.default_rng(1)
+    scores = rng.integers(0, 6, size=(60, 9)) / 5.0
+    targets = (rng.random((60, 9)) < 0.3).astype(np.int8)
+    targets[rng.random((60, 9)) < 0.2] = -1  # Open Images: unverified entries
+    weights = stats.resample_weights(60, replicates=4)
+    resampled = stats.weighted_average_precision(scores, targets, weights, block=7)  # blocks split classes
+    for row, value in zip(weights, resampled):
+        duplicated = np.repeat(np.arange(60), row.astype(int))
+        assert value == pytest.approx(metrics.mean_average_precision(scores[duplicated], targets[duplicated]))
+
+
 def test_every_run_on_a_validation_set_gets_the_same_resamples():
     assert np.array_equal(stats.resample_weights(30), stats.resample_weights(30))
     assert stats.resample_weights(30).sum(axis=1).tolist() == [30.0] * stats.BOOTSTRAP_REPLICATES
