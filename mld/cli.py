@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "mld.commands.train",
     "mld.commands.cost",
     "mld.commands.report",
+    "mld.commands.compare",
     "mld.commands.runs",
     "mld.commands.plan",
     "mld.commands.weights",
