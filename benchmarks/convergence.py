@@ -8,9 +8,11 @@ backbones and feature caches (timestamps kept), so only the heads train twice.
 
     python benchmarks/convergence.py [--configfile config/config.yaml] [--work /tmp/convergence]
         [--factor 2] [--cores 2] [--targets heads query_types query_augmentation zsl_groups zsl_query_head]
+        [--first DIR]
 
 Writes WORK/epochs<E>/ and WORK/epochs<2E>/ (each a workflow directory with results/runs.csv)
-and WORK/convergence.md; prints the wall time of each pass.
+and WORK/convergence.md; prints the wall time of each pass. `--first DIR` takes the first pass
+from a finished workflow directory of the same config (e.g. a whole `snakemake` run) instead.
 """
 from __future__ import annotations
 
@@ -64,6 +66,8 @@ def main() -> int:
     parser.add_argument("--factor", type=int, default=2, help="epochs of the second pass / the first's")
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--targets", nargs="+", default=list(DEFAULT_TARGETS), choices=sorted(TARGETS))
+    parser.add_argument("--first", type=Path, metavar="DIR",
+                        help="a finished workflow directory of --configfile: its results/runs.csv is the first pass")
     args = parser.parse_args()
 
     configfile = args.configfile.resolve()
@@ -72,10 +76,16 @@ def main() -> int:
     args.work.mkdir(parents=True, exist_ok=True)
     longer_config = args.work / f"epochs{longer}.yaml"
     longer_config.write_text(yaml.safe_dump({"base": str(configfile), "train": {"epochs": longer}}))
-    first, second = args.work / f"epochs{epochs}", args.work / f"epochs{longer}"
+    first = args.first.resolve() if args.first else args.work / f"epochs{epochs}"
+    second = args.work / f"epochs{longer}"
     tables = [table for target in args.targets for table in TARGETS[target]]
 
-    seconds_first = run_pass(first, configfile, args.targets, args.cores)
+    if args.first:
+        if not (first / "results" / "runs.csv").is_file():
+            parser.error(f"--first {args.first}: no results/runs.csv there; run the workflow in it first")
+        seconds_first = 0.0
+    else:
+        seconds_first = run_pass(first, configfile, args.targets, args.cores)
     share(first, second)
     seconds_second = run_pass(second, longer_config.resolve(), args.targets, args.cores)
 
@@ -84,7 +94,8 @@ def main() -> int:
     (args.work / "convergence.md").write_text(report)
     print(report)
     moved = sum(change.beyond_noise is True for change in changes)
-    print(f"{epochs} epochs: {seconds_first:.0f} s (with data, backbones and features); {longer} epochs: "
+    first_pass = f"taken from {first}" if args.first else f"{seconds_first:.0f} s (with data, backbones and features)"
+    print(f"{epochs} epochs: {first_pass}; {longer} epochs: "
           f"{seconds_second:.0f} s; {moved} of {len(changes)} cells changed beyond noise; "
           f"report in {args.work / 'convergence.md'}")
     return 0
