@@ -204,11 +204,12 @@ def weighted_average_precision(scores: np.ndarray, targets: np.ndarray, weights:
     total = np.zeros(weights.shape[0])
     counted = np.zeros(weights.shape[0])
     for classes in _class_blocks(positive.sum(axis=0), block):
-        above, hit, image, starts = [], [], [], []
+        above, hit, image, starts, offset = [], [], [], [], 0
         for column in classes:
             rows = np.flatnonzero(positive[:, column])
             at_least = (scores[:, column, None] >= scores[rows, column][None, :]) & known[:, column, None]
-            starts.append(sum(len(part) for part in image))
+            starts.append(offset)
+            offset += len(rows)
             above.append(at_least)
             hit.append(at_least & positive[:, column, None])
             image.append(rows)
