@@ -1,12 +1,15 @@
-"""Pinned CPU numerics: the same run config gives the same digits on every x86-64 machine.
+"""Pinned CPU numerics: the same run config gives the same digits on x86-64 machines of one kind of
+CPU, and digits within about 1e-4 relative on any other x86-64 machine.
 
 PyTorch, MKL and oneDNN pick their CPU kernels by the instruction sets of the machine (AVX-512 on
 one host, AVX2 on another), and kernels of different widths sum in different orders: the same
 run config and software then train to different floats, and a chaotic run (zero-shot training
 with query noise) to visibly different mAP (a fresh clone's ZSL mAP 7.80 / 7.82 / 5.05 per seed
 against the committed reference's). Capping every library at AVX2, which every x86-64 machine of
-the last decade has, makes the kernels the same everywhere; measured on the embedded default's
-head runs it costs no time. Set any of these variables yourself to override the cap (e.g.
+the last decade has, makes PyTorch's and oneDNN's kernels the same everywhere; measured on the
+embedded default's head runs it costs no time. MKL still picks its own code paths by CPU vendor and
+generation (mAP 2e-4 apart in one of 44 tiny runs between two such machines), which is why results
+record the CPU (`cpu_model`). Set any of these variables yourself to override the cap (e.g.
 `ATEN_CPU_CAPABILITY=avx512` for the fastest kernels of your machine, at the price of digits that
 differ from the committed reference). Python's hash seed does not change a run's results (runs
 draw every random number from seeded generators, tests/test_reproducibility.py checks it); the
@@ -41,7 +44,8 @@ def _cpuinfo_field(name: str, cpuinfo: Path) -> str | None:
         lines = cpuinfo.read_text().splitlines()
     except OSError:
         return None
-    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith(name)), None)
+    fields = (line.split(":", 1) for line in lines if ":" in line)
+    return next((value.strip() for key, value in fields if key.strip() == name), None)
 
 
 def has_avx2(machine: str | None = None, cpuinfo: Path = CPUINFO) -> bool:
@@ -54,10 +58,16 @@ def has_avx2(machine: str | None = None, cpuinfo: Path = CPUINFO) -> bool:
 
 
 def cpu_model(cpuinfo: Path = CPUINFO) -> str:
-    """The processor's name (Linux's /proc/cpuinfo "model name", else what Python reports): even
-    pinned, MKL promises equal sums only among CPUs of one vendor, so results record it."""
+    """The processor's name (Linux's /proc/cpuinfo "model name", else what Python reports) and, where
+    Linux gives them, its x86 family, model and stepping. Even pinned, MKL promises equal sums only
+    among CPUs of one kind, and virtual machines often name different generations alike (two hosts
+    both reporting "AMD EPYC" trained one tiny run to mAPs 2e-4 apart), so results record both."""
     name = _cpuinfo_field("model name", cpuinfo)
-    return " ".join(name.split()) if name else platform.processor() or platform.machine() or "unknown"
+    name = " ".join(name.split()) if name else platform.processor() or platform.machine() or "unknown"
+    identity = [(field, _cpuinfo_field(field, cpuinfo)) for field in ("cpu family", "model", "stepping")]
+    if all(value for _, value in identity):
+        name += " [" + " ".join(f"{field.split()[-1]} {value}" for field, value in identity) + "]"
+    return name
 
 
 def pin_cpu_numerics() -> None:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import yaml
 
-from mld.numerics import PINNED_ENVIRONMENT, has_avx2
+from mld.numerics import PINNED_ENVIRONMENT, cpu_model, has_avx2
 from test_engine_support import TINY_HEAD, make_dataset, run_config
 
 REPO = Path(__file__).resolve().parent.parent
@@ -72,3 +72,18 @@ def test_only_cpus_with_avx2_are_pinned(machine: str, flags: str, pinned: bool, 
     cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n\nprocessor\t: 1\nflags\t\t: {flags}\n")
     assert has_avx2(machine, cpuinfo) is pinned
     assert has_avx2(machine, tmp_path / "absent") is (machine.lower() in ("x86_64", "amd64"))
+
+
+def test_the_recorded_cpu_tells_apart_generations_that_share_a_name(tmp_path: Path) -> None:
+    """Two virtual machines both named "AMD EPYC" ran different kernels: the family and model are
+    what tells them apart, and the "model name" line must not be read as the "model" field."""
+    def cpuinfo(model: str) -> Path:
+        path = tmp_path / f"cpuinfo-{model}"
+        path.write_text(f"processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel name\t: AMD   EPYC\n"
+                        f"model\t\t: {model}\nstepping\t: 1\n")
+        return path
+
+    assert cpu_model(cpuinfo("1")) == "AMD EPYC [family 25 model 1 stepping 1]"
+    assert cpu_model(cpuinfo("17")) != cpu_model(cpuinfo("1"))
+    (tmp_path / "bare").write_text("processor\t: 0\nmodel name\t: Some CPU\n")
+    assert cpu_model(tmp_path / "bare") == "Some CPU"
