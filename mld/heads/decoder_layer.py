@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from mld.heads.attention import MultiHeadAttention
+from mld.heads.dropout import Dropout
 
 
 class DecoderLayer(nn.Module):
@@ -19,13 +20,13 @@ class DecoderLayer(nn.Module):
         super().__init__()
         self.self_attn = MultiHeadAttention(dim, num_heads, dropout) if self_attention else None
         self.cross_attn = MultiHeadAttention(dim, num_heads, dropout)
-        self.mlp = nn.Sequential(nn.Linear(dim, ff_dim), nn.ReLU(), nn.Dropout(dropout), nn.Linear(ff_dim, dim))
+        self.mlp = nn.Sequential(nn.Linear(dim, ff_dim), nn.ReLU(), Dropout(dropout), nn.Linear(ff_dim, dim))
         self.norm1 = nn.LayerNorm(dim)
         self.norm2 = nn.LayerNorm(dim)
         self.norm3 = nn.LayerNorm(dim)
-        self.dropout1 = nn.Dropout(dropout)
-        self.dropout2 = nn.Dropout(dropout)
-        self.dropout3 = nn.Dropout(dropout)
+        self.dropout1 = Dropout(dropout)
+        self.dropout2 = Dropout(dropout)
+        self.dropout3 = Dropout(dropout)
 
     def forward(self, queries: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
         """queries [B, K, D], image tokens memory [B, L, D] -> updated queries [B, K, D]."""

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from mld.heads.base import Head, as_word_vectors
+from mld.heads.dropout import Dropout
 from mld.heads.hsvlt_blocks import INTERACTIONS, make_interaction_block
 from mld.heads.hsvlt_hamburger import NMFHamburger
 
@@ -140,7 +141,7 @@ class HSVLTHead(Head):
         )
         aggregate_dim = sum(widths)
         self.hamburger = NMFHamburger(aggregate_dim) if hamburger else None
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         if scoring == "per_class":
             self.class_weight = nn.Parameter(torch.empty(num_classes, aggregate_dim))
             self.class_bias = nn.Parameter(torch.zeros(num_classes))

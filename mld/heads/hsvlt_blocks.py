@@ -14,6 +14,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from mld.heads.dropout import Dropout
+
 INTERACTIONS = ("ivla", "cross_attention")
 
 # Initial value of the layer scale on IVLA's visual update: the backbone's features start out
@@ -37,7 +39,7 @@ class CrossAttention(nn.Module):
         self.key = nn.Linear(dim, dim)
         self.value = nn.Linear(dim, dim)
         self.out = nn.Linear(dim, dim)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def _split_heads(self, tokens: torch.Tensor) -> torch.Tensor:
         batch, length, dim = tokens.shape
@@ -100,7 +102,7 @@ class IVLABlock(nn.Module):
         self.visual_norm = nn.LayerNorm(dim)
         self.gather = CrossAttention(dim, num_heads, dropout)
         self.label_proj = nn.Sequential(nn.Linear(dim, dim), nn.GELU())
-        self.fuse = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Dropout(dropout))
+        self.fuse = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), Dropout(dropout))
         self.gate = TanhGate(dim) if update_labels else None
         self.visual_update = VisualUpdate(dim, num_heads, dropout) if update_visual else None
 
@@ -131,8 +133,8 @@ class CrossAttentionBlock(nn.Module):
         self.attend = CrossAttention(dim, num_heads, dropout)
         self.ffn_norm = nn.LayerNorm(dim)
         self.ffn = nn.Sequential(
-            nn.Linear(dim, 4 * dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(4 * dim, dim),
-            nn.Dropout(dropout),
+            nn.Linear(dim, 4 * dim), nn.GELU(), Dropout(dropout), nn.Linear(4 * dim, dim),
+            Dropout(dropout),
         )
 
     def forward(
