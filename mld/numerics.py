@@ -9,8 +9,9 @@ against the committed reference's). Capping every library at AVX2, which every x
 the last decade has, makes PyTorch's and oneDNN's kernels the same everywhere; measured on the
 embedded default's head runs it costs no time. MKL still picks its own code paths by CPU vendor and
 generation (mAP 2e-4 apart in one of 44 tiny runs between two such machines), which is why results
-record the CPU (`cpu_model`). Random numbers must not depend on the CPU either: torch's CPU dropout
-takes MKL's random stream on Intel and its own elsewhere, so the heads use mld.heads.dropout. Set any of these variables yourself to override the cap (e.g.
+record the CPU (`cpu_model`). Random numbers must not depend on the CPU either: torch's CPU
+dropout takes MKL's random stream on Intel and its own elsewhere, so the heads use
+mld.heads.dropout. Set any of these variables yourself to override the cap (e.g.
 `ATEN_CPU_CAPABILITY=avx512` for the fastest kernels of your machine, at the price of digits that
 differ from the committed reference). Python's hash seed does not change a run's results (runs
 draw every random number from seeded generators, tests/test_reproducibility.py checks it); the
