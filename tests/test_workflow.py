@@ -281,9 +281,10 @@ def recorded_cpus(runs_csv: Path) -> set[str]:
 
 # Pinned kernels (mld.numerics) give equal digits on every CPU of one kind (name, family, model);
 # MKL does not promise that across kinds, and training carries a last-bit difference on: two
-# virtual machines that both called their CPU "AMD EPYC" differed in one run by 2e-4 mAP; an AMD EPYC
-# and an Intel Xeon gave 32 of 39 runs values at most 0.66% apart (a query-noise run), when torch's
-# dropout still drew different masks by CPU vendor (mld.heads.dropout now draws the same ones).
+# virtual machines that both called their CPU "AMD EPYC" differed in one run by 2e-4 mAP; an
+# AMD EPYC and an Intel Xeon gave 32 of 39 runs values at most 0.66% apart (a query-noise run),
+# when torch's dropout still drew different masks by CPU vendor (mld.heads.dropout now draws
+# the same ones).
 CROSS_CPU_TOLERANCE = {"rel_tol": 2e-2, "abs_tol": 1e-3}
 
 
