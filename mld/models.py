@@ -25,21 +25,64 @@ _RESERVED_BACKBONE_OPTIONS = ("pretrained", "features_only", "num_classes", "pre
 _HUB_PREFIXES = ("hf-hub:", "hf_hub:", "local-dir:")
 
 
-class MLDModel(nn.Module):
-    """`backbone` (timm, without classifier) followed by `head` (an `mld.heads.Head`)."""
+# `normalize` values: the backbone's timm pretrained_cfg, or none (inputs stay in [0, 1]).
+NORMALIZE_TIMM, NORMALIZE_NONE = "timm", "none"
+Normalization = tuple[tuple[float, float, float], tuple[float, float, float]]  # (mean, std) per channel
 
-    def __init__(self, backbone: nn.Module, head: Head) -> None:
+
+def input_normalization(backbone: str, normalize: str | Mapping[str, Any] | None) -> Normalization | None:
+    """The (mean, std) a backbone's weights expect of inputs in [0, 1], or None for none.
+
+    `normalize` is "timm" (the mean and std of timm's pretrained_cfg for the backbone name, e.g.
+    ImageNet's for `resnet101.a1h_in1k`, none for the TResNets), "none" / None, or {mean, std}.
+    """
+    if normalize in (None, NORMALIZE_NONE):
+        return None
+    if normalize == NORMALIZE_TIMM:
+        base = backbone.split(":", 1)[-1]
+        config = timm.get_pretrained_cfg(base) if timm.is_model(base) else None
+        if config is None:
+            raise ValueError(f"normalize: timm, but timm has no pretrained_cfg for {backbone!r}; "
+                             "give normalize: {mean: [r, g, b], std: [r, g, b]} or normalize: none")
+        mean, std = tuple(config.mean), tuple(config.std)
+    elif isinstance(normalize, Mapping) and set(normalize) == {"mean", "std"}:
+        mean, std = tuple(normalize["mean"]), tuple(normalize["std"])
+    else:
+        raise ValueError(f"normalize = {normalize!r}: expected timm, none or {{mean: [r, g, b], std: [r, g, b]}}")
+    if len(mean) != 3 or len(std) != 3 or any(float(value) <= 0 for value in std):
+        raise ValueError(f"normalize: mean and std need 3 values each, std positive; got mean {mean}, std {std}")
+    if all(float(m) == 0.0 for m in mean) and all(float(s) == 1.0 for s in std):
+        return None
+    return tuple(float(m) for m in mean), tuple(float(s) for s in std)  # type: ignore[return-value]
+
+
+class MLDModel(nn.Module):
+    """`backbone` (timm, without classifier) followed by `head` (an `mld.heads.Head`).
+
+    Takes images in [0, 1] and normalises them as the backbone's weights expect (`normalization`),
+    inside the model, so that training, evaluation, feature caching and cost measurements all see
+    the same inputs.
+    """
+
+    def __init__(self, backbone: nn.Module, head: Head, normalization: Normalization | None = None) -> None:
         super().__init__()
         self.backbone = backbone
         self.head = head
         self.multiscale = head.feature_kind == "multiscale"
         # Some timm models (Swin, ...) return channels-last maps from forward_features.
         self.channels_last_features = getattr(backbone, "output_fmt", "NCHW") == "NHWC"
+        self.normalization = normalization
+        if normalization is not None:  # not persistent: checkpoints keep the layout of the official files
+            mean, std = (torch.tensor(values).view(1, 3, 1, 1) for values in normalization)
+            self.register_buffer("input_mean", mean, persistent=False)
+            self.register_buffer("input_std", std, persistent=False)
 
     def forward_features(self, images: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         """Images [B, 3, H, W] in [0, 1] -> a [B, C, H, W] map, [B, L, C] tokens, or per-stage maps."""
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"images must be [B, 3, H, W], got shape {tuple(images.shape)}")
+        if self.normalization is not None:
+            images = (images - self.input_mean) / self.input_std
         if self.multiscale:
             return list(self.backbone(images))
         features = self.backbone.forward_features(images)
@@ -64,6 +107,7 @@ def create_model(
     backbone_weights: str | PathLike | None = None,
     backbone_options: Mapping[str, Any] | None = None,
     head_options: Mapping[str, Any] | None = None,
+    normalize: str | Mapping[str, Any] | None = NORMALIZE_TIMM,
     **options: Any,
 ) -> MLDModel:
     """Any timm backbone with any registered head.
@@ -71,7 +115,8 @@ def create_model(
     pretrained=True loads timm's hub weights; backbone_weights loads a local state dict instead
     (a bare backbone state dict, or a checkpoint whose "state_dict"/"model" entry holds one, possibly
     an MLDModel's, whose "backbone.*" entries are then used). Head options come from head_options
-    and/or plain keyword options; backbone_options go to timm.create_model.
+    and/or plain keyword options; backbone_options go to timm.create_model. `normalize` says how
+    the model normalises its [0, 1] inputs (`input_normalization`; default: as timm's weights expect).
     """
     merged = dict(head_options or {})
     duplicated = sorted(set(merged) & set(options))
@@ -85,8 +130,9 @@ def create_model(
     check_head_options(head, merged)
     multiscale = head_class(head).feature_kind == "multiscale"
     net = create_backbone(backbone, multiscale, pretrained, backbone_weights, backbone_options)
+    normalization = input_normalization(backbone, normalize)
     in_channels = net.feature_info.channels() if multiscale else net.num_features
-    return MLDModel(net, create_head(head, in_channels, num_classes, **merged))
+    return MLDModel(net, create_head(head, in_channels, num_classes, **merged), normalization)
 
 
 def create_backbone(

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pickle
 import re
+from pathlib import Path
 
 import pytest
 import timm
@@ -11,7 +12,7 @@ import torch
 import mld
 import mld.heads
 from mld.heads import Head
-from mld.models import MLDModel, create_backbone, create_model
+from mld.models import MLDModel, create_backbone, create_model, input_normalization
 
 TINY = dict(decoder_dim=16, num_heads=4, ff_dim=24)
 
@@ -80,7 +81,7 @@ def test_local_backbone_weights_load_from_a_backbone_model_or_checkpoint_file(tm
 def test_backbone_weights_may_carry_a_classifier(tmp_path, images):
     source = timm.create_model("test_resnet", num_classes=10).eval()
     path = save_backbone(tmp_path, "with_fc.pt", source.state_dict())
-    model = create_model("test_resnet", "gap", 3, backbone_weights=path).eval()
+    model = create_model("test_resnet", "gap", 3, backbone_weights=path, normalize="none").eval()
     torch.testing.assert_close(model.forward_features(images), source.forward_features(images))
 
 
@@ -172,3 +173,38 @@ def test_images_of_the_wrong_shape_are_explained():
     model = create_model("test_resnet", "gap", 3)
     with pytest.raises(ValueError, match=r"images must be \[B, 3, H, W\], got shape \(3, 64, 64\)"):
         model(torch.rand(3, 64, 64))
+
+
+def test_inputs_are_normalised_as_the_backbones_weights_expect(images):
+    """normalize: timm reads the weights' pretrained_cfg (ImageNet's mean/std for resnet101.a1h_in1k,
+    0.5 / 0.5 for test_resnet, none for the TResNets); none and explicit values are honoured; the
+    backbone sees (x - mean) / std."""
+    imagenet = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    halves = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    assert input_normalization("resnet101.a1h_in1k", "timm") == imagenet
+    assert input_normalization("test_resnet", "timm") == halves
+    assert input_normalization("tresnet_m.miil_in21k", "timm") is None  # mean 0, std 1
+    assert input_normalization("test_resnet", "none") is None
+    assert input_normalization("test_resnet", {"mean": [0.5, 0.5, 0.5], "std": [2, 2, 2]}) == ((0.5,) * 3, (2.0,) * 3)
+    with pytest.raises(ValueError, match=r"mean and std need 3 values each"):
+        input_normalization("test_resnet", {"mean": [0.5], "std": [1.0]})
+    with pytest.raises(ValueError, match=r"expected timm, none or"):
+        input_normalization("test_resnet", "imagenet")
+    model = create_model("test_resnet", "gap", 3, normalize="timm").eval()
+    plain = create_model("test_resnet", "gap", 3, normalize="none").eval()
+    plain.load_state_dict(model.state_dict())
+    mean, std = (torch.tensor(values).view(1, 3, 1, 1) for values in halves)
+    with torch.no_grad():
+        torch.testing.assert_close(model.forward_features(images), plain.forward_features((images - mean) / std))
+    # The statistics are not part of the weights: a state dict keeps the backbone's layout.
+    assert not any("input_" in key for key in model.state_dict())
+
+
+def test_the_paper_configs_normalisation_is_what_timm_says_the_weights_expect():
+    """Each backbone of config/paper.yaml states the mean/std of timm's pretrained_cfg for its name."""
+    from mld.experiments import load_config
+
+    config = load_config(Path(__file__).resolve().parents[1] / "config" / "paper.yaml")
+    for role, spec in config["backbones"].items():
+        if isinstance(spec, dict):
+            assert input_normalization(spec["name"], spec["normalize"]) == input_normalization(spec["name"], "timm"), role

@@ -38,7 +38,7 @@ PAPER_SETTINGS = {
     "table7_query_types": ({**COCO, "backbone": TRESNET_M}, {("ml_decoder", "80")}),
     "table8_zsl_query_head": ({**NUS_ZSL, "backbone": TRESNET_M}, {("ml_decoder", "100")}),
     "table11_voc": ({**COCO, "dataset": "voc2007", "backbone": TRESNET_L}, {("ml_decoder", "20")}),
-    "table12_openimages": ({**OPEN_IMAGES, "backbone": TRESNET_M}, {("gap", ""), ("ml_decoder", "100")}),
+    "table12_openimages": ({**OPEN_IMAGES, "backbone": TRESNET_M}, {("gap", ""), ("ml_decoder", "200")}),
     "table13_single_label": ({"dataset": "imagenet", "backbone": "resnet50", "resolution": "224", "epochs": "300",
                               "batch_size": "2048", "optimizer": "lamb", "lr": "0.005", "weight_decay": "0.02",
                               "schedule": "cosine", "warmup_epochs": "5", "ema_decay": "", "pretrained": "none"},

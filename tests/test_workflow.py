@@ -88,8 +88,11 @@ def paper_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "imagenet-prepared").mkdir()
     (root / "imagenet-prepared" / "meta.json").write_text("{}")
     user_config = root / "my.yaml"
+    # timm has no TResNet-XL weights: a user gives the official file (here an empty stand-in).
+    (root / "tresnet_xl.pth").touch()
     user_config.write_text(yaml.safe_dump({"base": "config/paper.yaml", "data_root": str(root),
-                                           "datasets": {"imagenet": {"prepared": str(root / "imagenet-prepared")}}}))
+                                           "datasets": {"imagenet": {"prepared": str(root / "imagenet-prepared")}},
+                                           "backbones": {"xlarge": {"weights": str(root / "tresnet_xl.pth")}}}))
     write_raw_release(load_config(user_config, root=REPO))
     return user_config
 
@@ -184,6 +187,22 @@ def test_missing_dataset_path_stops_before_any_job(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert f"config key datasets.coco.root: {tmp_path / 'data' / 'coco2014'} does not exist" in result.stdout
     assert "--config data_root=DIR" in result.stdout
+
+
+def test_a_backbone_without_its_papers_weights_stops_its_targets_before_any_job(tmp_path: Path) -> None:
+    """config/paper.yaml as shipped gives TResNet-XL no weights: the targets that train it stop at
+    planning, naming the key and the fix; targets without it plan as usual."""
+    paper = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    write_raw_release(load_config_dict({**paper, "data_root": str(tmp_path / "data")}), roles=("coco",))
+    data_root = f"data_root={tmp_path / 'data'}"
+    heads = snakemake("--dry-run", "--configfile", REPO / "config" / "paper.yaml", "--config", data_root,
+                      "--", "heads", workdir=tmp_path)
+    assert heads.returncode == 0, heads.stdout[-5000:]
+    resolution = snakemake("--dry-run", "--configfile", REPO / "config" / "paper.yaml", "--config", data_root,
+                           "--", "resolution", workdir=tmp_path)
+    assert resolution.returncode != 0
+    assert "config key backbones.xlarge: run coco-640px/xlarge/ml_decoder-k80/fixed_random" in resolution.stdout
+    assert "give backbones.xlarge.weights: FILE" in resolution.stdout
 
 
 def test_bad_config_stops_before_any_job_naming_the_key(tmp_path: Path) -> None:

@@ -115,6 +115,7 @@ def _model_block(args: argparse.Namespace, config: dict[str, Any] | None) -> dic
         block["num_groups"] = args.num_groups
     block.setdefault("num_groups", None)
     block.setdefault("backbone_options", {})
+    block.setdefault("normalize", "timm")
     block.update(pretrained=False, backbone_weights=None)
     return block
 

@@ -30,6 +30,9 @@ class ConfigError(ValueError):
     """A run config is invalid; the message lists every problem found, one per line."""
 
 
+# train.accumulation: choose the micro-batches from the memory estimate and the device's memory.
+ACCUMULATION_AUTO = "auto"
+
 # The losses of single-label runs: softmax cross-entropy or a sigmoid loss (mld.losses names).
 SOFTMAX_LOSS = "softmax_ce"
 SINGLE_LABEL_LOSSES = (SOFTMAX_LOSS, "bce", "asl")
@@ -136,6 +139,12 @@ def _cross_field_problems(config: Mapping[str, Any]) -> list[str]:
         problems.append(f"train.loss.name = {SOFTMAX_LOSS}: softmax cross-entropy needs task: single_label; "
                         f"use bce or asl for task {config['task']}")
     train = config["train"]
+    accumulation = train["accumulation"]
+    if isinstance(accumulation, str) and accumulation != ACCUMULATION_AUTO:
+        problems.append(f"train.accumulation = {_show(accumulation)}: expected an integer >= 1 or {ACCUMULATION_AUTO}")
+    elif isinstance(accumulation, int) and accumulation > train["batch_size"]:
+        problems.append(f"train.accumulation = {accumulation}: more micro-batches than the batch has images "
+                        f"(train.batch_size = {train['batch_size']}); lower it or use {ACCUMULATION_AUTO}")
     if train["warmup_epochs"] and train["schedule"] == "onecycle":
         problems.append(f"train.warmup_epochs = {_show(train['warmup_epochs'])}: the onecycle schedule warms up "
                         "by itself (train.pct_start); use schedule: cosine or constant, or remove warmup_epochs")
@@ -190,6 +199,13 @@ def check_components(config: Mapping[str, Any], source: str = "<run config>") ->
     # With cached features the backbone never runs: the cache names it, checked when it is opened.
     if config["features"] is None and not _is_timm_model(model["backbone"]):
         problems.append(f"model.backbone = {model['backbone']}: not a timm model; see timm.list_models()")
+    elif config["features"] is None:
+        from mld.models import input_normalization
+
+        try:
+            input_normalization(model["backbone"], model["normalize"])
+        except ValueError as error:
+            problems.append(f"model.normalize = {_show(model['normalize'])}: {error}")
     if problems:
         raise ConfigError(f"{source}: invalid run config:\n" + "\n".join(f"  {source}: {p}" for p in problems))
 

@@ -93,6 +93,30 @@ def memory_cost(config: Mapping[str, Any], model: nn.Module, data: Any, step: Tr
     return {MEMORY_KEY: memory, MEMORY_BATCH_KEY: step.batch_size, MEMORY_PRECISION_KEY: step.precision.name}
 
 
+def fitting_accumulation(config: Mapping[str, Any], model: nn.Module, data: Any, step: TrainingStep,
+                         capacity_gb: float) -> int | None:
+    """The fewest micro-batches per step whose estimated training step fits `capacity_gb`, or None.
+
+    The estimate grows about linearly with the micro-batch, so the first guess is the ratio of the
+    whole batch's estimate to the capacity; each miss adds one micro-batch.
+    """
+    batch = step.batch_size
+
+    def fits(steps: int) -> bool:
+        micro = TrainingStep(-(-batch // steps), step.precision)
+        return memory_cost(config, model, data, micro)[MEMORY_KEY] <= capacity_gb
+
+    whole = memory_cost(config, model, data, step)[MEMORY_KEY]
+    if whole <= capacity_gb:
+        return 1
+    steps = min(batch, max(2, int(whole // capacity_gb)))
+    while steps <= batch:
+        if fits(steps):
+            return steps
+        steps += 1
+    return None
+
+
 def _batch(config: Mapping[str, Any], data: Any, batch_size: int) -> torch.Tensor | list[torch.Tensor]:
     """A zero batch of the trained model's input: images, or (cached features) feature maps."""
     if config["features"] is None:

@@ -67,25 +67,44 @@ class Trainer:
     class_embeddings: torch.Tensor | None = None
     loss_scale: float = 1.0
     extend_targets: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+    accumulation: int = 1  # micro-batches per optimiser step (gradient accumulation)
 
     def step(self, inputs: torch.Tensor | list[torch.Tensor], labels: torch.Tensor,
              where: str) -> float:
-        """Train on one batch and return its loss; `where` names the step in error messages."""
+        """Train on one batch and return its loss; `where` names the step in error messages.
+
+        With `accumulation` > 1 the batch is split into that many micro-batches whose gradients
+        add up to the whole batch's (a summed loss adds as it is, a mean is weighted by each
+        micro-batch's share of the rows), then one optimiser step is taken: the update is the
+        whole batch's but for BatchNorm, which normalises each micro-batch on its own.
+        """
         device = self.precision.device
         inputs = _to_device(inputs, device)
         labels = labels.to(device, non_blocking=True)
         self.model.train()
-        with self.precision.autocast():
-            logits = self.model(inputs, class_embeddings=self.class_embeddings)
-        loss = self.loss(*self._loss_inputs(logits.float(), labels))
-        value = loss.item()
-        if not math.isfinite(value):
-            raise NonFiniteLossError(
-                f"the training loss is {value} at {where}; the run stops because the weights are now "
-                "unusable. Lower train.lr, check the inputs for NaN, or use train.amp: off")
         self.optimizer.zero_grad(set_to_none=True)
         scaler = self.precision.scaler
-        scaler.scale(loss * self.loss_scale).backward()
+        summed = getattr(self.loss, "reduction", "mean") == "sum"
+        parts = micro_batches(inputs, labels, self.accumulation)
+        value = 0.0
+        for index, (part_inputs, part_labels) in enumerate(parts):
+            last = index == len(parts) - 1
+            # Under DDP only the last micro-batch's backward averages gradients across processes.
+            synchronised = contextlib.nullcontext() if last or not hasattr(self.model, "no_sync") \
+                else self.model.no_sync()
+            with synchronised:
+                with self.precision.autocast():
+                    logits = self.model(part_inputs, class_embeddings=self.class_embeddings)
+                loss = self.loss(*self._loss_inputs(logits.float(), part_labels))
+                if not summed and len(parts) > 1:
+                    loss = loss * (len(part_labels) / len(labels))
+                part_value = loss.item()
+                if not math.isfinite(part_value):
+                    raise NonFiniteLossError(
+                        f"the training loss is {part_value} at {where}; the run stops because the weights are "
+                        "now unusable. Lower train.lr, check the inputs for NaN, or use train.amp: off")
+                value += part_value
+                scaler.scale(loss * self.loss_scale).backward()
         scaler.step(self.optimizer)
         scaler.update()
         self.schedule.step()
@@ -139,6 +158,19 @@ def predict(model: nn.Module, batches: Iterable, class_embeddings: torch.Tensor 
             if should_stop():
                 return None
     return torch.cat(scores), torch.cat(all_labels)
+
+
+def micro_batches(inputs: torch.Tensor | list[torch.Tensor], labels: torch.Tensor,
+                  count: int) -> list[tuple[torch.Tensor | list[torch.Tensor], torch.Tensor]]:
+    """The batch cut into `count` consecutive micro-batches (sizes differing by at most one)."""
+    if count <= 1:
+        return [(inputs, labels)]
+    sizes = [len(part) for part in torch.arange(len(labels)).tensor_split(count) if len(part)]
+    label_parts = labels.split(sizes)
+    if isinstance(inputs, (list, tuple)):
+        input_parts = list(zip(*(tensor.split(sizes) for tensor in inputs)))
+        return [(list(part), label_part) for part, label_part in zip(input_parts, label_parts)]
+    return list(zip(inputs.split(sizes), label_parts))
 
 
 def _to_device(inputs: torch.Tensor | list[torch.Tensor], device: torch.device):

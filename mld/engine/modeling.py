@@ -73,4 +73,5 @@ def build_model(model_config: Mapping[str, Any], num_classes: int, word_vectors:
     return mld.create_model(model_config["backbone"], model_config["head"], num_classes,
                             pretrained=model_config["pretrained"],
                             backbone_weights=model_config["backbone_weights"],
-                            backbone_options=model_config["backbone_options"], head_options=options)
+                            backbone_options=model_config["backbone_options"], head_options=options,
+                            normalize=model_config["normalize"])

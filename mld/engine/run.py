@@ -22,9 +22,12 @@ from mld.engine import outputs
 from mld.engine.checkpoint import (
     CheckpointError, capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint,
 )
-from mld.engine.config import check_components, load_run_config, result_defining, validate_run_config
+from mld.engine.config import (
+    ACCUMULATION_AUTO, check_components, load_run_config, result_defining, validate_run_config,
+)
 from mld.engine.costing import (
-    COST_KEY, MEMORY_KEY, TrainingStep, check_feasibility, cost_key, measure_cost, memory_cost,
+    COST_KEY, MEMORY_KEY, TrainingStep, check_feasibility, cost_key, fitting_accumulation, measure_cost,
+    memory_cost,
 )
 from mld.data.loading import make_loader
 from mld.engine.data import RunData, open_run_data
@@ -71,6 +74,7 @@ class Progress:
     history: list[dict[str, Any]] = field(default_factory=list)
     train_time_s: float = 0.0
     epoch_times: dict[str, float] = field(default_factory=dict)  # the current epoch's data_s, compute_s, time_s so far
+    accumulation: int = 0  # micro-batches per step, chosen when the run starts (0: not yet)
 
 
 def train(config: Mapping[str, Any] | str | Path, out_dir: str | Path,
@@ -147,6 +151,8 @@ class _Run:
         self._prepare_training(model)
         progress = self._resume_or_start()
         try:
+            progress.accumulation = progress.accumulation or self._choose_accumulation()
+            self.trainer.accumulation = progress.accumulation
             self._train_epochs(progress)
             candidates, scores, labels, zsl = self._evaluate_final()
         except torch.OutOfMemoryError:  # infeasible on this device, not a failure to retry
@@ -203,6 +209,22 @@ class _Run:
                  f"{'cached features' if self.config['features'] else 'end to end'}, device {device}"
                  f"{f' x {world.world_size} processes' if world.distributed else ''}, precision "
                  f"{self.precision.name}, {self.steps_per_epoch} steps/epoch x {train['epochs']} epochs")
+
+    def _choose_accumulation(self) -> int:
+        """train.accumulation as a number: given, or (auto) the fewest micro-batches that fit this GPU."""
+        setting, batch = self.train_config["accumulation"], self.sampler.local_batch_size
+        if setting != ACCUMULATION_AUTO:
+            return min(int(setting), batch)
+        device = self.world.device
+        if device.type != "cuda":
+            return 1
+        capacity_gb = 0.9 * torch.cuda.get_device_properties(device).total_memory / 1e9
+        steps = fitting_accumulation(self.config, self.model, self.data, self._training_step(), capacity_gb)
+        if steps is None:
+            raise torch.OutOfMemoryError(f"even one image per micro-batch is estimated above {capacity_gb:.1f} GB")
+        self.log(f"accumulation: {steps} micro-batch(es) of at most {-(-batch // steps)} images per step "
+                 f"(estimated to fit {capacity_gb:.1f} GB)")
+        return steps
 
     def _resume_or_start(self) -> Progress:
         path = self.out_dir / outputs.RESUME
@@ -313,7 +335,7 @@ class _Run:
             progress.history[-1].update({f"{selection}_{name}": values[selection]
                                          for name, values in candidates.items()})
         metrics = {**self._identity(), "final": final, "history": progress.history,
-                   "train_time_s": progress.train_time_s}
+                   "train_time_s": progress.train_time_s, "accumulation": progress.accumulation}
         if self.world.is_main:
             outputs.write_predictions(self.out_dir, scores[final["selected"]], labels, self.data.class_names,
                                       zsl.get(final["selected"]))

@@ -16,10 +16,12 @@ from mld.experiments.records import (
     DatasetEntry,
     FeatureCache,
     Measurement,
+    RANDOM_INIT,
     PretrainedBackbone,
     Registry,
     Run,
     measurement_path,
+    starting_weights,
 )
 from mld.experiments.table import DEFAULT_BACKBONE, Cell, expand, read_table
 
@@ -44,6 +46,9 @@ ZSL_AUGMENTATIONS = {"none": (False, False), "additive_noise": (True, False), "r
 # Table 8's group fully-connected head types, as the paper names them -> ML-Decoder's head_type.
 ZSL_HEAD_TYPES = {"learnable": "learnable", "learnable_shared": "shared", "nlp": "nlp"}
 DEFAULT_QUERY_TYPE = "fixed_random"
+# A backbone role's `normalize` when the config gives none (mld.models.input_normalization; spelled
+# out here because importing mld.models would import torch while Snakemake parses).
+NORMALIZE_TIMM = "timm"
 
 
 def dataset_prepare_arguments(entry: DatasetEntry) -> list[Any]:
@@ -171,6 +176,7 @@ class _Builder:
             "backbone_weights": weights,
             "backbone_options": copy.deepcopy(spec.get("options", {})),
             "pretrained": pretrained,
+            "normalize": copy.deepcopy(spec.get("normalize", NORMALIZE_TIMM)),
         }
 
     def configured_backbone(self, backbone_id: str) -> dict[str, Any]:
@@ -306,9 +312,31 @@ class _Builder:
             raise AssertionError(f"two different runs got the id {run_id}; make the id say what differs")
         existing.rows[cell.table] = dict(cell.row)
         existing.recipes[cell.table] = cell.recipe
+        self._judge_weights(existing, cell, recipe)
         if run_id not in self.registry.tables.setdefault(cell.table, []):
             self.registry.tables[cell.table].append(run_id)
         return run_id
+
+    def _judge_weights(self, run: Run, cell: Cell, recipe: Mapping[str, Any]) -> None:
+        """Where the run's backbone starts, and whether that may be compared with the paper's run.
+
+        End to end, a backbone role with neither `weights` nor `pretrained` would train from random
+        weights: refused unless the role says `from_scratch: true`, and then compared with the paper
+        only where the paper's recipe trains from scratch too (`recipes.<name>.from_scratch`).
+        """
+        run.weights = starting_weights(run.config["model"])
+        if self.cached or run.weights != RANDOM_INIT:
+            return
+        role = self.backbone_id(cell.backbone)
+        if not recipe.get("from_scratch"):
+            run.compared = False
+        if not self.config["backbones"][role].get("from_scratch"):
+            run.refusal = (
+                f"config key backbones.{role}: run {run.run_id} (table {cell.table}) would train "
+                f"{self.config['backbones'][role]['name']} from random weights, while the paper's run started "
+                f"from pretrained weights; give backbones.{role}.weights: FILE (e.g. the official checkpoint) or "
+                f"pretrained: true, or set backbones.{role}.from_scratch: true to train it from random weights "
+                "(its rows are then marked and kept out of the claim checks)")
 
     def _run_id(self, cell: Cell, resolution: int, extra: Mapping[str, Any]) -> str:
         """dataset[-Npx] / [backbone] / head tag [/ variant]: what differs between runs."""

@@ -94,6 +94,10 @@ class Run:
 
     `recipes` names the recipe of each table's row (`recipes:` of the workflow config) and
     `settings` what the run was declared with (dataset and backbone roles, K, ...), for `mld runs`.
+    `weights` says where the backbone's starting weights come from (`starting_weights`);
+    `compared` is False when they are random while the paper's run started from pretrained weights
+    (its rows are marked and kept out of the claim checks); `refusal`, when set, is why the workflow
+    refuses to train the run (the config key and the fix), said before any job starts.
     """
 
     run_id: str
@@ -102,6 +106,9 @@ class Run:
     rows: dict[str, dict[str, Any]] = field(default_factory=dict)
     recipes: dict[str, str] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
+    weights: str = ""
+    compared: bool = True
+    refusal: str | None = None
 
     def config_for_seed(self, seed: int) -> dict[str, Any]:
         """The run config the engine reads for one seed."""
@@ -129,6 +136,16 @@ class Registry:
             raise KeyError(f"unknown table {table_id!r}; the tables are {', '.join(self.tables)}")
         members = self.tables[table_id]
         return ([m for m in members if m in self.runs], [m for m in members if m in self.measurements])
+
+
+RANDOM_INIT = "random init"
+
+
+def starting_weights(model: Mapping[str, Any]) -> str:
+    """Where a run config's backbone starts: its weights file, timm's hub weights, or random init."""
+    if model.get("backbone_weights"):
+        return str(model["backbone_weights"])
+    return f"timm:{model['backbone']}" if model.get("pretrained") else RANDOM_INIT
 
 
 def run_dir(run_id: str, seed: int, results_dir: str = RESULTS_DIR) -> str:

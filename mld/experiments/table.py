@@ -197,7 +197,8 @@ def _cell(table_id: str, values: dict[str, Any], config: Mapping[str, Any], pape
                 head_type=evaluate(values.get("head_type"), config, n, where),
                 augmentation=evaluate(values.get("augmentation"), config, n, where),
                 head_options=filled["head_options"] or {}, tag=filled["tag"],
-                resolution=None if resolution is None else int(resolution), train=dict(values.get("train") or {}),
+                resolution=None if resolution is None else int(resolution),
+                train={key: evaluate(value, config, n, where) for key, value in (values.get("train") or {}).items()},
                 variant=filled["variant"], measure=measure)
 
 

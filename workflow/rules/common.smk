@@ -264,6 +264,8 @@ def train_inputs(wildcards):
     """The job's config (its first seed's: `mld train --seeds` sets the seed) and, as triggers, the
     other seeds' configs; the features or the dataset; the backbone weights."""
     run = lookup(REGISTRY.runs, wildcards.run_id, "run")
+    if run.refusal:  # e.g. a backbone that would train from random weights unasked
+        raise WorkflowError(run.refusal)
     first, *others = [paths.job_config("runs", paths.run_job_name(run.run_id, seed)) for seed in job_seeds(wildcards)]
     inputs = {"config": first, **({"seed_configs": others} if others else {})}
     if run.config["features"]:
