@@ -21,7 +21,7 @@ from mld.engine.costing import check_feasibility
 from mld.engine.distributed import DistributedBatchNorm, World, synchronise_batchnorm
 from mld.engine.ema import ModelEma
 from mld.engine.features import CachedFeatures, FeatureCache, write_meta, write_split
-from mld.engine.loop import Trainer, predict
+from mld.engine.loop import Trainer, micro_batches, predict
 from mld.engine.optim import build_schedule, parameter_groups
 from mld.engine.precision import choose_precision
 from mld.engine.progress import RunLog, track
@@ -366,3 +366,50 @@ def test_trainer_steps_any_module_and_pads_targets_of_extra_columns():
     assert scores.shape == (8, 2) and torch.equal(seen_labels, labels)
     stopped = trainer.run_epoch([(inputs, labels)] * 5, epoch=1, first_step=2, should_stop=lambda: True)
     assert stopped.stopped and stopped.steps == 3
+
+
+class MultiLayerHead(nn.Module):
+    """Two layers without BatchNorm, called as the model contract says."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(nn.Linear(6, 8), nn.GELU(), nn.Linear(8, 5))
+
+    def forward(self, inputs: torch.Tensor, class_embeddings=None) -> torch.Tensor:
+        return self.layers(inputs)
+
+
+@pytest.mark.parametrize("loss_name, reduction", [("asl", "sum"), ("bce", "sum"), ("bce", "mean")])
+def test_accumulated_micro_batches_take_the_whole_batchs_step(loss_name, reduction):
+    """Three micro-batches (sizes 4, 3, 3) give the weights one step on the whole batch of 10 gives,
+    for a summed and an averaged loss (no BatchNorm in this model: with it, statistics would be per
+    micro-batch), and report the whole batch's loss."""
+    def trained(accumulation: int) -> tuple[dict[str, torch.Tensor], list[float]]:
+        torch.manual_seed(0)
+        model = MultiLayerHead()
+        optimizer = torch.optim.AdamW(model.parameters(), lr=0.01)
+        trainer = Trainer(model, optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0),
+                          create_loss(loss_name, reduction=reduction), LabelPolicy(),
+                          choose_precision("off", torch.device("cpu")), accumulation=accumulation)
+        generator = torch.Generator().manual_seed(1)
+        losses = [trainer.step(torch.randn(10, 6, generator=generator),
+                               torch.randint(0, 2, (10, 5), generator=generator, dtype=torch.int8), f"step {i}")
+                  for i in range(3)]
+        return {name: value.detach().clone() for name, value in model.state_dict().items()}, losses
+
+    whole, whole_losses = trained(1)
+    accumulated, accumulated_losses = trained(3)
+    for name in whole:
+        torch.testing.assert_close(accumulated[name], whole[name], rtol=1e-5, atol=1e-6, msg=name)
+    assert accumulated_losses == pytest.approx(whole_losses, rel=1e-5)
+
+
+def test_micro_batches_cover_the_batch_in_order():
+    inputs, labels = torch.arange(20).view(10, 2), torch.arange(10)
+    parts = micro_batches(inputs, labels, 3)
+    assert [len(part_labels) for _, part_labels in parts] == [4, 3, 3]
+    assert torch.equal(torch.cat([part_labels for _, part_labels in parts]), labels)
+    assert torch.equal(torch.cat([part_inputs for part_inputs, _ in parts]), inputs)
+    stages = micro_batches([inputs, inputs * 2], labels, 2)
+    assert [part_inputs[1].tolist() for part_inputs, _ in stages] == [(inputs * 2)[:5].tolist(), (inputs * 2)[5:].tolist()]
+    assert micro_batches(inputs, labels, 1) == [(inputs, labels)]

@@ -20,7 +20,7 @@ from mld.engine import (
 )
 from mld.engine.checkpoint import load_checkpoint
 from mld.engine.costing import COST_KEY, MEMORY_KEY
-from test_engine_support import make_dataset, one_thread, run_config, without_timing
+from test_engine_support import TINY_HEAD, make_dataset, one_thread, run_config, without_timing
 
 OUTPUTS = {"metrics.json", "predictions.npz", "cost.json", "train.log", "checkpoint.pt"}
 
@@ -152,6 +152,22 @@ def test_exported_backbone_loads_into_a_new_model(finished_run, backbone_weights
         assert torch.equal(value, expected[f"backbone.{key}"])
     with pytest.raises(FileNotFoundError, match="holds no finished run"):
         export_backbone(out.parent, backbone_weights.parent / "none.pt")
+
+
+def test_a_run_with_micro_batches_trains_the_whole_batchs_weights(feature_caches, backbone_weights, tmp_path):
+    """train.accumulation: 2 (no dropout, no BatchNorm in the head) ends where one step per whole
+    batch ends, within float tolerance, and metrics.json records the micro-batches used."""
+    head = {"head": "ml_decoder", "head_options": {**TINY_HEAD, "dropout": 0.0}}
+    whole = train(cached_config(feature_caches, backbone_weights, "multilabel", model=head), tmp_path / "whole")
+    split = train(cached_config(feature_caches, backbone_weights, "multilabel", model=head,
+                                train={"accumulation": 2}), tmp_path / "split")
+    assert (whole["accumulation"], split["accumulation"]) == (1, 2)
+    assert split["final"]["mAP"] == pytest.approx(whole["final"]["mAP"], rel=1e-4)
+    assert [e["train_loss"] for e in split["history"]] == pytest.approx([e["train_loss"] for e in whole["history"]],
+                                                                        rel=1e-4)
+    weights = [load_checkpoint(tmp_path / name / "checkpoint.pt")["model"] for name in ("whole", "split")]
+    for key in weights[0]:
+        torch.testing.assert_close(weights[1][key], weights[0][key], rtol=1e-4, atol=1e-5, msg=key)
 
 
 def test_heads_train_on_cached_features(feature_caches, backbone_weights, tmp_path):

@@ -40,6 +40,7 @@ TOY_VALUES: dict[str, Any] = {
     "epochs": 1, "warmup_epochs": 0.5, "batch_size": 4, "num_workers": 0, "device": "cpu", "amp": "off", "log_every_s": 5.0,
     "resolution": TOY_RESOLUTION,
     "decoder_dim": 32, "ff_dim": 64, "embed_dim": 32,
+    "num_blocks": 1,  # HSVLT: one interaction block per stage (the paper config's [3, 3, 27, 3] is size, not a path)
 }
 
 # Toy class lists (real class names of each dataset, so the GloVe-like file covers real words).
@@ -343,13 +344,16 @@ def make_toy_paper(root: Path) -> ToyPaper:
     overrides = deep_merge(shrink(paper), {
         "label": "toy paper config (tests: tiny real-format data, random-init paper backbones)",
         "seeds": [0],
-        "train": {"device": "cpu"},
+        # A budget no toy run exceeds: every path's memory estimate runs (the paper config budgets
+        # only Table 2's transformer-decoder, experiments.extreme_feasibility).
+        "train": {"device": "cpu", "feasibility": {"max_memory_gb": 1000.0}},
         "data_root": str(data_root),
         "datasets": datasets,
         # `weights:` alone, as a user with local files writes it (it wins over the inherited `pretrained`).
         "backbones": {role: {"weights": str(path)} for role, path in weights.items()},
         "experiments": {"resolutions": TOY_RESOLUTIONS,
                         "extreme_groups": [2, 5],
+                        "openimages_groups": 5,
                         "zero_shot_groups": 3,
                         "single_label_groups": 5},
         "measurements": {"throughput_classes": [20], "module_timing_classes": [20], "groups": 5,
