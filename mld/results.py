@@ -40,7 +40,9 @@ from mld.experiments import CHECKOUT, Registry, measurement_path, paper_class_co
 
 COLUMNS = ("kind", "run_id", "seed", "table_ids", "metric", "value", "status", "reason", "mode", "task", "dataset",
            "dataset_stands_for", "backbone", "backbone_role", "backbone_stands_for", "rows", "versions", "device", "git_commit",
-           "config_hash", "note")
+           "config_hash", "note", "weights", "compared")
+# Columns added after runs.csv files were first written: read as empty from older files.
+LATER_COLUMNS = ("weights", "compared")
 KIND_RUN, KIND_MEASUREMENT, KIND_REPORT = "run", "measurement", "report"
 STATUS_OK, STATUS_MISSING, STATUS_INFEASIBLE = "ok", "missing", "infeasible"
 COST_FILE_METRICS = ("flops_g", "params_m", "head_flops_g", "head_params_m")
@@ -221,7 +223,9 @@ def _run_context(registry: Registry, run_id: str) -> dict[str, Any]:
             "backbone": model.get("backbone"), "backbone_role": role,
             "backbone_stands_for": PAPER_BACKBONE.get(role) if role else None,
             "task": config.get("task", "multilabel"), "table_ids": ";".join(t for t in registry.tables if run_id in registry.tables[t]),
-            "rows": json.dumps(run.rows, sort_keys=True)}
+            "rows": json.dumps(run.rows, sort_keys=True), "weights": run.weights or None,
+            # False: the backbone started from random weights while the paper's started pretrained.
+            "compared": None if run.compared else False}
 
 
 def _collect_run(registry: Registry, run_id: str, results: Path, commit: str) -> tuple[list[dict], dict]:
@@ -348,6 +352,9 @@ def read(path: str | Path) -> Collected:
                                 "or give the runs.csv of a results folder")
     frame = pd.read_csv(path, dtype={column: "string" for column in COLUMNS if column not in ("seed", "value")},
                         keep_default_na=False, na_values={"value": [""], "seed": [""]})
+    for column in LATER_COLUMNS:
+        if column not in frame.columns:
+            frame[column] = ""
     missing = [column for column in COLUMNS if column not in frame.columns]
     if missing:
         raise ValueError(f"{path} lacks the column(s) {missing}; it is not a runs.csv that mld wrote")

@@ -49,6 +49,9 @@ STATUS_MISSING = "missing"
 STATUS_PARTIAL = "partial"
 STATUS_INFEASIBLE = "infeasible"
 STATUS_NOT_REPRODUCED = "not reproduced"
+STATUS_NOT_COMPARED = "not compared"
+NOT_COMPARED_REASON = ("the backbone started from random weights (from_scratch), the paper's from pretrained "
+                       "weights; kept out of the claim checks")
 
 LAYOUT_ABSOLUTE = "absolute"     # real data: paper, reproduced, difference
 LAYOUT_EFFECTS = "effects"       # synthetic data with a baseline row: effects beside the paper's
@@ -158,11 +161,14 @@ class Observation:
     backbone: str | None = None                   # "test_resnet [large]"
     stands_for: str | None = None                 # the paper's backbone of the run's role
     tables: tuple[str, ...] = ()
+    compared: bool = True                         # False: random init where the paper's run was pretrained
 
     @property
     def status(self) -> str:
         if self.infeasible:
             return f"{STATUS_INFEASIBLE}: {self.infeasible}"
+        if not self.compared and self.finished:
+            return f"{STATUS_NOT_COMPARED}: {NOT_COMPARED_REASON}"
         missing = [name for name in self.expected if name not in self.finished]
         if not self.finished:
             return f"{STATUS_MISSING}: no output ({', '.join(missing)})"
@@ -217,7 +223,8 @@ def observe(member: pd.DataFrame, table_id: str, spec: TableSpec,
                                   backbone=None if first["backbone_role"] is None
                                   else f"{first['backbone']} [{first['backbone_role']}]",
                                   stands_for=first["backbone_stands_for"],
-                                  tables=tuple(str(first["table_ids"] or "").split(";")))
+                                  tables=tuple(str(first["table_ids"] or "").split(";")),
+                                  compared=str(first["compared"]) != "False")
         for seed, rows in member.groupby(member["seed"].map(_seed_label), sort=False):
             statuses = set(rows["status"])
             if statuses == {long_form.STATUS_MISSING}:
@@ -552,7 +559,7 @@ class TableValues:
                 raise MissingValue(f"reported {metric} of {key} in {table_id} (not reported)")
             return Estimate(float(value))
         n = int(row[metric_column(metric, "n")])
-        if n == 0:
+        if n == 0 or str(row["status"]).startswith(STATUS_NOT_COMPARED):
             raise MissingValue(f"reproduced {metric} of {key} in {table_id} ({row['status']})")
         return Estimate(float(row[metric_column(metric, "mean")]), float(row[metric_column(metric, "std")]), n)
 
@@ -568,6 +575,9 @@ class TableValues:
                 raise MissingValue(f"reported {metric} of {a} or {b} in {table_id} (not reported)")
             return Compared(paper_difference(float(pa), float(pb)), paper_effect)
         own, other = table.observations[i], table.observations[j]
+        for observation, key in ((own, a), (other, b)):
+            if observation is not None and not observation.compared:
+                raise MissingValue(f"reproduced {metric} of {key} in {table_id} ({observation.status})")
         difference = None if own is None or other is None else compare(own, other, metric)
         if difference is None:
             raise MissingValue(f"reproduced {metric} of {a} and {b} in {table_id} (no common seeds)")
@@ -788,7 +798,8 @@ def render_section(table: TableResult, claims: pd.DataFrame) -> str:
             parts.append("Data: " + "; ".join(table.datasets) + ".")
         if not spec.reported.empty and reproduced:
             parts.append("Shown: " + LAYOUT_TEXT[table.layout].format(baseline=_baseline_text(spec)) + ".")
-    for prefix, what in ((STATUS_MISSING, "Missing runs"), (STATUS_PARTIAL, "Runs with missing seeds")):
+    for prefix, what in ((STATUS_MISSING, "Missing runs"), (STATUS_PARTIAL, "Runs with missing seeds"),
+                         (STATUS_NOT_COMPARED, "Not compared with the paper")):
         runs = table.runs_with_status(prefix)
         if runs:
             parts.append(f"{what}: " + "; ".join(f"`{run}` ({detail})" for run, detail in runs) + ".")

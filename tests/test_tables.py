@@ -389,3 +389,32 @@ def test_the_paper_configs_open_images_rows_join_the_papers_9600(tmp_path):
     assert paper_side.infeasible("table2_extreme", head="transformer_decoder", queries=9600)
     assert any("9605 classes: the paper's \"9600\" classes are the 9,605 outputs of the official model"
                in line for line in table.datasets)
+
+
+def test_a_run_from_random_weights_where_the_paper_was_pretrained_is_marked_and_not_checked(tmp_path):
+    """A run whose backbone started from random weights while the paper's started pretrained
+    (Run.compared False): its row says so, the section lists it, and claims that need it are
+    undetermined instead of deciding on it."""
+    runs = {**TABLE1_RUNS, "coco-like/gap": ({"head": "gap", "queries": None}, [60.0, 61.0, 62.5])}
+    registry = make_results(tmp_path, runs)
+    registry.runs["coco-like/gap"].compared = False
+    registry.runs["coco-like/gap"].weights = "random init"
+    collected = long_form.collect(registry, tmp_path, HEADER)
+    gap_rows = collected.frame[collected.frame["run_id"] == "coco-like/gap"]
+    assert set(gap_rows["weights"]) == {"random init"} and set(gap_rows["compared"]) == {False}
+    built = tables.build_tables(collected, REPORTED)
+    gap = row_of(next(t for t in built if t.spec.table_id == "table1_heads"), "coco-like/gap")
+    assert gap["status"] == f"{tables.STATUS_NOT_COMPARED}: {tables.NOT_COMPARED_REASON}"
+    assert gap["mAP n"] == 3  # the values are still shown
+    frame = claims.evaluate_claims(paper.claims(), *values(built)).set_index("claim")
+    beat = frame.loc["attention_heads_beat_gap"]
+    assert beat["reproduced verdict"] == claims.UNDETERMINED and tables.STATUS_NOT_COMPARED in beat["reproduced evidence"]
+    table1 = next(t for t in built if t.spec.table_id == "table1_heads")
+    assert "Not compared with the paper: `coco-like/gap`" in tables.render_section(table1, frame.reset_index())
+    # Written and read back, the marks survive; a runs.csv written before the columns existed reads as compared.
+    path = tmp_path / "runs.csv"
+    long_form.write(collected, path)
+    assert set(long_form.read(path).frame.query("run_id == 'coco-like/gap'")["compared"]) == {"False"}
+    old = pd.read_csv(path).drop(columns=["weights", "compared"])
+    old.to_csv(path, index=False)
+    assert long_form.read(path).frame["compared"].isna().all()
