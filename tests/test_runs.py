@@ -13,8 +13,8 @@ from mld.cli import main
 REPO = Path(__file__).resolve().parents[1]
 PAPER = str(REPO / "config" / "paper.yaml")
 REQUIRED_COLUMNS = ("run_id", "table", "dataset", "backbone", "head", "num_queries", "resolution", "epochs",
-                    "batch_size", "optimizer", "lr", "weight_decay", "loss", "gamma_neg", "gamma_pos", "pretrained",
-                    "mode")
+                    "batch_size", "optimizer", "lr", "weight_decay", "loss", "gamma_neg", "gamma_pos", "mean", "std",
+                    "max_memory_gb", "weights", "compared", "accumulation", "selection", "mode")
 
 # What the paper states for each table: dataset, backbone (timm names: the paper's TResNet-L is
 # timm's tresnet_v2_l, its TResNet-XL tresnet_v2_l with stages 3-8-34-5), px, epochs, loss and
@@ -41,7 +41,8 @@ PAPER_SETTINGS = {
     "table12_openimages": ({**OPEN_IMAGES, "backbone": TRESNET_M}, {("gap", ""), ("ml_decoder", "200")}),
     "table13_single_label": ({"dataset": "imagenet", "backbone": "resnet50", "resolution": "224", "epochs": "300",
                               "batch_size": "2048", "optimizer": "lamb", "lr": "0.005", "weight_decay": "0.02",
-                              "schedule": "cosine", "warmup_epochs": "5", "ema_decay": "", "pretrained": "none"},
+                              "schedule": "cosine", "warmup_epochs": "5", "ema_decay": "", "weights": "random init",
+                              "compared": "True", "mean": "0.485 0.456 0.406", "std": "0.229 0.224 0.225"},
                              {("gap", ""), ("ml_decoder", "100")}),
     "stacked_layers": ({**COCO, "backbone": TRESNET_M}, {("gap", ""), ("transformer_decoder", "80")}),
     "figure5": ({**COCO}, {("gap", ""), ("ml_decoder", "80")}),
@@ -100,7 +101,7 @@ def test_listing_covers_every_run_with_the_required_columns(capsys: pytest.Captu
     registry = experiments.build_registry(experiments.load_config(REPO / "config" / "config.yaml"))
     assert {row["run_id"] for row in rows} == set(registry.runs)
     assert len(rows) == sum(len(run.rows) for run in registry.runs.values())
-    assert all(row["mode"] == "cached_features" and row["pretrained"].startswith("results/backbones/") for row in rows)
+    assert all(row["mode"] == "cached_features" and row["weights"].startswith("results/backbones/") for row in rows)
     assert all(row["num_queries"] == "" for row in rows if row["head"] == "gap")
 
 
@@ -116,3 +117,19 @@ def test_an_unknown_table_lists_the_tables(capsys: pytest.CaptureFixture[str]) -
     assert main(["runs", "--table", "table99"]) == 2
     error = capsys.readouterr().err
     assert "unknown table 'table99'" in error and "table1_heads" in error and "table13_single_label" in error
+
+
+def test_the_listing_shows_what_decides_each_paper_run(paper_rows: list[dict[str, str]]) -> None:
+    """Input mean/std per backbone, the one feasibility budget (Table 2's transformer-decoder on a
+    16 GB V100), the weights' source and whether a run is compared, accumulation and selection."""
+    budgets = {(row["table"], row["head"]): row["max_memory_gb"] for row in paper_rows if row["max_memory_gb"]}
+    assert budgets == {("table2_extreme", "transformer_decoder"): "16"}
+    by_backbone = {row["backbone"]: (row["mean"], row["std"]) for row in paper_rows}
+    assert by_backbone["tresnet_m.miil_in21k"] == ("0 0 0", "1 1 1")
+    assert by_backbone["convnext_small.fb_in22k"] == ("0.485 0.456 0.406", "0.229 0.224 0.225")
+    assert by_backbone["resnet101.a1h_in1k"] == ("0.485 0.456 0.406", "0.229 0.224 0.225")
+    xl = [row for row in paper_rows if row["backbone_options"] == '{"layers":[3,8,34,5]}']
+    assert xl and all((row["weights"], row["compared"]) == ("random init", "False") for row in xl)
+    assert {row["weights"] for row in paper_rows if row["table"] == "table1_heads"} == {"timm:tresnet_m.miil_in21k"}
+    assert {row["accumulation"] for row in paper_rows} == {"auto"}
+    assert {row["selection"] for row in paper_rows} == {"final; best over epochs (official)"}

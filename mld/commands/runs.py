@@ -2,7 +2,10 @@
 
 One row per (run, table) of a workflow config's registry: the run id, the table and its row, the
 dataset, backbone and head, K, the recipe and the training settings the engine will use (the run
-config with the engine's defaults filled in). Reads only YAML: no torch, no data.
+config with the engine's defaults filled in), and what decides a run beyond its recipe: the input
+mean and std, the feasibility budget (empty where none), where the backbone's weights come from
+(and whether the run may be compared with the paper's), the micro-batches per step, and which
+results it reports. Reads only YAML (timm only to resolve `normalize: timm`): no data.
 """
 from __future__ import annotations
 
@@ -16,7 +19,11 @@ DEFAULT_CONFIG = "config/config.yaml"
 COLUMNS = ("run_id", "table", "row", "recipe", "dataset", "num_classes", "backbone", "backbone_role",
            "backbone_options", "head", "num_queries", "resolution", "epochs", "batch_size", "optimizer", "lr",
            "weight_decay", "schedule", "warmup_epochs", "loss", "gamma_neg", "gamma_pos", "ema_decay", "cutout", "randaugment",
-           "unknown_labels", "pretrained", "mode", "seeds")
+           "unknown_labels", "mean", "std", "max_memory_gb", "max_gflops", "weights", "compared", "accumulation",
+           "amp", "selection", "mode", "seeds")
+# What every run reports (mld.engine): the final epoch's better of model and EMA, and the official
+# code's choice, the best over the evaluated epochs of max(model, EMA).
+SELECTION = "final; best over epochs (official)"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -40,11 +47,19 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _pretrained(model: Mapping[str, Any]) -> str:
-    """Where the backbone's starting weights come from: a file, timm's weights name, or none."""
-    if model["backbone_weights"]:
-        return model["backbone_weights"]
-    return model["backbone"] if model["pretrained"] else "none"
+def _mean_std(model: Mapping[str, Any]) -> tuple[str, str]:
+    """The input mean and std the model normalises with ("0 0 0" and "1 1 1" for none)."""
+    normalize = model["normalize"]
+    if normalize == "timm":
+        from mld.models import input_normalization
+
+        resolved = input_normalization(model["backbone"], normalize)
+    elif isinstance(normalize, Mapping):
+        resolved = (normalize["mean"], normalize["std"])
+    else:
+        resolved = None
+    mean, std = resolved or ((0, 0, 0), (1, 1, 1))
+    return " ".join(f"{value:g}" for value in mean), " ".join(f"{value:g}" for value in std)
 
 
 def run_rows(registry: Any, table: str | None = None) -> list[dict[str, Any]]:
@@ -67,6 +82,8 @@ def run_rows(registry: Any, table: str | None = None) -> list[dict[str, Any]]:
             model, train = resolved["model"], resolved["train"]
             loss = train["loss"]
             role = run.settings.get("backbone")
+            mean, std = _mean_std(model) if resolved["features"] is None else ("", "")
+            budget = train["feasibility"]
             rows.append({
                 "run_id": run_id, "table": table_id,
                 "row": ", ".join(f"{key}={_plain(value)}" for key, value in run.rows[table_id].items()),
@@ -79,7 +96,10 @@ def run_rows(registry: Any, table: str | None = None) -> list[dict[str, Any]]:
                 "warmup_epochs": train["warmup_epochs"], "loss": loss["name"], "gamma_neg": loss.get("gamma_neg"), "gamma_pos": loss.get("gamma_pos"),
                 "ema_decay": train["ema_decay"], "cutout": train["augment"]["cutout"],
                 "randaugment": train["augment"]["randaugment"], "unknown_labels": resolved["dataset"]["unknown_labels"],
-                "pretrained": _pretrained(model), "mode": config["mode"],
+                "mean": mean, "std": std, "max_memory_gb": budget["max_memory_gb"],
+                "max_gflops": budget["max_gflops"], "weights": run.weights, "compared": run.compared,
+                "accumulation": train["accumulation"], "amp": train["amp"], "selection": SELECTION,
+                "mode": config["mode"],
                 "seeds": " ".join(str(seed) for seed in run.seeds),
             })
     return rows
