@@ -45,8 +45,15 @@ def test_plan_of_the_paper_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     cap_h = config["resources"]["default"]["max_runtime"] / 60
     assert 0 < total.requested_gpu_h <= total.jobs * cap_h
     assert rows[("heads", "train")].jobs < total.jobs
-    one_seed = build_registry(workflow_config([PAPER], parse_overrides([f"data_root={tmp_path}", "seeds=[0]"])))
-    assert dict(((t, r), c) for t, r, c in plan(one_seed, ["all"]))[("all", "train")].jobs == len(registry.runs)
+    # Table 2's transformer-decoder at 9,605 classes is far over its 16 GB budget: refused at start, its
+    # three jobs expected at minutes (the plan once counted them at 95,177 GPU-hours).
+    assert rows[("extreme_classification", "train")].refused == total.refused == 3
+    assert total.expected_gpu_h < 5000
+    one_seed = build_registry(workflow_config([PAPER], parse_overrides([f"data_root={tmp_path}", "seeds=[0]",
+                                                                        "skip_datasets=[openimages]"])))
+    open_images = {run_id for run_id, run in registry.runs.items() if "openimages" in run.config["dataset"]["path"]}
+    one_seed_train = dict(((t, r), c) for t, r, c in plan(one_seed, ["all"]))[("all", "train")]
+    assert one_seed_train.jobs == len(registry.runs) - len(open_images) and one_seed_train.refused == 0
 
 
 def test_plan_leaves_out_skipped_datasets_and_finished_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -163,3 +170,31 @@ def test_a_cached_backbone_loads_into_the_model_the_run_builds(tmp_path: Path) -
     shared = [key for key in reference.state_dict() if key in loaded]
     assert len(shared) >= len(loaded) - 2  # every backbone tensor (the classifier is not part of it)
     assert all(loaded[key].equal(reference.state_dict()[key]) for key in shared)
+
+
+def test_a_run_its_budget_will_refuse_is_planned_as_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The embedded default's Table 2 transformer-decoder is over its 0.25 GFLOPs budget: the plan
+    counts its job as refused at minutes, not at its training time; the other runs are not refused."""
+    monkeypatch.chdir(tmp_path)
+    registry = build_registry(workflow_config([REPO / "config" / "config.yaml"], {}))
+    rows = {(target, rule): cost for target, rule, cost in plan(registry, ["extreme_classification", "heads"])}
+    extreme, heads = rows[("extreme_classification", "train")], rows[("heads", "train")]
+    decoder_seeds = len(registry.runs["oi-like/transformer_decoder"].seeds)
+    assert extreme.refused == decoder_seeds and heads.refused == 0
+    from mld.commands.plan import REFUSED_MINUTES, expected_refusals
+
+    reasons = expected_refusals(registry, registry.tables["table2_extreme"])
+    assert list(reasons) == ["oi-like/transformer_decoder"]
+    assert "GFLOPs per image exceed train.feasibility.max_gflops = 0.25" in reasons["oi-like/transformer_decoder"]
+    unbudgeted = build_registry(workflow_config([REPO / "config" / "config.yaml"],
+                                                {"experiments": {**registry.config["experiments"],
+                                                                 "extreme_feasibility": {"max_gflops": None}}}))
+    free = dict(((t, r), c) for t, r, c in plan(unbudgeted, ["extreme_classification"]))[("extreme_classification",
+                                                                                           "train")]
+    assert free.refused == 0
+    # A refused job is expected to cost REFUSED_MINUTES instead of its training time (and is not over its cap).
+    from mld.commands.plan import RuleCost
+
+    cost = RuleCost()
+    cost.add(requested_min=120, expected_min=50_000, gpus=2, refused=True)
+    assert (cost.refused, cost.over_cap, cost.expected_gpu_h, cost.requested_gpu_h) == (1, 0, REFUSED_MINUTES * 2 / 60, 4.0)

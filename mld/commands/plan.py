@@ -4,7 +4,8 @@
 
 For each target (a named ablation such as `heads`, or `all`) and rule: the jobs still to run
 (finished runs are not counted), the GPU-hours requested from Slurm and the GPU-hours expected
-(mld/estimate.py). Config files and `--config` overrides work as for `snakemake`, so the plan is
+(mld/estimate.py). A run with a feasibility budget (Table 2's transformer-decoder) is measured
+first: one its budget will refuse at start is counted as refused, expected to cost minutes. Config files and `--config` overrides work as for `snakemake`, so the plan is
 of exactly what `snakemake TARGET --configfile FILE --config ...` would submit, e.g.
 `--config seeds=[0] skip_datasets=[openimages]`.
 """
@@ -18,6 +19,9 @@ from typing import Any, Iterable, Mapping, Sequence
 import yaml
 
 from mld import estimate, paths
+
+# What a run that its budget refuses costs: setting up, measuring its cost, writing its record.
+REFUSED_MINUTES = 10.0
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "config" / "config.yaml"
 ALL = "all"
@@ -76,16 +80,20 @@ class RuleCost:
     requested_gpu_h: float = 0.0
     expected_gpu_h: float = 0.0
     over_cap: int = 0  # jobs expected to outlast their (capped) limit: resubmitted, resuming
+    refused: int = 0  # jobs whose feasibility budget will refuse them at start (expected: minutes)
 
-    def add(self, requested_min: float, expected_min: float, gpus: int) -> None:
+    def add(self, requested_min: float, expected_min: float, gpus: int, refused: bool = False) -> None:
         self.jobs += 1
+        self.refused += refused
+        expected_min = min(expected_min, REFUSED_MINUTES) if refused else expected_min
         self.over_cap += expected_min > requested_min
         self.requested_gpu_h += requested_min * gpus / 60
         self.expected_gpu_h += expected_min * gpus / 60
 
 
-def target_costs(registry: Any, tables: Iterable[str]) -> dict[str, RuleCost]:
-    """Jobs and GPU-hours by rule of the runs and measurements that make `tables` and are not done."""
+def target_costs(registry: Any, tables: Iterable[str], refusals: Mapping[str, str] = {}) -> dict[str, RuleCost]:
+    """Jobs and GPU-hours by rule of the runs and measurements that make `tables` and are not done;
+    `refusals` are the runs their budget will refuse (`expected_refusals`)."""
     config = registry.config
     skipped = set(config.get("skip_datasets", []))
     costs = {"train": RuleCost(), "measure": RuleCost()}
@@ -107,13 +115,34 @@ def target_costs(registry: Any, tables: Iterable[str]) -> dict[str, RuleCost]:
                 expected, requested = estimate.run_minutes(registry, run_id, seed)
             else:
                 expected = requested = estimate.rule_resource(config, "train", "runtime")
-            costs["train"].add(requested, expected, train_gpus)
+            costs["train"].add(requested, expected, train_gpus, refused=run_id in refusals)
     measure_gpus = estimate.rule_resource(config, "measure", "gpu")
     measure_minutes = estimate.rule_resource(config, "measure", "runtime")
     for measurement_id in sorted(measurement_ids):
         if not Path(paths.measurement_path(measurement_id)).exists():
             costs["measure"].add(measure_minutes, measure_minutes, measure_gpus)
     return {rule: cost for rule, cost in costs.items() if cost.jobs}
+
+
+def expected_refusals(registry: Any, run_ids: Iterable[str]) -> dict[str, str]:
+    """{run id: why its budget will refuse it} of the runs with a budget (each measured once; torch
+    is imported only when there is one)."""
+    refusals = {}
+    skipped = set(registry.config.get("skip_datasets", []))
+    for run_id in sorted(set(run_ids)):
+        run = registry.runs[run_id]
+        dataset = next(entry for entry in registry.datasets.values() if entry["path"] == run.config["dataset"]["path"])
+        if dataset["role"] in skipped or not any(value is not None for value in
+                                                 run.config["train"].get("feasibility", {}).values()):
+            continue
+        from mld.engine.config import validate_run_config
+        from mld.engine.costing import expected_refusal
+
+        reason = expected_refusal(validate_run_config(run.config_for_seed(run.seeds[0]), source=run_id),
+                                  int(dataset["num_classes"] or 1))
+        if reason:
+            refusals[run_id] = reason
+    return refusals
 
 
 def plan(registry: Any, targets: Sequence[str]) -> list[tuple[str, str, RuleCost]]:
@@ -124,8 +153,11 @@ def plan(registry: Any, targets: Sequence[str]) -> list[tuple[str, str, RuleCost
     if unknown:
         raise ValueError(f"unknown target(s) {', '.join(unknown)}; the targets are {', '.join(named)}")
     rows = []
-    for target in targets or list(named):
-        for rule, cost in target_costs(registry, named[target]).items():
+    chosen = targets or list(named)
+    refusals = expected_refusals(registry, [run_id for target in chosen for table_id in named[target]
+                                            for run_id in registry.table_members(table_id)[0]])
+    for target in chosen:
+        for rule, cost in target_costs(registry, named[target], refusals).items():
             rows.append((target, rule, cost))
     return rows
 
@@ -133,12 +165,13 @@ def plan(registry: Any, targets: Sequence[str]) -> list[tuple[str, str, RuleCost
 def format_plan(rows: Sequence[tuple[str, str, RuleCost]], label: str) -> str:
     lines = [f"plan of: {label}", "(jobs still to run; GPU-hours = time limit x GPUs; expected from mld/estimate.py)",
              "(over cap: jobs expected to outlast the capped limit; each resubmission resumes from its checkpoint)",
-             "", "| target | rule | jobs | GPU-h requested | GPU-h expected | over cap |",
-             "| --- | --- | ---: | ---: | ---: | ---: |"]
+             f"(refused: jobs their feasibility budget will refuse at start, expected at {REFUSED_MINUTES:g} min each)",
+             "", "| target | rule | jobs | GPU-h requested | GPU-h expected | over cap | refused |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
     lines += [f"| {target} | {rule} | {cost.jobs} | {cost.requested_gpu_h:,.1f} | {cost.expected_gpu_h:,.1f} "
-              f"| {cost.over_cap} |" for target, rule, cost in rows]
+              f"| {cost.over_cap} | {cost.refused} |" for target, rule, cost in rows]
     if not rows:
-        lines.append("| - | - | 0 | 0 | 0 | 0 |")
+        lines.append("| - | - | 0 | 0 | 0 | 0 | 0 |")
     return "\n".join(lines)
 
 

@@ -168,6 +168,39 @@ def _meta_copy(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model, memo)
 
 
+def expected_refusal(config: Mapping[str, Any], num_classes: int) -> str | None:
+    """Why a run's budget (train.feasibility) will refuse it at start, judged before it is submitted.
+
+    For `mld plan`: the full model is built without weights and measured on this machine's CPU in
+    float32. A step in bf16 or fp16 needs at least half of the float32 memory (no tensor shrinks
+    more), so only a run whose half still exceeds the budget is called refused; None when the run
+    fits, has no budget, or cannot be built without its data (heads on word vectors).
+    """
+    from mld.engine.modeling import build_model
+    from mld.engine.precision import Precision
+
+    budget = config["train"]["feasibility"]
+    if budget["max_gflops"] is None and budget["max_memory_gb"] is None:
+        return None
+    unweighted = {**config["model"], "backbone_weights": None, "pretrained": False}
+    try:
+        model = build_model(unweighted, num_classes, None)
+    except ValueError:  # needs the dataset's word vectors
+        return None
+    resolution = config["train"]["resolution"]
+    if budget["max_gflops"] is not None:
+        flops = model_cost(model, resolution)["flops_g"]
+        if flops > budget["max_gflops"]:
+            return f"{flops:.3g} GFLOPs per image exceed train.feasibility.max_gflops = {budget['max_gflops']}"
+    if budget["max_memory_gb"] is not None:
+        images = torch.zeros(config["train"]["batch_size"], 3, resolution, resolution)
+        lower = training_memory_gb(model, images, config["train"], None, Precision(torch.device("cpu"), None)) / 2
+        if lower > budget["max_memory_gb"]:
+            return (f"a training step at batch {config['train']['batch_size']} needs at least {lower:.3g} GB in any "
+                    f"precision, more than train.feasibility.max_memory_gb = {budget['max_memory_gb']}")
+    return None
+
+
 def check_feasibility(budget: Mapping[str, Any], cost: Mapping[str, Any]) -> str | None:
     """Why the run exceeds its budget (train.feasibility), or None when it fits."""
     reasons = []
