@@ -41,20 +41,28 @@ class SplitOverlapError(ValueError):
 
 
 def shared_files(train: Sequence[Path], evaluation: Sequence[Path]) -> list[SharedImage]:
-    """The evaluation files (in order) that are a training file or hold the same bytes as one."""
-    train_stats = [os.stat(path) for path in train]
+    """The evaluation files (in order) that are a training file or hold the same bytes as one.
+
+    Indexes the evaluation split and streams the training split, so memory grows with the
+    evaluation split (Open Images: 41,620 images against 9 million training ones).
+    """
     eval_stats = [os.stat(path) for path in evaluation]
-    by_inode: dict[tuple[int, int], int] = {}
-    for index, status in enumerate(train_stats):
-        by_inode.setdefault((status.st_dev, status.st_ino), index)
-    found = {j: (i, SAME_FILE) for j, status in enumerate(eval_stats)
-             if (i := by_inode.get((status.st_dev, status.st_ino))) is not None}
-    eval_sizes = {status.st_size for j, status in enumerate(eval_stats) if j not in found}
-    by_content: dict[tuple[int, str], int] = {}
-    for index, status in enumerate(train_stats):
+    eval_by_inode: dict[tuple[int, int], list[int]] = {}
+    for j, status in enumerate(eval_stats):
+        eval_by_inode.setdefault((status.st_dev, status.st_ino), []).append(j)
+    eval_sizes = {status.st_size for status in eval_stats}
+    found: dict[int, tuple[int, str]] = {}
+    same_size: list[tuple[int, int]] = []  # (training index, size) of files whose size an evaluation file has
+    for i, path in enumerate(train):
+        status = os.stat(path)
+        for j in eval_by_inode.get((status.st_dev, status.st_ino), ()):
+            found.setdefault(j, (i, SAME_FILE))
         if status.st_size in eval_sizes:
-            by_content.setdefault((status.st_size, file_sha256(train[index])), index)
-    train_sizes = {size for size, _ in by_content}
+            same_size.append((i, status.st_size))
+    by_content: dict[tuple[int, str], int] = {}
+    for i, size in same_size:
+        by_content.setdefault((size, file_sha256(train[i])), i)
+    train_sizes = {size for _, size in same_size}
     for j, status in enumerate(eval_stats):
         if j not in found and status.st_size in train_sizes:
             i = by_content.get((status.st_size, file_sha256(evaluation[j])))
