@@ -2,7 +2,8 @@
 
 Random scores on a grid of --levels values (so many ties), about --positive-rate positives and
 --unknown-rate unknown (-1, ignored) labels, 125,436 images x 9,600 classes by default (4.8 GB
-of float32 scores). Prints:
+of float32 scores; Open Images v6's test split, the larger of its two: the suite evaluates on the
+41,620-image validation split, docs/data.md). Prints:
   * mld.metrics.average_precision_per_class: wall time and the peak of the memory NumPy
     allocates while it runs (tracemalloc sees NumPy's allocations);
   * one torch.sort of the same matrix, along the images axis (dim=0 of [images, classes]) in

@@ -20,6 +20,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from mld.data.prepared import images_with_positive
+
 ArrayLike = np.ndarray | torch.Tensor
 
 POSITIVE, NEGATIVE, UNKNOWN = 1, 0, -1
@@ -247,18 +249,24 @@ def zero_shot_evaluation(scores: ArrayLike, targets: ArrayLike, unseen_classes: 
     when given, come from a pass over the unseen classes alone (the official protocol: a model
     whose classes interact, through self-attention or shared groups, scores them differently
     there) and give the ZSL metrics; without them ZSL reads the unseen columns of `scores`.
+    Each class set is scored on the images with a positive among it (the official protocol,
+    mld.data.prepared.images_with_positive): ZSL on those with an unseen positive, GZSL on those
+    with any.
     """
     unseen, seen = list(unseen_classes), list(seen_classes)
     overlap = set(unseen) & set(seen)
     if overlap:
         raise ValueError(f"classes {sorted(overlap)[:5]} are both seen and unseen")
-    if unseen_scores is None:
-        zsl = class_subset_metrics(scores, targets, unseen, top_k)
-    else:
-        all_targets = _as_numpy(targets, "targets")
-        unseen_targets = all_targets[:, _class_index(unseen, all_targets.shape[1], "unseen_classes")]
-        zsl = class_subset_metrics(unseen_scores, unseen_targets, list(range(len(unseen))), top_k)
-    return {"zsl": zsl, "gzsl": class_subset_metrics(scores, targets, seen + unseen, top_k)}
+    all_scores, all_targets = _scores_and_targets(scores, targets)
+    unseen_targets = all_targets[:, _class_index(unseen, all_targets.shape[1], "unseen_classes")]
+    zsl_scores, unseen_targets = _scores_and_targets(
+        all_scores[:, unseen] if unseen_scores is None else unseen_scores, unseen_targets)
+    zsl_images = images_with_positive(unseen_targets)
+    classes = seen + unseen
+    gzsl_images = images_with_positive(all_targets[:, _class_index(classes, all_targets.shape[1], "classes")])
+    return {"zsl": class_subset_metrics(zsl_scores[zsl_images], unseen_targets[zsl_images],
+                                        list(range(len(unseen))), top_k),
+            "gzsl": class_subset_metrics(all_scores[gzsl_images], all_targets[gzsl_images], classes, top_k)}
 
 
 def top1_accuracy(scores: ArrayLike, labels: ArrayLike) -> float:

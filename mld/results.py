@@ -36,6 +36,7 @@ import pandas as pd
 
 from mld import stats
 from mld.atomic import write_npz, write_text
+from mld.data.prepared import images_with_positive
 from mld.experiments import CHECKOUT, Registry, measurement_path, paper_class_count, run_dir
 
 COLUMNS = ("kind", "run_id", "seed", "table_ids", "metric", "value", "status", "reason", "mode", "task", "dataset",
@@ -176,7 +177,8 @@ def _targets_digest(targets: np.ndarray) -> str:
 
 
 def _metric_arrays(prediction: Path, task: str, data_path: Path | None) -> tuple[np.ndarray, np.ndarray] | None:
-    """(scores, targets) of the headline metric of a run's predictions.npz (ZSL: the unseen classes).
+    """(scores, targets) of the headline metric of a run's predictions.npz (ZSL: the unseen classes,
+    on the images the ZSL metrics score: those with an unseen positive).
 
     ZSL mAP is scored from a pass over the unseen classes alone; predictions.npz holds the pass over
     all classes, so unless it also holds `zsl_scores` the unseen columns of that pass stand in
@@ -185,15 +187,20 @@ def _metric_arrays(prediction: Path, task: str, data_path: Path | None) -> tuple
         return None
     with np.load(prediction) as archive:
         if task == "zero_shot" and "zsl_scores" in archive.files:
-            return archive["zsl_scores"], archive["zsl_targets"]
+            return _zsl_images(archive["zsl_scores"], archive["zsl_targets"])
         scores, targets = archive["scores"], archive["targets"]
     if task == "zero_shot":
         meta = read_json(data_path / "meta.json") if data_path is not None else None
         unseen = (meta or {}).get("unseen_classes")
         if not unseen:
             return None
-        return scores[:, unseen], targets[:, unseen]
+        return _zsl_images(scores[:, unseen], targets[:, unseen])
     return scores, targets
+
+
+def _zsl_images(scores: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    keep = images_with_positive(targets)
+    return scores[keep], targets[keep]
 
 
 def _replicates(arrays: tuple[np.ndarray, np.ndarray], task: str) -> tuple[np.ndarray, str]:

@@ -9,6 +9,7 @@ import pytest
 from mld.data import validate_prepared
 from mld.data.adapters import read_coco, read_nuswide, read_openimages, read_voc, write_read_dataset
 from mld.data.adapters.voc import VOC_CLASSES
+from mld.data.prepared import images_with_positive
 from toy_paper import (
     OPENIMAGES_HEADER, write_coco, write_jpeg, write_nuswide, write_openimages_descriptions, write_openimages_labels,
     write_voc,
@@ -92,9 +93,11 @@ def _nuswide(root):
     tags = ["sky", "dog", "airport", "water", "beach"]  # "dog" and "water" are also concepts
     concepts = ["dog", "water", "zebra"]
     write_nuswide(root, tags, concepts, {
-        "Train": (["actor\\0001_1.jpg", "beach\\0002_2.jpg", "sky\\0003_3.jpg"],
-                  [[1, 0, 0, 0, 1], [0, 0, 0, 0, 0], [0, 1, 1, 0, 0]], [[0, 1, 0], [0, 0, 0], [1, 0, 0]]),
-        "Test": (["zoo\\0004_4.jpg"], [[0, 0, 0, 0, 0]], [[0, 0, 1]])})
+        "Train": (["actor\\0001_1.jpg", "beach\\0002_2.jpg", "sky\\0003_3.jpg", "dog\\0005_5.jpg"],
+                  [[1, 0, 0, 0, 1], [0, 0, 0, 0, 0], [0, 1, 1, 0, 0], [0, 1, 0, 1, 0]],
+                  [[0, 1, 0], [0, 0, 0], [1, 0, 0], [1, 1, 0]]),
+        "Test": (["zoo\\0004_4.jpg", "sea\\0006_6.jpg", "park\\0007_7.jpg"],
+                 [[0, 0, 0, 0, 0], [1, 0, 0, 0, 0], [0, 0, 0, 0, 0]], [[0, 0, 1], [0, 0, 0], [0, 0, 0]])})
 
 
 def test_nuswide_zero_shot_classes_and_labels(tmp_path):
@@ -103,21 +106,30 @@ def test_nuswide_zero_shot_classes_and_labels(tmp_path):
     assert dataset.class_names == ["sky", "airport", "beach", "dog", "water", "zebra"]
     assert dataset.seen_classes == [0, 1, 2] and dataset.unseen_classes == [3, 4, 5]
     train = dataset.splits["train"]
-    assert [path.name for path in train.paths] == ["0001_1.jpg", "0003_3.jpg"]  # the unlabelled image is left out
+    # Training keeps the 2 images with a seen positive: not the unlabelled one, nor 0005, whose tags
+    # ("dog", "water") and concepts are all unseen classes.
+    assert [path.name for path in train.paths] == ["0001_1.jpg", "0003_3.jpg"]
     assert train.labels.tolist() == [[1, 0, 1, 0, 1, 0], [0, 1, 0, 1, 0, 0]]
-    assert dataset.splits["val"].labels.tolist() == [[0, 0, 0, 0, 0, 1]]
-    assert len(read_nuswide(tmp_path / "nus", keep_unlabelled=True).splits["train"].paths) == 3
+    # Evaluation keeps the 2 images with any positive (the GZSL set); ZSL scores 1 of them (0004,
+    # the only one with an unseen positive).
+    val = dataset.splits["val"]
+    assert [path.name for path in val.paths] == ["0004_4.jpg", "0006_6.jpg"]
+    assert val.labels.tolist() == [[0, 0, 0, 0, 0, 1], [1, 0, 0, 0, 0, 0]]
+    assert images_with_positive(val.labels[:, dataset.unseen_classes]).tolist() == [True, False]
+    unfiltered = read_nuswide(tmp_path / "nus", keep_unlabelled=True)
+    assert [len(unfiltered.splits[split].paths) for split in ("train", "val")] == [4, 3]
     with pytest.raises(ValueError, match="zero-shot dataset: pass --word-vectors"):
         write_read_dataset(dataset, tmp_path / "prepared")
     vectors = lambda names: np.arange(len(names) * 4, dtype=np.float32).reshape(len(names), 4)  # noqa: E731
     meta = write_read_dataset(dataset, tmp_path / "prepared", word_vectors=vectors)
     assert validate_prepared(meta.path).unseen_classes == (3, 4, 5)
+    assert meta.splits == {"train": 2, "val": 2}
 
 
 def test_nuswide_matrix_of_the_wrong_shape_is_named(tmp_path):
     _nuswide(tmp_path / "nus")
     (tmp_path / "nus" / "NUS_WID_Tags" / "Test_Tags1k.dat").write_text("0 1\n")
-    with pytest.raises(ValueError, match=r"Test_Tags1k.dat: expected a 1 x 5 matrix of 0/1"):
+    with pytest.raises(ValueError, match=r"Test_Tags1k.dat: expected a 3 x 5 matrix of 0/1"):
         read_nuswide(tmp_path / "nus")
 
 
@@ -133,7 +145,7 @@ def _openimages(root, header=OPENIMAGES_HEADER):
                             header)
     for split, ids in (("train", "ab"), ("val", "c")):
         for image_id in ids:
-            write_jpeg(root / split / f"{image_id}.jpg")
+            write_jpeg(root / split / f"{image_id}.jpg", seed=ord(image_id))
 
 
 def test_openimages_unverified_labels_are_unknown(tmp_path):

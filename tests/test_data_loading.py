@@ -32,7 +32,7 @@ def jpeg_dataset(tmp_path):
     labels = np.array([[1, 0], [0, 1], [1, -1]], np.int8)
     dataset = ReadDataset("jpegs", "test files", ["cat", "dog"], {"train": FileSplit(paths, labels),
                                                                   "val": FileSplit(paths[:1], labels[:1])})
-    return write_read_dataset(dataset, tmp_path / "prepared").path, paths
+    return write_read_dataset(dataset, tmp_path / "prepared", allow_overlap=True).path, paths  # val reuses image 0
 
 
 def test_array_items_are_the_stored_pixels_scaled_to_unit_range(synthetic):

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from mld import metrics
-from mld.data.prepared import open_prepared
+from mld.data.prepared import images_with_positive, open_prepared
 from mld.engine import extract_features, train
 from mld.engine.checkpoint import load_checkpoint
 from mld.engine.config import validate_run_config
@@ -221,7 +221,9 @@ def test_zsl_is_scored_from_the_unseen_classes_alone_and_seen_classes_keep_their
         alone = model(features, class_embeddings=words[unseen]).sigmoid()
         trained_layout = model(features).sigmoid()  # the seen classes as in training
         mixed = model(features, class_embeddings=words).sigmoid()  # all classes in dataset order
-    zsl = metrics.class_subset_metrics(alone, labels[:, unseen], list(range(len(unseen))))
+    scored = images_with_positive(labels[:, unseen])  # ZSL scores the images with an unseen positive
+    assert 0 < scored.sum() < len(scored)
+    zsl = metrics.class_subset_metrics(alone[scored], labels[scored][:, unseen], list(range(len(unseen))))
     assert result["final"]["zsl"] == pytest.approx(zsl, abs=1e-6)
     predictions = np.load(tmp_path / "zsl" / "predictions.npz")
     torch.testing.assert_close(torch.from_numpy(predictions["zsl_scores"]), alone)  # ZSL recomputes from the file

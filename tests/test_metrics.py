@@ -152,21 +152,47 @@ def test_f1_at_top_k_skips_unknown_entries():
         metrics.f1_at_top_k(scores, targets, 4)
 
 
-def test_zero_shot_evaluation_uses_the_class_subsets():
+def test_zero_shot_evaluation_uses_the_class_subsets_on_the_images_with_a_positive_among_them():
     scores, targets = random_problem(6, levels=1000, unknown=0.0)
     targets[:, 2] = 1  # every class has positives
     targets[:, 5] = np.where(np.arange(len(targets)) % 2, 1, 0)
     unseen, seen = [0, 3, 7, 9, 11, 20], [1, 2, 4, 5, 6, 8, 10]
+    everything = seen + unseen
+    # The official protocol: ZSL scores images 100-299 (an unseen positive each), GZSL images
+    # 50-299 (a positive each); images 0-49 have none among these classes, images 50-99 only seen ones.
+    targets[:100, unseen] = 0
+    targets[100:, 0] = 1
+    targets[:50, everything] = 0
+    targets[50:100, 1] = 1
     result = metrics.zero_shot_evaluation(scores, targets, unseen, seen)
     assert set(result) == {"zsl", "gzsl"}
     assert set(result["zsl"]) == {"mAP", "F1@3", "F1@5"}
     assert result["zsl"]["mAP"] == pytest.approx(
-        np.mean(sklearn_ap(scores[:, unseen], targets[:, unseen])), abs=1e-6)
-    everything = seen + unseen
+        np.mean(sklearn_ap(scores[100:, unseen], targets[100:, unseen])), abs=1e-6)
+    assert result["zsl"]["F1@3"] == pytest.approx(brute_force_f1_at_k(scores[100:, unseen], targets[100:, unseen], 3))
     assert result["gzsl"]["F1@3"] == pytest.approx(
-        brute_force_f1_at_k(scores[:, everything], targets[:, everything], 3))
-    assert metrics.class_subset_metrics(scores, targets, unseen, top_k=()) == \
+        brute_force_f1_at_k(scores[50:, everything], targets[50:, everything], 3))
+    assert result["gzsl"]["mAP"] == pytest.approx(
+        np.mean(sklearn_ap(scores[50:, everything], targets[50:, everything])), abs=1e-6)
+    # Scoring every image instead would add 100 images of negatives and their wrong top-3 guesses.
+    assert result["zsl"]["F1@3"] > brute_force_f1_at_k(scores[:, unseen], targets[:, unseen], 3) + 5
+    assert metrics.class_subset_metrics(scores[100:], targets[100:], unseen, top_k=()) == \
         {"mAP": result["zsl"]["mAP"]}
+
+
+def test_zsl_from_the_unseen_pass_uses_its_scores_on_the_same_images():
+    scores, targets = random_problem(8, images=40, classes=6, levels=1000, unknown=0.0)
+    unseen, seen = [1, 4], [0, 2, 3, 5]
+    targets[:, unseen] = 0
+    targets[[3, 7, 20], 4] = 1
+    targets[[7, 30], 1] = 1
+    unseen_scores = np.random.default_rng(9).random((40, 2)).astype(np.float32)
+    result = metrics.zero_shot_evaluation(scores, targets, unseen, seen, top_k=(1,), unseen_scores=unseen_scores)
+    rows = [3, 7, 20, 30]  # the images with an unseen positive
+    assert result["zsl"] == metrics.class_subset_metrics(unseen_scores[rows], targets[rows][:, unseen], [0, 1],
+                                                         top_k=(1,))
+    with pytest.raises(ValueError, match=r"scores \(39, 2\) and targets \(40, 2\) differ"):
+        metrics.zero_shot_evaluation(scores, targets, unseen, seen, unseen_scores=unseen_scores[1:])
 
 
 @pytest.mark.parametrize("unseen, seen, message", [

@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from mld.data.adapters import read_coco, read_nuswide, read_openimages, read_voc
+from mld.data.overlap import check_no_shared_images
 from mld.engine.costing import MEMORY_KEY  # cost.json: the memory estimate's result
 from mld.experiments import Registry, build_registry, load_config
 from test_workflow import SLURM_OVERRIDES, job_counts, planned_runs, slurm_is_up, snakemake
@@ -48,7 +49,8 @@ def test_toy_config_is_the_paper_config_plus_overrides(toy_paper: ToyPaper) -> N
 
 
 def test_toy_datasets_read_with_the_configured_class_counts(toy_paper: ToyPaper) -> None:
-    """The adapters read the toy files (the real formats) and find the class counts the config states."""
+    """The adapters read the toy files (the real formats) and find the class counts the config states;
+    no evaluation image is a training image (`mld prepare` would refuse it)."""
     config = load_config(toy_paper.config_file, root=REPO)
     entries = {entry["role"]: entry for entry in build_registry(config).datasets.values()}
     readers = {"coco": lambda e: read_coco(e["root"]), "voc": lambda e: read_voc(e["root"]),
@@ -63,6 +65,7 @@ def test_toy_datasets_read_with_the_configured_class_counts(toy_paper: ToyPaper)
         dataset = readers[entry["adapter"]](entry)
         assert len(dataset.class_names) == config["datasets"][role]["num_classes"], role
         assert all(len(split.paths) > 0 for split in dataset.splits.values()), role
+        check_no_shared_images({split: content.paths for split, content in dataset.splits.items()}, role)
 
 
 def test_dry_run_plans_the_whole_paper_dag(toy_paper: ToyPaper, tmp_path: Path) -> None:

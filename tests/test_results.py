@@ -95,6 +95,16 @@ def test_replicates_pair_runs_scored_on_the_same_images(tmp_path):
     assert np.allclose(gap, expected.astype(np.float32))
 
 
+def test_zsl_replicates_resample_the_images_zsl_scores(tmp_path):
+    """The ZSL bootstrap uses the images the ZSL metric scores: those with an unseen positive."""
+    zsl_scores = np.arange(12, dtype=np.float32).reshape(6, 2)
+    zsl_targets = np.array([[1, 0], [0, 0], [0, 1], [-1, 0], [1, 1], [0, -1]], np.int8)
+    np.savez(tmp_path / "predictions.npz", scores=np.zeros((6, 5), np.float32), targets=np.zeros((6, 5), np.int8),
+             zsl_scores=zsl_scores, zsl_targets=zsl_targets)
+    scores, targets = long_form._metric_arrays(tmp_path / "predictions.npz", "zero_shot", None)
+    assert scores.tolist() == zsl_scores[[0, 2, 4]].tolist() and targets.tolist() == zsl_targets[[0, 2, 4]].tolist()
+
+
 def test_reading_a_file_that_is_not_a_runs_csv_names_it(tmp_path):
     bad = tmp_path / "other.csv"
     bad.write_text("a,b\n1,2\n")

@@ -120,6 +120,7 @@ def write_nuswide(root: Path, tags: Sequence[str], concepts: Sequence[str],
         (root / folder).mkdir(parents=True, exist_ok=True)
     (root / "NUS_WID_Tags" / "TagList1k.txt").write_text("\n".join(tags) + "\n")
     (root / "ConceptsList" / "Concepts81.txt").write_text("\n".join(concepts) + "\n")
+    images = 0  # a seed per image across splits: no test image is a copy of a training image
     for source, (paths, tag_rows, concept_rows) in splits.items():
         (root / "ImageList" / f"{source}Imagelist.txt").write_text("\r\n".join(paths) + "\r\n")
         (root / "NUS_WID_Tags" / f"{source}_Tags1k.dat").write_text(
@@ -127,8 +128,9 @@ def write_nuswide(root: Path, tags: Sequence[str], concepts: Sequence[str],
         for column, concept in enumerate(concepts):
             (root / "Groundtruth" / "TrainTestLabels" / f"Labels_{concept}_{source}.txt").write_text(
                 "".join(f"{row[column]}\n" for row in concept_rows))
-        for number, path in enumerate(paths):
-            write_jpeg(root / "Flickr" / path.replace("\\", "/"), seed=number)
+        for path in paths:
+            write_jpeg(root / "Flickr" / path.replace("\\", "/"), seed=images)
+            images += 1
 
 
 OPENIMAGES_HEADER = "ImageID,Source,LabelName,Confidence"
@@ -250,7 +252,7 @@ def write_toy_openimages(data_root: Path, spec: Mapping[str, Any]) -> int:
         rows.append((image_ids[0], "verification", OPENIMAGES_CLASSES[-1][0], 0.0))  # a verified negative only
         write_openimages_labels(option(labels_key), rows)
         for number, image_id in enumerate(image_ids):
-            write_jpeg(option(images_key) / f"{image_id}.jpg", seed=50 + number)
+            write_jpeg(option(images_key) / f"{image_id}.jpg", seed=50 + IMAGES_PER_SPLIT * offset + number)
     return len(OPENIMAGES_TRAINABLE)
 
 
@@ -262,7 +264,7 @@ def write_toy_imagenet(directory: Path) -> int:
     for offset, split in enumerate(("train", "val")):
         paths = [directory / "images" / split / f"{IMAGENET_CLASSES[c]}_{row}.JPEG" for row, c in enumerate(classes)]
         for number, path in enumerate(paths):
-            write_jpeg(path, seed=60 + 10 * offset + number)
+            write_jpeg(path, seed=60 + len(paths) * offset + number)  # distinct across splits
         write_image_list(directory, split, paths)
         labels = np.zeros((len(paths), len(IMAGENET_CLASSES)), np.int8)
         labels[np.arange(len(paths)), classes] = 1

@@ -7,6 +7,8 @@
   mld prepare convert-pickle SRC --out DST.npz --names TAGS.txt ...
 
 Every dataset is written atomically: a crash leaves nothing where the finished dataset belongs.
+A dataset whose evaluation split shares an image with its training split is refused unless
+--allow-overlap (mld.data.overlap).
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from mld.data.overlap import OVERRIDE_FLAG
 from mld.data.prepared import PreparedMeta, validate_prepared
 from mld.data.synthetic import PRESETS, prepare_synthetic
 from mld.data.synthetic.presets import DEFAULT_IMAGE_SIZE
@@ -42,7 +45,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         parser.add_argument("--root", required=True, type=Path)
         if name == "nuswide":
             parser.add_argument("--keep-unlabelled", action="store_true",
-                                help="keep images without any positive label")
+                                help="keep every listed image (default: training images with a seen-class "
+                                     "positive, evaluation images with any positive)")
         _add_real_dataset_options(parser)
         parser.set_defaults(func=_prepare_real, adapter=name)
 
@@ -78,6 +82,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _add_output(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, type=Path, help="the prepared dataset directory to write")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
+    parser.add_argument(OVERRIDE_FLAG, action="store_true",
+                        help="prepare it even if an evaluation image is also a training image (same file or "
+                             "same content); default: refuse, naming them")
 
 
 def _add_real_dataset_options(parser: argparse.ArgumentParser) -> None:
@@ -99,7 +106,8 @@ def _summary(meta: PreparedMeta) -> str:
 
 def _prepare_synthetic(args: argparse.Namespace) -> int:
     meta = prepare_synthetic(args.preset, args.out, image_size=args.image_size, seed=args.seed,
-                             num_train=args.num_train, num_val=args.num_val, overwrite=args.overwrite)
+                             num_train=args.num_train, num_val=args.num_val, overwrite=args.overwrite,
+                             allow_overlap=args.allow_overlap)
     print(f"wrote {_summary(meta)}")
     return 0
 
@@ -128,7 +136,8 @@ def _prepare_real(args: argparse.Namespace) -> int:
         dataset = adapters.read_openimages(args.class_descriptions, args.train_labels, args.val_labels,
                                            args.train_images, args.val_images, classes=args.classes,
                                            skip_missing_images=skip, num_classes=args.num_classes)
-    meta = adapters.write_read_dataset(dataset, args.out, _word_vector_source(args), overwrite=args.overwrite)
+    meta = adapters.write_read_dataset(dataset, args.out, _word_vector_source(args), overwrite=args.overwrite,
+                                       allow_overlap=args.allow_overlap)
     print(f"wrote {_summary(meta)}")
     return 0
 

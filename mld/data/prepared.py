@@ -34,6 +34,17 @@ IMAGE_ARRAY_FILE = "images.npy"
 IMAGE_LIST_FILE = "images.txt"
 
 
+def images_with_positive(labels: np.ndarray) -> np.ndarray:
+    """Which images [n] bool have a positive (1) among `labels` [n, classes].
+
+    The zero-shot protocol's image set for a class set (the official code's
+    `get_relevant_samples`): training keeps the images with a seen-class positive, ZSL scores
+    those with an unseen-class positive, GZSL those with any. An image without one adds only
+    negatives to AP and K wrong guesses to F1@K.
+    """
+    return (np.asarray(labels) == 1).any(axis=1)
+
+
 class DataWorkerSafe(Exception):
     """An error whose one-line message survives being raised in a DataLoader worker.
 

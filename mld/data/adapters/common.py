@@ -13,6 +13,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from mld.data.overlap import check_no_shared_images
 from mld.data.prepared import PreparedMeta, open_prepared
 from mld.data.writing import (
     atomic_directory, create_label_array, write_image_list, write_labels, write_meta, write_word_vectors,
@@ -72,10 +73,16 @@ def keep_existing_images(split: FileSplit, where: str, skip_missing: bool) -> Fi
 
 def write_read_dataset(dataset: ReadDataset, out: str | Path,
                        word_vectors: Callable[[Sequence[str]], np.ndarray] | None = None,
-                       overwrite: bool = False) -> PreparedMeta:
-    """Write an adapter's result as a prepared dataset (file storage) at `out`, atomically."""
+                       overwrite: bool = False, allow_overlap: bool = False) -> PreparedMeta:
+    """Write an adapter's result as a prepared dataset (file storage) at `out`, atomically.
+
+    Refused (mld.data.overlap.SplitOverlapError) if the evaluation split shares an image with the
+    training split, unless `allow_overlap`.
+    """
     if word_vectors is None and dataset.word_vectors_required:
         raise ValueError(f"{dataset.name} is a zero-shot dataset: pass --word-vectors FILE or --sentence-model NAME")
+    if not allow_overlap:
+        check_no_shared_images({split: content.paths for split, content in dataset.splits.items()}, dataset.source)
     vectors = None if word_vectors is None else word_vectors(dataset.class_names)
     if vectors is not None and vectors.shape[0] != len(dataset.class_names):
         raise ValueError(f"got {vectors.shape[0]} word vectors for {len(dataset.class_names)} classes")

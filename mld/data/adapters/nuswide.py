@@ -5,8 +5,14 @@ human-annotated concepts; unseen classes: the 81 concepts. Classes are ordered s
 order) then unseen (concept-list order), 1,006 in all. Training images come from the standard
 train list, validation images from the test list; every split keeps the labels of all 1,006
 classes (seen from the tag matrices, unseen from the concept ground truth) and the engine trains
-on the seen columns only. Images without any positive label are left out unless
-`keep_unlabelled` (the zero-shot protocols evaluate images that have labels).
+on the seen columns only.
+
+Which images, as the official code (`DatasetFromList.get_relevant_samples`: a sample counts for
+a class set if it has a positive among it): training keeps the images with a positive among the
+seen classes; validation keeps those with a positive among all 1,006 (the GZSL set), and ZSL is
+scored on those of them with a positive among the unseen classes (mld.metrics.
+zero_shot_evaluation applies the same rule, mld.data.prepared.images_with_positive).
+`keep_unlabelled` keeps every listed image instead.
 
 Expected layout (the official NUS-WIDE release, unpacked):
 ```
@@ -28,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from mld.data.adapters.common import FileSplit, ReadDataset, keep_existing_images
+from mld.data.prepared import images_with_positive
 
 SPLIT_SOURCES = {"train": "Train", "val": "Test"}
 
@@ -74,7 +81,8 @@ def read_nuswide(root: str | Path, skip_missing_images: bool = False,
         labels = np.concatenate([tag_matrix[:, seen_tag_columns], np.stack(concept_columns, axis=1)], axis=1)
         content = FileSplit([root / "Flickr" / path for path in relative], labels.astype(np.int8))
         if not keep_unlabelled:
-            content = content.select((labels == 1).any(axis=1))
+            content = content.select(images_with_positive(labels[:, :len(seen_tag_columns)] if split == "train"
+                                                          else labels))
         splits[split] = keep_existing_images(content, str(list_file), skip_missing_images)
     return ReadDataset(
         name="nuswide-zsl", source=f"NUS-WIDE (LESA/BiAM zero-shot split) at {root}", class_names=class_names,

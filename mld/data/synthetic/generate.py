@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 import mld
+from mld.data.overlap import check_no_shared_images
 from mld.data.prepared import PreparedMeta, open_prepared
 from mld.data.synthetic import labels as label_rules
 from mld.data.synthetic.presets import (
@@ -59,8 +60,11 @@ def render_split(preset: Preset, classes: PresetClasses, split: str, count: int,
 
 def prepare_synthetic(preset_name: str, out: str | Path, image_size: int = DEFAULT_IMAGE_SIZE,
                       seed: int = 0, num_train: int | None = None, num_val: int | None = None,
-                      overwrite: bool = False) -> PreparedMeta:
-    """Render a preset into a prepared dataset at `out` (written atomically); return its metadata."""
+                      overwrite: bool = False, allow_overlap: bool = False) -> PreparedMeta:
+    """Render a preset into a prepared dataset at `out` (written atomically); return its metadata.
+
+    Refused if a validation image equals a training image pixel for pixel, unless `allow_overlap`.
+    """
     preset = get_preset(preset_name)
     counts = {"train": preset.num_train if num_train is None else num_train,
               "val": preset.num_val if num_val is None else num_val}
@@ -70,12 +74,15 @@ def prepare_synthetic(preset_name: str, out: str | Path, image_size: int = DEFAU
         raise ValueError(f"seed must be >= 0 and split sizes >= 1; got seed {seed}, sizes {counts}")
     classes = preset_classes(preset)
     with atomic_directory(out, overwrite=overwrite) as building:
+        rendered = {}
         for split in SPLITS:
-            images = create_image_array(building, split, counts[split], image_size)
-            labels = render_split(preset, classes, split, counts[split], image_size, seed, images)
-            images.flush()
-            del images
+            rendered[split] = create_image_array(building, split, counts[split], image_size)
+            labels = render_split(preset, classes, split, counts[split], image_size, seed, rendered[split])
+            rendered[split].flush()
             write_labels(building, split, labels)
+        if not allow_overlap:
+            check_no_shared_images(rendered, f"synthetic preset {preset.name}, seed {seed}")
+        del rendered
         write_word_vectors(building, classes.word_vectors)
         write_meta(building, PreparedMeta(
             path=Path(out), name=preset.name,
