@@ -335,17 +335,30 @@ def max_batch_size(model: nn.Module, input_size: InputSize, *, device: str | tor
     return fits
 
 
+def cap_gpu_memory(device: str | torch.device, cap_gb: float | None) -> float | None:
+    """Let this process use at most `cap_gb` of a CUDA device's memory (Table 9's V100 16 GB column
+    on a larger GPU); returns the cap applied, None on CPU or without a cap."""
+    device = torch.device(device)
+    if cap_gb is None or device.type != "cuda":
+        return None
+    total = torch.cuda.get_device_properties(device).total_memory
+    torch.cuda.set_per_process_memory_fraction(min(1.0, cap_gb * 1e9 / total), device)
+    return min(cap_gb, total / 1e9)
+
+
 def throughput_report(model: nn.Module, input_size: InputSize, *,
                       device: str | torch.device = "cpu", batch_size: int | None = None,
                       batch_fraction: float = 0.8, amp: bool | None = None, warmup: int = 2,
-                      repeats: int = 5, min_seconds: float = 0.0, train: bool = True) -> dict[str, Any]:
+                      repeats: int = 5, min_seconds: float = 0.0, train: bool = True,
+                      memory_cap_gb: float | None = None) -> dict[str, Any]:
     """Table 9's measurements: training and inference images/s and the maximal training batch.
 
-    On CUDA the batch defaults to `batch_fraction` (80%) of the maximal batch and amp to on; on
-    CPU the batch must be given and the maximal batch is not measured (null). `train=False`
-    skips the training speed (null).
+    On CUDA the batch defaults to `batch_fraction` (80%) of the maximal batch and amp (fp16, as
+    the paper) to on, within `memory_cap_gb` of the GPU's memory when given; on CPU the batch must
+    be given and the maximal batch is not measured (null). `train=False` skips the training speed.
     """
     device = torch.device(device)
+    capped = cap_gpu_memory(device, memory_cap_gb)
     amp = device.type == "cuda" if amp is None else amp
     max_batch = max_batch_size(model, input_size, device=device, amp=amp) \
         if device.type == "cuda" else None
@@ -359,7 +372,8 @@ def throughput_report(model: nn.Module, input_size: InputSize, *,
     return {"resolution": _resolution(input_size), "device": str(device), "amp": amp,
             "batch_size": batch_size, "max_train_batch": max_batch, "warmup": warmup,
             "repeats": repeats, "min_seconds": min_seconds, "inference_images_per_s": inference,
-            "train_images_per_s": training}
+            "train_images_per_s": training, "memory_cap_gb": capped,
+            "amp_dtype": "fp16" if amp and device.type == "cuda" else ("bf16" if amp else None)}
 
 
 # ---- per-module timing --------------------------------------------------------------------

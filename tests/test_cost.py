@@ -250,3 +250,19 @@ def test_import_mld_reaches_cost_and_metrics_as_attributes():
               "print(sorted({'cost', 'metrics', 'losses'} & set(dir(mld))))\n")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert result.stdout.split("\n")[:2] == ["True 100.0", "['cost', 'losses', 'metrics']"]
+
+
+def test_a_memory_cap_limits_the_process_to_the_papers_gpu(monkeypatch):
+    """--memory-cap-gb 16 on an 80 GB GPU lets the process use a fifth of it (the paper's V100 16 GB
+    column of Table 9); on a smaller GPU the whole; on the CPU nothing is capped."""
+    fractions = []
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: type("P", (), {"total_memory": 80e9}))
+    monkeypatch.setattr(torch.cuda, "set_per_process_memory_fraction",
+                        lambda fraction, device: fractions.append((fraction, str(device))))
+    assert cost.cap_gpu_memory("cuda:0", 16) == 16
+    assert fractions == [(0.2, "cuda:0")]
+    assert cost.cap_gpu_memory("cuda:0", 100) == 80 and fractions[-1] == (1.0, "cuda:0")
+    assert cost.cap_gpu_memory("cuda:0", None) is None and len(fractions) == 2
+    assert cost.cap_gpu_memory("cpu", 16) is None and len(fractions) == 2
+    result = cost.throughput_report(tiny_model("gap"), 32, batch_size=2, warmup=0, repeats=1, memory_cap_gb=16)
+    assert result["memory_cap_gb"] is None and result["amp_dtype"] is None
