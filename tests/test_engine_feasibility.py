@@ -14,7 +14,8 @@ from mld.engine import extract_features, train
 from mld.engine.checkpoint import load_checkpoint
 from mld.engine.config import validate_run_config
 from mld.engine.costing import (
-    COST_KEY, MEMORY_BATCH_KEY, MEMORY_KEY, MEMORY_PRECISION_KEY, training_memory_gb,
+    COST_KEY, MEMORY_BATCH_KEY, MEMORY_KEY, MEMORY_PRECISION_KEY, TrainingStep, fitting_accumulation, memory_cost,
+    training_memory_gb,
 )
 from mld.engine.features import FeatureCache
 from mld.engine.loop import Trainer
@@ -125,6 +126,24 @@ def test_the_transformer_decoder_at_many_classes_is_measured_at_its_batch():
     batch = training_memory_gb(head, torch.zeros(56, 32, 2, 2), ADAM, None, Precision(CPU, None))
     scores_bytes = 56 * TINY_HEAD["num_heads"] * 600 * 600 * 4
     assert batch * 1e9 > one * 1e9 + scores_bytes
+
+
+def test_accumulation_is_the_fewest_micro_batches_whose_step_fits(caches):
+    """train.accumulation: auto's choice, from the memory estimate: 1 when the whole batch fits,
+    else the fewest micro-batches whose step fits, and None when one image does not fit."""
+    config = cached_run(caches, "multilabel", options={**TINY_HEAD, "ff_dim": 256},
+                        model={"head": "transformer_decoder"}, train={"batch_size": 48})
+    from mld.engine.data import open_run_data
+
+    data = open_run_data(config, "test")
+    model = build_model(config["model"], data.num_train_classes, None, data.feature_channels)
+    step = TrainingStep(48, Precision(CPU, None))
+    memory = {batch: memory_cost(config, model, data, TrainingStep(batch, step.precision))[MEMORY_KEY]
+              for batch in (1, 12, 16, 48)}
+    assert fitting_accumulation(config, model, data, step, memory[48]) == 1
+    between = (memory[12] + memory[16]) / 2  # micro-batches of 16 (3 steps) do not fit, of 12 (4 steps) do
+    assert fitting_accumulation(config, model, data, step, between) == 4
+    assert fitting_accumulation(config, model, data, step, memory[1] / 2) is None
 
 
 @pytest.mark.parametrize("case", ["zero-shot group decoding", "hsvlt with hamburger"])
