@@ -248,7 +248,8 @@ def test_open_images_is_prepared_against_the_configs_class_count(offset: int, tm
     spec = CONFIGS["paper"]["datasets"]["openimages"]
     written = write_toy_openimages(tmp_path, spec)
     config = changed(CONFIGS["paper"], data_root=str(tmp_path),
-                     datasets={"openimages": {"num_classes": written + offset}})
+                     datasets={"openimages": {"num_classes": written + offset}},
+                     experiments={"extreme_groups": [2, 5], "openimages_groups": 5})  # K within the toy classes
     entry = build_registry(config).datasets["openimages"]
     arguments = [str(a) for a in experiments.dataset_prepare_arguments(entry)]
     assert arguments[arguments.index("--num-classes") + 1] == str(written + offset)
@@ -394,3 +395,18 @@ def test_a_backbone_that_would_start_from_random_weights_unasked_is_refused() ->
     # The embedded default pretrains its own backbones: every run starts from that file.
     default = build_registry(CONFIGS["config"])
     assert all(run.compared and run.refusal is None for run in default.runs.values())
+
+
+def test_a_bad_recipe_key_or_an_impossible_k_is_named_when_the_registry_is_built() -> None:
+    """The registry checks every run config as the engine will: a misspelt key in a recipe's train
+    block and a K above the class count are named (with the recipe and the run) before any job."""
+    typo = changed(CONFIGS["paper"], recipes={"voc": {"train": {"epochz": 40}}})
+    with pytest.raises(ExperimentConfigError) as error:
+        build_registry(typo)
+    message = str(error.value)
+    assert "run voc2007/large/ml_decoder-k20/fixed_random (trained with recipes.voc over the shared train block): " \
+           "train.epochz: unknown key" in message
+    too_many = changed(CONFIGS["paper"], experiments={"openimages_groups": 20000})
+    with pytest.raises(ExperimentConfigError, match=r"run openimages-224px/ml_decoder-k20000/fixed_random: K = 20000 "
+                                                    r"groups for 9605 classes \(table\(s\) table12_openimages\)"):
+        build_registry(too_many)

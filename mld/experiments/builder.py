@@ -379,11 +379,37 @@ class _Builder:
 
 
 def build_registry(config: Mapping[str, Any]) -> Registry:
-    """Every run, table, dataset, backbone, feature cache and measurement of a validated config."""
+    """Every run, table, dataset, backbone, feature cache and measurement of a validated config.
+
+    Every run config is checked as the engine will check it (recipe keys, values, K against the
+    class count), so a mistake is named while the workflow is planned, not inside a job.
+    """
     builder = _Builder(config)
     for cell in expand(config, builder.num_classes):
         if cell.measure:
             builder.measurement(cell)
         else:
             builder.run(cell)
+    check_run_configs(builder.registry)
     return builder.registry
+
+
+def check_run_configs(registry: Registry) -> None:
+    """Raise ExperimentConfigError listing every run config the engine would refuse, by its recipe."""
+    from mld.engine.config import ConfigError, validate_run_config  # torch-free
+
+    problems: list[str] = []
+    for run in registry.runs.values():
+        recipes = " and ".join(f"recipes.{name}" for name in sorted(set(run.recipes.values())))
+        where = f"run {run.run_id} (trained with {recipes} over the shared train block)"
+        try:
+            validate_run_config(run.config_for_seed(run.seeds[0]), source=where)
+        except ConfigError as error:
+            problems += [line.strip() for line in str(error).splitlines()[1:] if line.strip() not in problems]
+        groups, classes = run.config["model"]["num_groups"], run.settings.get("num_classes")
+        if groups is not None and classes is not None and groups > classes:
+            problems.append(f"run {run.run_id}: K = {groups} groups for {classes} classes (table(s) "
+                            f"{', '.join(run.rows)}); K must not exceed the class count: lower the "
+                            "`experiments:` value its table entry uses (mld/experiments/table.yaml)")
+    if problems:
+        raise ExperimentConfigError("invalid runs:\n  " + "\n  ".join(problems))
