@@ -126,6 +126,22 @@ def test_nuswide_zero_shot_classes_and_labels(tmp_path):
     assert meta.splits == {"train": 2, "val": 2}
 
 
+def test_nuswide_concepts_only_is_the_81_concept_multi_label_benchmark(tmp_path):
+    """--concepts-only: the concepts as the classes (no seen/unseen split), each split keeping the
+    images with a concept positive (HSVLT's NUS-WIDE)."""
+    _nuswide(tmp_path / "nus")
+    dataset = read_nuswide(tmp_path / "nus", concepts_only=True)
+    assert dataset.class_names == ["dog", "water", "zebra"] and not dataset.seen_classes and not dataset.unseen_classes
+    train, val = dataset.splits["train"], dataset.splits["val"]
+    assert [path.name for path in train.paths] == ["0001_1.jpg", "0003_3.jpg", "0005_5.jpg"]
+    assert train.labels.tolist() == [[0, 1, 0], [1, 0, 0], [1, 1, 0]]
+    assert [path.name for path in val.paths] == ["0004_4.jpg"] and val.labels.tolist() == [[0, 0, 1]]
+    meta = write_read_dataset(dataset, tmp_path / "prepared")
+    assert meta.splits == {"train": 3, "val": 1} and meta.task == "multilabel" and not meta.zero_shot
+    everything = read_nuswide(tmp_path / "nus", concepts_only=True, keep_unlabelled=True)
+    assert [len(everything.splits[split].paths) for split in ("train", "val")] == [4, 3]
+
+
 def test_nuswide_matrix_of_the_wrong_shape_is_named(tmp_path):
     _nuswide(tmp_path / "nus")
     (tmp_path / "nus" / "NUS_WID_Tags" / "Test_Tags1k.dat").write_text("0 1\n")

@@ -47,6 +47,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             parser.add_argument("--keep-unlabelled", action="store_true",
                                 help="keep every listed image (default: training images with a seen-class "
                                      "positive, evaluation images with any positive)")
+            parser.add_argument("--concepts-only", action="store_true",
+                                help="the multi-label benchmark of the 81 concepts (HSVLT's NUS-WIDE) instead of "
+                                     "the zero-shot split; each split keeps the images with a concept positive")
         _add_real_dataset_options(parser)
         parser.set_defaults(func=_prepare_real, adapter=name)
 
@@ -131,7 +134,8 @@ def _prepare_real(args: argparse.Namespace) -> int:
     elif args.adapter == "voc":
         dataset = adapters.read_voc(args.root, skip_missing_images=skip)
     elif args.adapter == "nuswide":
-        dataset = adapters.read_nuswide(args.root, skip_missing_images=skip, keep_unlabelled=args.keep_unlabelled)
+        dataset = adapters.read_nuswide(args.root, skip_missing_images=skip, keep_unlabelled=args.keep_unlabelled,
+                                        concepts_only=args.concepts_only)
     else:
         dataset = adapters.read_openimages(args.class_descriptions, args.train_labels, args.val_labels,
                                            args.train_images, args.val_images, classes=args.classes,

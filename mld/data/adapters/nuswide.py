@@ -14,6 +14,10 @@ scored on those of them with a positive among the unseen classes (mld.metrics.
 zero_shot_evaluation applies the same rule, mld.data.prepared.images_with_positive).
 `keep_unlabelled` keeps every listed image instead.
 
+`concepts_only` reads the multi-label benchmark instead (HSVLT's NUS-WIDE and most multi-label
+papers): the 81 human-annotated concepts, the same train and test lists, each split keeping the
+images with a concept positive.
+
 Expected layout (the official NUS-WIDE release, unpacked):
 ```
 <root>/Flickr/<folder>/<file>.jpg
@@ -61,7 +65,7 @@ def _zero_one_matrix(matrix_file: Path, rows: int, columns: int) -> np.ndarray:
 
 
 def read_nuswide(root: str | Path, skip_missing_images: bool = False,
-                 keep_unlabelled: bool = False) -> ReadDataset:
+                 keep_unlabelled: bool = False, concepts_only: bool = False) -> ReadDataset:
     root = Path(root)
     tags = _names(root / "NUS_WID_Tags" / "TagList1k.txt")
     concepts = _names(root / "ConceptsList" / "Concepts81.txt")
@@ -79,11 +83,18 @@ def read_nuswide(root: str | Path, skip_missing_images: bool = False,
             for concept in concepts
         ]
         labels = np.concatenate([tag_matrix[:, seen_tag_columns], np.stack(concept_columns, axis=1)], axis=1)
+        if concepts_only:
+            labels = labels[:, len(seen_tag_columns):]
         content = FileSplit([root / "Flickr" / path for path in relative], labels.astype(np.int8))
-        if not keep_unlabelled:
+        if concepts_only and not keep_unlabelled:
+            content = content.select(images_with_positive(labels))
+        elif not keep_unlabelled:
             content = content.select(images_with_positive(labels[:, :len(seen_tag_columns)] if split == "train"
                                                           else labels))
         splits[split] = keep_existing_images(content, str(list_file), skip_missing_images)
+    if concepts_only:
+        return ReadDataset(name="nuswide-81", source=f"NUS-WIDE (81 concepts, multi-label) at {root}",
+                           class_names=concepts, splits=splits)
     return ReadDataset(
         name="nuswide-zsl", source=f"NUS-WIDE (LESA/BiAM zero-shot split) at {root}", class_names=class_names,
         splits=splits, seen_classes=list(range(len(seen_tag_columns))),
