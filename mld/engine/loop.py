@@ -10,7 +10,7 @@ import contextlib
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import torch
 from torch import nn
@@ -124,21 +124,28 @@ class Trainer:
 
 
 @torch.no_grad()
-def predict(model: nn.Module, batches: Iterable, class_embeddings: torch.Tensor | None,
+def predict(models: Mapping[str, nn.Module], batches: Iterable, class_embeddings: torch.Tensor | None,
             precision: Precision, activation: Callable[[torch.Tensor], torch.Tensor],
-            should_stop: Callable[[], bool] = lambda: False) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """Scores of `model` (unwrapped, not DDP) on every batch, and the labels; None if stopped."""
-    model.eval()
-    scores, all_labels = [], []
+            should_stop: Callable[[], bool] = lambda: False) -> tuple[dict[str, torch.Tensor], torch.Tensor] | None:
+    """Scores of each model (unwrapped, not DDP) on every batch, and the labels; None if stopped.
+
+    One pass over `batches` serves every model: each batch is loaded and moved to the device once
+    and scored by each model in turn (the model and its EMA cost one decode, not two)."""
+    for model in models.values():
+        model.eval()
+    scores: dict[str, list[torch.Tensor]] = {name: [] for name in models}
+    all_labels = []
     with one_pass(batches) as batch_iterator:
         for inputs, labels in batch_iterator:
-            with precision.autocast():
-                logits = model(_to_device(inputs, precision.device), class_embeddings=class_embeddings)
-            scores.append(activation(logits.float()).cpu())
+            inputs = _to_device(inputs, precision.device)
+            for name, model in models.items():
+                with precision.autocast():
+                    logits = model(inputs, class_embeddings=class_embeddings)
+                scores[name].append(activation(logits.float()).cpu())
             all_labels.append(labels)
             if should_stop():
                 return None
-    return torch.cat(scores), torch.cat(all_labels)
+    return {name: torch.cat(values) for name, values in scores.items()}, torch.cat(all_labels)
 
 
 def _to_device(inputs: torch.Tensor | list[torch.Tensor], device: torch.device):
