@@ -9,7 +9,7 @@ from torch.utils.data import Dataset
 
 from mld.engine.data import open_run_data
 from mld.engine.distributed import World
-from mld.engine.evaluation import Evaluator
+from mld.engine.evaluation import Evaluator, best_epoch_section
 from mld.engine.modeling import build_model
 from mld.engine.precision import choose_precision
 from mld.engine.progress import RunLog
@@ -72,3 +72,17 @@ def test_model_and_ema_are_scored_from_one_load_of_each_image(setup):
         selection = evaluator.metrics.selection
         assert quick[f"{selection}_{name}"] == evaluator.quick({name: model})[f"{selection}_{name}"]
         assert quick[f"{selection}_{name}"] == results[name][selection]
+
+
+# ---- the official protocol's selection: the best evaluated epoch
+
+def test_the_best_epoch_is_the_highest_evaluated_epoch_of_the_better_candidate():
+    history = [{"epoch": 1, "mAP_model": 50.0, "mAP_ema": 49.0}, {"epoch": 2, "train_loss": 0.5},
+               {"epoch": 3, "mAP_model": 60.0, "mAP_ema": 61.0}, {"epoch": 4, "mAP_model": 61.0, "mAP_ema": 55.0},
+               {"epoch": 5, "mAP_model": 58.0, "mAP_ema": 59.0}]
+    assert best_epoch_section(history, "mAP", ["model", "ema"]) == {
+        "epoch": 3, "mAP": 61.0, "mAP_model": 60.0, "mAP_ema": 61.0, "selected": "ema", "selected_by": "mAP"}
+    tied = [{"epoch": 1, "top1_model": 70.0, "top1_ema": 70.0}]
+    assert best_epoch_section(tied, "top1", ["model", "ema"])["selected"] == "model"
+    assert best_epoch_section(history, "mAP", ["model"])["epoch"] == 4
+    assert best_epoch_section(history[1:2], "mAP", ["model"]) is None

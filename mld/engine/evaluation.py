@@ -125,6 +125,27 @@ def final_section(candidates: Mapping[str, Mapping[str, Any]], selection: str) -
     return final
 
 
+def best_epoch_section(history: Sequence[Mapping[str, Any]], selection: str,
+                       candidates: Sequence[str]) -> dict[str, Any] | None:
+    """metrics.json "best_epoch": the official train.py's selection, the highest over the evaluated
+    epochs of the better of the candidates (the earliest epoch wins ties, the model within one).
+
+    Only epochs that were evaluated count (every `train.eval_every`-th and the last one); None when
+    no epoch of `history` holds the candidates' selection metric."""
+    best: dict[str, Any] | None = None
+    for entry in history:
+        scored = {name: {selection: entry[f"{selection}_{name}"]} for name in candidates
+                  if f"{selection}_{name}" in entry}
+        if len(scored) < len(candidates):
+            continue
+        chosen = select(scored, selection)
+        if best is None or scored[chosen][selection] > best[selection]:
+            best = {"epoch": entry["epoch"], selection: scored[chosen][selection],
+                    **{f"{selection}_{name}": values[selection] for name, values in scored.items()},
+                    "selected": chosen, "selected_by": selection}
+    return best
+
+
 class Evaluator:
     """Scores the evaluation split with any set of weights, sharded over processes."""
 

@@ -30,7 +30,7 @@ from mld.data.loading import make_loader
 from mld.engine.data import RunData, open_run_data
 from mld.engine.distributed import World, synchronise_batchnorm
 from mld.engine.ema import ModelEma
-from mld.engine.evaluation import Evaluator, FullEvaluation, final_section
+from mld.engine.evaluation import Evaluator, FullEvaluation, best_epoch_section, final_section
 from mld.engine.loop import Trainer
 from mld.engine.modeling import build_model
 from mld.engine.optim import build_optimizer, build_schedule
@@ -312,7 +312,8 @@ class _Run:
         if progress.history:
             progress.history[-1].update({f"{selection}_{name}": values[selection]
                                          for name, values in candidates.items()})
-        metrics = {**self._identity(), "final": final, "history": progress.history,
+        best = best_epoch_section(progress.history, selection, list(candidates))
+        metrics = {**self._identity(), "final": final, "best_epoch": best, "history": progress.history,
                    "train_time_s": progress.train_time_s}
         if self.world.is_main:
             outputs.write_predictions(self.out_dir, scores[final["selected"]], labels, self.data.class_names,
@@ -320,8 +321,9 @@ class _Run:
             save_checkpoint(self.out_dir / outputs.CHECKPOINT, {
                 "format": CHECKPOINT_FORMAT, "config": self.config, "selected": final["selected"],
                 "model": self.model.state_dict(), "ema": self.ema.state_dict() if self.ema else None})
-            self.log(f"finished: {final['selected_by']} {final[final['selected_by']]:.2f} "
-                     f"({final['selected']} weights), {progress.train_time_s:.0f} s of training")
+            self.log(f"finished: {selection} {final[selection]:.2f} ({final['selected']} weights); best "
+                     f"evaluated epoch {best['epoch']}: {best[selection]:.2f} ({best['selected']}); "
+                     f"{progress.train_time_s:.0f} s of training")
             self._publish(metrics)
         return outputs.json_safe(metrics)
 
