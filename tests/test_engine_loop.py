@@ -1,10 +1,12 @@
-"""The training loop's loss bookkeeping: nothing read from the device per step, non-finite losses named."""
+"""The training loop's loss bookkeeping (nothing read from the device per step, non-finite losses
+named) and the channels_last inputs of GPU runs."""
 from __future__ import annotations
 
 import pytest
 import torch
 from torch import nn
 
+from mld.engine.cuda_settings import channels_last_inputs, use_channels_last
 from mld.engine.ema import ModelEma
 from mld.engine.loop import NonFiniteLossError, Trainer
 from mld.engine.modeling import HeadOnlyModel
@@ -94,3 +96,33 @@ def test_labels_are_checked_on_the_cpu_only():
         labels_to_targets(torch.tensor([[1, 2]], dtype=torch.int8))
     targets, weights = labels_to_targets(torch.tensor([[1, 2]], dtype=torch.int8, device="meta"))
     assert targets.device.type == weights.device.type == "meta"
+
+
+class SeesItsInput(nn.Module):
+    """A convolution that records whether its input arrived in channels_last memory format."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.seen = nn.Conv2d(3, 4, 3), []
+
+    def forward(self, images: torch.Tensor, class_embeddings=None) -> torch.Tensor:
+        self.seen.append(images.is_contiguous(memory_format=torch.channels_last))
+        return self.conv(images)
+
+
+def test_a_channels_last_model_gets_channels_last_images_and_keeps_its_values():
+    images = torch.randn(2, 3, 8, 8)
+    converted = channels_last_inputs(nn.Identity(), (images,))
+    assert converted[0].is_contiguous(memory_format=torch.channels_last) and torch.equal(converted[0], images)
+    assert channels_last_inputs(nn.Identity(), (torch.randn(2, 3),)) is None  # not images: left alone
+    torch.manual_seed(0)
+    model = SeesItsInput()
+    expected = model(images)
+    use_channels_last(model)
+    assert model.conv.weight.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(model(images, class_embeddings=None), expected)
+    assert model.seen == [False, True]
+    ema = ModelEma(model, 0.9).module
+    ema.seen.clear()
+    ema(images)
+    assert ema.seen == [True]  # the EMA's copy keeps the conversion

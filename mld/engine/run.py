@@ -26,6 +26,7 @@ from mld.engine.config import check_components, load_run_config, result_defining
 from mld.engine.costing import (
     COST_KEY, MEMORY_KEY, TrainingStep, check_feasibility, cost_key, measure_cost, memory_cost,
 )
+from mld.engine.cuda_settings import configure_cuda, use_channels_last
 from mld.data.loading import make_loader
 from mld.engine.data import RunData, open_run_data
 from mld.engine.distributed import World, synchronise_batchnorm
@@ -173,9 +174,9 @@ class _Run:
             model = synchronise_batchnorm(model, device)
         model.to(device)
         if device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
+            configure_cuda()
             if not self.config["features"]:
-                model.to(memory_format=torch.channels_last)
+                use_channels_last(model)
         self.model = model
         self.ema = ModelEma(model, train["ema_decay"]) if train["ema_decay"] else None
         wrapped = model
