@@ -46,8 +46,8 @@ from mld.atomic import write_npz, write_text
 from mld.experiments import CHECKOUT, Registry, measurement_path, paper_class_count, run_dir
 
 COLUMNS = ("kind", "run_id", "seed", "table_ids", "metric", "selection", "value", "status", "reason", "mode", "task",
-           "dataset", "dataset_stands_for", "backbone", "backbone_role", "backbone_stands_for", "rows", "versions", "device", "git_commit",
-           "config_hash", "note")
+           "dataset", "dataset_stands_for", "backbone", "backbone_role", "backbone_stands_for", "rows", "versions",
+           "device", "git_commit", "config_hash", "note")
 KIND_RUN, KIND_MEASUREMENT, KIND_REPORT = "run", "measurement", "report"
 STATUS_OK, STATUS_MISSING, STATUS_INFEASIBLE = "ok", "missing", "infeasible"
 COST_FILE_METRICS = ("flops_g", "params_m", "head_flops_g", "head_params_m")

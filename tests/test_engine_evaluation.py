@@ -33,8 +33,8 @@ class CountedLoads(Dataset):
         return self.dataset[key]
 
 
-@pytest.fixture(scope="module", params=[("coco-like", "multilabel", TINY_HEAD), ("nus-like", "zero_shot", ZERO_SHOT_HEAD)],
-                ids=["multilabel", "zero_shot"])
+@pytest.fixture(scope="module", ids=["multilabel", "zero_shot"],
+                params=[("coco-like", "multilabel", TINY_HEAD), ("nus-like", "zero_shot", ZERO_SHOT_HEAD)])
 def setup(request, tmp_path_factory):
     """An evaluator over a counted validation split, and two differently initialised models."""
     preset, task, head = request.param

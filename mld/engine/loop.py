@@ -159,7 +159,8 @@ class Trainer:
 @torch.no_grad()
 def predict(models: Mapping[str, nn.Module], batches: Iterable, class_embeddings: torch.Tensor | None,
             precision: Precision, activation: Callable[[torch.Tensor], torch.Tensor],
-            should_stop: Callable[[], bool] = lambda: False) -> tuple[dict[str, torch.Tensor], torch.Tensor] | None:
+            should_stop: Callable[[], bool] = lambda: False,
+            ) -> tuple[dict[str, torch.Tensor], torch.Tensor] | None:
     """Scores of each model (unwrapped, not DDP) on every batch, and the labels; None if stopped.
 
     One pass over `batches` serves every model: each batch is loaded and moved to the device once
