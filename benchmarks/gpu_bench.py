@@ -107,8 +107,8 @@ def time_steps(trainer: Trainer, device: torch.device, resolution: int, batch_si
             started = time.perf_counter()
         trainer.step(images, labels, where=f"benchmark step {index + 1}")
     synchronize(device)
-    loss = trainer.read_losses()[-1]
     seconds = time.perf_counter() - started
+    loss = trainer.read_losses()[-1]
     return {"images_per_s": steps * batch_size / seconds, "seconds": seconds, "steps": steps,
             "batch_size": batch_size, "resolution": resolution, "last_loss": loss,
             "peak_memory_gb": peak_memory_gb(device), "loss_scale": trainer.precision.scaler.get_scale()
