@@ -40,6 +40,7 @@ import mld  # noqa: E402
 from mld import cost, paper  # noqa: E402
 from mld.atomic import write_json  # noqa: E402
 from mld.engine.config import validate_run_config  # noqa: E402
+from mld.engine.cuda_settings import configure_cuda, use_channels_last  # noqa: E402
 from mld.engine.distributed import synchronise_batchnorm  # noqa: E402
 from mld.engine.ema import ModelEma  # noqa: E402
 from mld.engine.loop import Trainer  # noqa: E402
@@ -82,7 +83,7 @@ def make_trainer(device: torch.device, dtype: torch.dtype, channels_last: bool, 
         model = synchronise_batchnorm(model, device)
     model.to(device)
     if channels_last:
-        model.to(memory_format=torch.channels_last)
+        use_channels_last(model)
     wrapped = model
     if distributed:
         wrapped = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -100,14 +101,14 @@ def time_steps(trainer: Trainer, device: torch.device, resolution: int, batch_si
     labels = (torch.rand(batch_size, COCO_CLASSES, device=device, generator=generator) < 0.05).to(torch.int8)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    loss = float("nan")
     for index in range(warmup + steps):
         if index == warmup:
             synchronize(device)
             started = time.perf_counter()
-        loss = trainer.step(images, labels, where=f"benchmark step {index + 1}")
+        trainer.step(images, labels, where=f"benchmark step {index + 1}")
     synchronize(device)
     seconds = time.perf_counter() - started
+    loss = trainer.read_losses()[-1]
     return {"images_per_s": steps * batch_size / seconds, "seconds": seconds, "steps": steps,
             "batch_size": batch_size, "resolution": resolution, "last_loss": loss,
             "peak_memory_gb": peak_memory_gb(device), "loss_scale": trainer.precision.scaler.get_scale()
@@ -254,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         if not torch.cuda.is_available():
             raise SystemExit("no CUDA device is visible; use --device cpu --quick to check the script")
         torch.cuda.set_device(device)
-        torch.backends.cudnn.benchmark = True  # as the engine does on GPUs
+        configure_cuda()  # as mld.engine.run sets it for a run: cuDNN autotuning, TF32
     print(f"device {device}{f' ({torch.cuda.get_device_name(device)})' if device.type == 'cuda' else ''}, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"{'section':7s} {'what':55s} {'images/s':>10s}  notes")

@@ -25,6 +25,9 @@ def labels_to_targets(labels: torch.Tensor, unknown_labels: str = "ignore",
 
     unknown_labels="ignore": unknown entries get weight 0. "negative": they are negatives with
     weight `unknown_weight` (the paper's Open Images recipe: untagged = down-weighted negative).
+    Labels on the CPU are checked to be 1, 0 or -1; labels on an accelerator are not, because
+    reading the check's result would make the host wait for the device at every training step
+    (`mld prepare validate` checks a prepared dataset's label files).
     """
     if unknown_labels not in UNKNOWN_LABEL_POLICIES:
         raise ValueError(f"unknown_labels must be one of {UNKNOWN_LABEL_POLICIES}, "
@@ -33,9 +36,10 @@ def labels_to_targets(labels: torch.Tensor, unknown_labels: str = "ignore",
         raise ValueError("unknown_labels='negative' needs unknown_weight (e.g. 0.1)")
     if unknown_labels == "ignore" and unknown_weight is not None:
         raise ValueError("unknown_weight only applies to unknown_labels='negative'")
-    invalid = (labels != 1) & (labels != 0) & (labels != -1)
-    if invalid.any():
-        raise ValueError(f"labels must be 1, 0 or -1, found {labels[invalid][0].item()}")
+    if labels.device.type == "cpu":
+        invalid = (labels != 1) & (labels != 0) & (labels != -1)
+        if invalid.any():
+            raise ValueError(f"labels must be 1, 0 or -1, found {labels[invalid][0].item()}")
     unknown = labels == -1
     targets = (labels == 1).float()
     fill = 0.0 if unknown_labels == "ignore" else float(unknown_weight)

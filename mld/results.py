@@ -7,10 +7,17 @@ carries what the tables need besides the numbers: each run's rows in each table 
 what stands in for the paper's datasets and backbones, and the report's header (`kind` report).
 
 Row kinds (column `kind`):
-* run: one row per (run, seed, metric). Metrics are metrics.json "final" (sections flattened:
-  "zsl/mAP", "gzsl/F1@3") and cost.json (flops_g, params_m, ...). A seed without outputs is one
-  row with status "missing" and no metric; an infeasible run's rows have status "infeasible" and
-  its reason, with the cost it measured.
+* run: one row per (run, seed, selection, metric). Metrics are metrics.json "final" (sections
+  flattened: "zsl/mAP", "gzsl/F1@3") and "best_epoch" (its selection metric, each candidate's, and
+  its epoch), and cost.json (flops_g, params_m, ...). A seed without outputs is one row with
+  status "missing" and no metric; an infeasible run's rows have status "infeasible" and its
+  reason, with the cost it measured.
+* selection: which weights a run's metric was measured with. "final": the last epoch's better of
+  the model and its EMA (the suite's protocol); "best_epoch": the highest over the evaluated
+  epochs of the better of the two (the official train.py's protocol, behind the paper's numbers);
+  empty for what does not depend on it (costs, training time, measurements). A column, not a
+  metric name prefix: "mAP" stays one metric, its protocol a key beside run and seed (runs.csv
+  files written before the column hold final values only, and read back with it empty).
 * measurement: one row per (measurement, metric); a metric given per part (module timing's
   time_ms per module) is one row per part, "time_ms/self_attention".
 * report: the header (label, config, mode, seeds, git commit, one row per dataset and backbone).
@@ -39,16 +46,19 @@ from mld.atomic import write_npz, write_text
 from mld.data.prepared import images_with_positive
 from mld.experiments import CHECKOUT, Registry, measurement_path, paper_class_count, run_dir
 
-COLUMNS = ("kind", "run_id", "seed", "table_ids", "metric", "value", "status", "reason", "mode", "task", "dataset",
-           "dataset_stands_for", "backbone", "backbone_role", "backbone_stands_for", "rows", "versions", "device", "git_commit",
-           "config_hash", "note", "weights", "compared")
-# Columns added after runs.csv files were first written: read as empty from older files.
-LATER_COLUMNS = ("weights", "compared")
+COLUMNS = ("kind", "run_id", "seed", "table_ids", "metric", "selection", "value", "status", "reason", "mode", "task",
+           "dataset", "dataset_stands_for", "backbone", "backbone_role", "backbone_stands_for", "rows", "versions",
+           "device", "git_commit", "config_hash", "note", "weights", "compared")
+# Columns added after runs.csv files were first written: read as empty from older files (whose
+# values are all final-epoch ones, from runs compared with the paper's).
+LATER_COLUMNS = ("selection", "weights", "compared")
 KIND_RUN, KIND_MEASUREMENT, KIND_REPORT = "run", "measurement", "report"
 STATUS_OK, STATUS_MISSING, STATUS_INFEASIBLE = "ok", "missing", "infeasible"
 COST_FILE_METRICS = ("flops_g", "params_m", "head_flops_g", "head_params_m")
-# metrics.json "final" keys that are bookkeeping, not measurements.
+# metrics.json "final" and "best_epoch" keys that are bookkeeping, not measurements.
 FINAL_SKIP = frozenset({"selected", "selected_by", "candidates"})
+# The metrics.json sections of the two selections, which are also the values of column `selection`.
+SELECTION_FINAL, SELECTION_BEST_EPOCH = "final", "best_epoch"
 # Metrics whose per-image replicates are kept for paired comparisons: (metric, how it is scored).
 PAIRED_METRICS = {"multilabel": "mAP", "zero_shot": "mAP", "single_label": "top1"}
 BOOTSTRAP_SUFFIX = ".bootstrap.npz"  # runs.csv -> runs.bootstrap.npz (mld.paths.RUNS_BOOTSTRAP)
@@ -263,11 +273,14 @@ def _collect_run(registry: Registry, run_id: str, results: Path, commit: str) ->
                      for name, value in numbers_measured] or [
                 _base_row(**common, status=STATUS_INFEASIBLE, reason=reason)]
             continue
-        final = {key: value for key, value in (metrics.get("final") or {}).items() if key not in FINAL_SKIP}
-        measured = list(flatten(final)) + [(name, value) for name, value in flatten(cost) if name in COST_FILE_METRICS]
+        measured = [(selection, name, value) for selection in (SELECTION_FINAL, SELECTION_BEST_EPOCH)
+                    for name, value in flatten({key: value for key, value in (metrics.get(selection) or {}).items()
+                                                if key not in FINAL_SKIP})]
+        measured += [(None, name, value) for name, value in flatten(cost) if name in COST_FILE_METRICS]
         if metrics.get("train_time_s") is not None:
-            measured += list(flatten({"train_time_s": metrics["train_time_s"]}))
-        rows += [_base_row(**common, metric=name, value=value, status=STATUS_OK) for name, value in measured]
+            measured += [(None, name, value) for name, value in flatten({"train_time_s": metrics["train_time_s"]})]
+        rows += [_base_row(**common, metric=name, selection=selection, value=value, status=STATUS_OK)
+                 for selection, name, value in measured]
         paired = PAIRED_METRICS.get(task)
         arrays = _metric_arrays(seed_dir / "predictions.npz", task, data_path)
         if paired and arrays is not None:

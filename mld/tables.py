@@ -41,7 +41,11 @@ SECTION_COLUMN = "task"
 UNREPORTED_TABLE_METRICS = ("mAP", "flops_g", "params_m")
 # Metrics whose effect is a difference (percentage points); every other metric's is a ratio.
 DIFFERENCE_METRICS = frozenset({"mAP", "mAP_seen", "top1", "F1@3", "F1@5"})
-METRIC_FIELDS = ("paper", "mean", "std", "n", "diff", "paper effect", "effect", "effect margin")
+# A metric's "mean", "std" and "n" are of the final selection (mld.results); its "best epoch mean",
+# "best epoch std" and "best epoch n" of the official train.py's, shown beside the paper's value.
+BEST_EPOCH = "best epoch"
+METRIC_FIELDS = ("paper", "mean", "std", "n", f"{BEST_EPOCH} mean", f"{BEST_EPOCH} std", f"{BEST_EPOCH} n", "diff",
+                 "paper effect", "effect", "effect margin")
 
 STATUS_OK = "ok"
 STATUS_PAPER_ONLY = "paper only"
@@ -156,6 +160,7 @@ class Observation:
     environments: set[str] = field(default_factory=set)
     infeasible: str | None = None
     by_seed: dict[str, dict[int, float]] = field(default_factory=dict)      # metric -> seed -> value
+    best: dict[str, list[float]] = field(default_factory=dict)              # metric -> best-epoch value per seed
     replicates: dict[str, dict[int, tuple[np.ndarray, str]]] = field(default_factory=dict)
     dataset: str | None = None
     backbone: str | None = None                   # "test_resnet [large]"
@@ -182,6 +187,12 @@ class Observation:
             self.samples.setdefault(metric, []).append(number)
             if seed is not None:
                 self.by_seed.setdefault(metric, {})[seed] = number
+
+    def add_best(self, metric: str, value: Any) -> None:
+        """A seed's value of `metric` under the official protocol's selection (the best evaluated epoch)."""
+        number = long_form.finite_number(value)
+        if number is not None:
+            self.best.setdefault(metric, []).append(number)
 
 
 def _seed_label(seed: Any) -> str:
@@ -244,9 +255,13 @@ def observe(member: pd.DataFrame, table_id: str, spec: TableSpec,
                     name = f"{metric}/{scope}"
                 else:
                     name = metric
-                values = rows.loc[rows["metric"] == name, "value"]
+                named, best = rows["metric"] == name, rows["selection"] == long_form.SELECTION_BEST_EPOCH
+                values = rows.loc[named & ~best, "value"]
                 if len(values):
                     observation.add(metric, values.iloc[0], seed_number)
+                best_values = rows.loc[named & best, "value"]
+                if len(best_values):
+                    observation.add_best(metric, best_values.iloc[0])
                 if not scope and seed_number is not None and (origin, seed_number, metric) in replicates:
                     observation.replicates.setdefault(metric, {})[seed_number] = replicates[
                         (origin, seed_number, metric)]
@@ -374,6 +389,11 @@ def _frame_row(spec: TableSpec, reported: dict | None, observation: Observation 
         row[metric_column(metric, "mean")] = mean
         row[metric_column(metric, "std")] = std
         row[metric_column(metric, "n")] = n
+        best = [] if observation is None else observation.best.get(metric, [])
+        best_mean, best_std, best_n = summarise(best) if best else (math.nan, math.nan, 0)
+        row[metric_column(metric, f"{BEST_EPOCH} mean")] = best_mean
+        row[metric_column(metric, f"{BEST_EPOCH} std")] = best_std
+        row[metric_column(metric, f"{BEST_EPOCH} n")] = best_n
         row[metric_column(metric, "diff")] = math.nan
         for name in ("paper effect", "effect", "effect margin"):
             row[metric_column(metric, name)] = math.nan
@@ -615,6 +635,12 @@ LAYOUT_TEXT = {
 }
 
 
+BEST_EPOCH_TEXT = (f"Selection: \"{BEST_EPOCH}\" is the official train.py's (behind the paper's numbers), the "
+                   "highest over the evaluated epochs (every train.eval_every-th and the last) of the better of the "
+                   "model and its EMA; \"reproduced\" is the last epoch's better of the two, which differences, "
+                   "effects and claims use.")
+
+
 @dataclass(frozen=True)
 class ReportHeader:
     """What produced the results: printed at the top of tables.md (from the frame's report rows)."""
@@ -661,14 +687,16 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     return "\n".join([line(header), line(["---"] * len(header)), *(line(row) for row in rows)])
 
 
-def _reproduced_cell(row: pd.Series, metric: str) -> str:
-    n = int(row[metric_column(metric, "n")])
+def _reproduced_cell(row: pd.Series, metric: str, selection: str = "") -> str:
+    """The mean ± std (n) of one metric; `selection` "" for the final values, BEST_EPOCH for the official's."""
+    prefix = f"{selection} " if selection else ""
+    n = int(row[metric_column(metric, f"{prefix}n")])
     if n == 0:
         status = str(row["status"])
         if status.startswith((STATUS_PAPER_ONLY, STATUS_NOT_REPRODUCED)):
             return "—"
         return status.split(":")[0] if status.startswith((STATUS_INFEASIBLE, STATUS_MISSING)) else "n/a"
-    mean, std = row[metric_column(metric, "mean")], row[metric_column(metric, "std")]
+    mean, std = row[metric_column(metric, f"{prefix}mean")], row[metric_column(metric, f"{prefix}std")]
     spread = "" if math.isnan(std) else f" ± {format_number(std, like=mean)}"
     return f"{format_number(mean)}{spread} (n={n})"
 
@@ -731,6 +759,11 @@ def _run_cell(table: TableResult, index: int) -> str:
     return cell
 
 
+def best_epoch_metrics(table: TableResult) -> list[str]:
+    """The table's metrics some row has best-epoch values of (those get a "best epoch" column)."""
+    return [m for m in table.spec.metrics if (table.frame[metric_column(m, f"{BEST_EPOCH} n")] > 0).any()]
+
+
 def render_table(table: TableResult) -> str:
     """The markdown rows of one table, laid out as its data allows (see the module docstring)."""
     spec, frame = table.spec, table.frame
@@ -746,7 +779,11 @@ def render_table(table: TableResult) -> str:
         parts = ("paper", "reproduced")
     else:
         parts = ("paper", "reproduced", "diff")
-    header = list(spec.key) + [f"{m} {part}" for m in spec.metrics for part in parts]
+    with_best = best_epoch_metrics(table)
+    metric_parts = {m: tuple(shown for part in parts for shown in
+                             ((BEST_EPOCH, part) if part == "reproduced" and m in with_best else (part,)))
+                    for m in spec.metrics}
+    header = list(spec.key) + [f"{m} {part}" for m in spec.metrics for part in metric_parts[m]]
     header += (["run"] if reproduced else []) + ["status"] + (["note"] if notes else [])
     rows = []
     for index, row in frame.iterrows():
@@ -754,9 +791,10 @@ def render_table(table: TableResult) -> str:
         for metric in spec.metrics:
             effects = _effect_cells(table, index, metric) if "effect" in parts else []
             values = {"paper": _paper_cell(row, metric), "reproduced": _reproduced_cell(row, metric),
+                      BEST_EPOCH: _reproduced_cell(row, metric, BEST_EPOCH) if metric in with_best else "",
                       "diff": _diff_cell(row, metric), "paper effect": effects[:1] and effects[0],
                       "effect": effects[1:] and effects[1]}
-            cells += [values[part] or "" for part in parts]
+            cells += [values[part] or "" for part in metric_parts[metric]]
         cells += ([_run_cell(table, index)] if reproduced else []) + [str(row["status"])]
         if notes:
             cells.append("" if plain_value(row["note"]) is None else str(row["note"]))
@@ -798,6 +836,8 @@ def render_section(table: TableResult, claims: pd.DataFrame) -> str:
             parts.append("Data: " + "; ".join(table.datasets) + ".")
         if not spec.reported.empty and reproduced:
             parts.append("Shown: " + LAYOUT_TEXT[table.layout].format(baseline=_baseline_text(spec)) + ".")
+        if best_epoch_metrics(table):
+            parts.append(BEST_EPOCH_TEXT)
     for prefix, what in ((STATUS_MISSING, "Missing runs"), (STATUS_PARTIAL, "Runs with missing seeds"),
                          (STATUS_NOT_COMPARED, "Not compared with the paper")):
         runs = table.runs_with_status(prefix)

@@ -91,6 +91,22 @@ def test_a_run_writes_every_output(finished_run):
     assert all(np.isfinite(entry["train_loss"]) and "mAP_model" in entry for entry in written["history"])
 
 
+def test_a_run_records_both_selections(finished_run):
+    """"final": the last epoch's better of model and EMA; "best_epoch": the official train.py's
+    highest over evaluated epochs (here every epoch: eval_every 1) of the better of the two."""
+    _, out, _ = finished_run
+    written = json.loads((out / "metrics.json").read_text())
+    history, final, best = written["history"], written["final"], written["best_epoch"]
+    assert all({"mAP_model", "mAP_ema"} <= set(entry) for entry in history)  # the final epoch's too
+    assert {key: history[-1][key] for key in ("mAP_model", "mAP_ema")} == {
+        key: final[key] for key in ("mAP_model", "mAP_ema")}
+    per_epoch = [max(entry["mAP_model"], entry["mAP_ema"]) for entry in history]
+    assert best["mAP"] == max(per_epoch) and best["epoch"] == 1 + per_epoch.index(max(per_epoch))
+    entry = history[best["epoch"] - 1]
+    assert best["selected"] in ("model", "ema") and best["mAP"] == entry[f"mAP_{best['selected']}"]
+    assert best["mAP"] >= final["mAP"] and best["selected_by"] == "mAP"
+
+
 def test_predictions_recompute_the_reported_metrics(finished_run, coco):
     _, out, returned = finished_run
     predictions = np.load(out / "predictions.npz")

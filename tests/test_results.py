@@ -81,6 +81,31 @@ def test_the_file_round_trip_keeps_every_value(tmp_path):
         assert np.array_equal(back.replicates[key][0], replicates) and back.replicates[key][1] == digest
 
 
+def test_both_selections_are_keyed_by_the_selection_column(tmp_path):
+    registry, results = tree(tmp_path)
+    seed_dir = Path(experiments.run_dir("coco-like/gap", 0, str(results)))
+    write_json(seed_dir / "metrics.json", {
+        "mode": "cached_features", "final": {"mAP": 50.0, "mAP_model": 50.0, "mAP_ema": 49.0, "selected": "model"},
+        "best_epoch": {"epoch": 3, "mAP": 52.0, "mAP_model": 51.0, "mAP_ema": 52.0, "selected": "ema",
+                       "selected_by": "mAP"}, "train_time_s": 9.0})
+    collected = long_form.collect(registry, results, {"label": "x"})
+    frame = collected.frame
+    gap = frame[(frame["run_id"] == "coco-like/gap") & (frame["seed"] == 0)]
+    by_key = {(row.selection, row.metric): row.value for row in gap.itertuples()}
+    assert by_key == {("final", "mAP"): 50.0, ("final", "mAP_model"): 50.0, ("final", "mAP_ema"): 49.0,
+                      ("best_epoch", "epoch"): 3.0, ("best_epoch", "mAP"): 52.0, ("best_epoch", "mAP_model"): 51.0,
+                      ("best_epoch", "mAP_ema"): 52.0, (None, "flops_g"): 0.02, (None, "params_m"): 0.4,
+                      (None, "train_time_s"): 9.0}
+    other = frame[(frame["run_id"] == "coco-like/gap") & (frame["seed"] == 1)]  # metrics.json without best_epoch
+    assert set(other["selection"]) == {"final", None}
+    path = tmp_path / "runs.csv"
+    long_form.write(collected, path)
+    pd.testing.assert_frame_equal(long_form.read(path).frame, frame)
+    older = tmp_path / "older.csv"  # a runs.csv from before the column: final values only
+    pd.read_csv(path).drop(columns="selection").to_csv(older, index=False)
+    assert long_form.read(older).frame["selection"].isna().all()
+
+
 def test_replicates_pair_runs_scored_on_the_same_images(tmp_path):
     registry, results = tree(tmp_path)
     replicates = long_form.collect(registry, results, {"label": "x"}).replicates

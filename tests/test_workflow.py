@@ -281,13 +281,14 @@ COMMITTED_TINY_RESULTS = REPO / "tests" / "data" / "tiny_results" / "runs.csv"
 TIMING_METRICS = {"train_time_s"}
 
 
-def per_seed_values(runs_csv: Path) -> dict[tuple[str, int, str], tuple[str, float]]:
-    """(run id, seed, metric) -> (status, value) of every run row of a long-form results file."""
+def per_seed_values(runs_csv: Path) -> dict[tuple[str, int, str, str], tuple[str, float]]:
+    """(run id, seed, selection, metric) -> (status, value) of every run row of a long-form results file."""
     import pandas as pd  # only this check reads the frame directly
 
     frame = pd.read_csv(runs_csv)
     frame = frame[(frame["kind"] == "run") & ~frame["metric"].isin(TIMING_METRICS)]
-    return {(row.run_id, int(row.seed), str(row.metric)): (row.status, row.value) for row in frame.itertuples()}
+    return {(row.run_id, int(row.seed), str(row.selection), str(row.metric)): (row.status, row.value)
+            for row in frame.itertuples()}
 
 
 def recorded_cpus(runs_csv: Path) -> set[str]:

@@ -5,6 +5,9 @@ alone (only their word vectors as queries), GZSL from all classes, where the see
 first in their training order (so that group decoding keeps their training groups; see
 mld.heads.ml_decoder) and the unseen ones after them. Both class sets are scored from one
 backbone pass per batch.
+
+The model and its EMA are scored in one pass over the split, as the official train.py does: each
+batch is loaded once and scored by both (two forwards, one decode).
 """
 from __future__ import annotations
 
@@ -24,6 +27,8 @@ from mld.engine.progress import RunLog, track
 from mld.data.sampling import EvalBatchSampler
 
 
+# Evaluator.scores: per candidate (scores of every class, (zero-shot) the unseen pass's), the labels.
+ScoredSplit = tuple[dict[str, tuple[torch.Tensor, torch.Tensor | None]], torch.Tensor]
 # Evaluator.full: metrics and scores per candidate, the labels, (zero-shot) the unseen pass per candidate.
 FullEvaluation = tuple[dict[str, dict[str, Any]], dict[str, torch.Tensor], torch.Tensor,
                        dict[str, tuple[torch.Tensor, torch.Tensor]]]
@@ -120,6 +125,27 @@ def final_section(candidates: Mapping[str, Mapping[str, Any]], selection: str) -
     return final
 
 
+def best_epoch_section(history: Sequence[Mapping[str, Any]], selection: str,
+                       candidates: Sequence[str]) -> dict[str, Any] | None:
+    """metrics.json "best_epoch": the official train.py's selection, the highest over the evaluated
+    epochs of the better of the candidates (the earliest epoch wins ties, the model within one).
+
+    Only epochs that were evaluated count (every `train.eval_every`-th and the last one); None when
+    no epoch of `history` holds the candidates' selection metric."""
+    best: dict[str, Any] | None = None
+    for entry in history:
+        scored = {name: {selection: entry[f"{selection}_{name}"]} for name in candidates
+                  if f"{selection}_{name}" in entry}
+        if len(scored) < len(candidates):
+            continue
+        chosen = select(scored, selection)
+        if best is None or scored[chosen][selection] > best[selection]:
+            best = {"epoch": entry["epoch"], selection: scored[chosen][selection],
+                    **{f"{selection}_{name}": values[selection] for name, values in scored.items()},
+                    "selected": chosen, "selected_by": selection}
+    return best
+
+
 class Evaluator:
     """Scores the evaluation split with any set of weights, sharded over processes."""
 
@@ -138,43 +164,44 @@ class Evaluator:
     def _activation(self, logits: torch.Tensor) -> torch.Tensor:
         return logits.softmax(dim=1) if self.data.labels.softmax else logits.sigmoid()
 
-    def scores(self, model: nn.Module) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None:
-        """Scores of every class, labels and (zero-shot) the unseen pass's scores, of the whole split
-        (every process gets all); None if stopped."""
+    def scores(self, models: Mapping[str, nn.Module]) -> ScoredSplit | None:
+        """Each model's scores of every class and (zero-shot) of the unseen pass, and the labels, of
+        the whole split (every process gets all), from one pass over it; None if stopped."""
         batches = track(self.loader, len(self.loader), "evaluation", self.log, self.log_every_s)
         class_embeddings = self.class_embeddings
         if self.zero_shot is not None:
-            model, class_embeddings = ClassSetPasses(model, self.zero_shot.class_sets(self.class_embeddings)), None
-        result = predict(model, batches, class_embeddings, self.precision, self._activation, self.should_stop)
+            class_sets = self.zero_shot.class_sets(self.class_embeddings)
+            models = {name: ClassSetPasses(model, class_sets) for name, model in models.items()}
+            class_embeddings = None
+        result = predict(models, batches, class_embeddings, self.precision, self._activation, self.should_stop)
         if result is None:
             return None
         total = len(self.data.eval_set)
-        scores, labels = self.world.gather_shards(result[0], total), self.world.gather_shards(result[1], total)
+        per_model = {name: self.world.gather_shards(scores, total) for name, scores in result[0].items()}
+        labels = self.world.gather_shards(result[1], total)
         if self.zero_shot is None:
-            return scores, labels, None
-        scores, unseen_scores = self.zero_shot.split(scores)
-        return scores, labels, unseen_scores
+            return {name: (scores, None) for name, scores in per_model.items()}, labels
+        return {name: self.zero_shot.split(scores) for name, scores in per_model.items()}, labels
 
     def quick(self, candidates: Mapping[str, nn.Module]) -> dict[str, float] | None:
         """The selection metric of each candidate, keyed "<metric>_<candidate>"; None if stopped."""
-        values = {}
-        for name, model in candidates.items():
-            scored = self.scores(model)
-            if scored is None:
-                return None
-            values[f"{self.metrics.selection}_{name}"] = self.metrics.quick(*scored)
-        return values
+        scored = self.scores(candidates)
+        if scored is None:
+            return None
+        per_model, labels = scored
+        return {f"{self.metrics.selection}_{name}": self.metrics.quick(scores, labels, unseen_scores)
+                for name, (scores, unseen_scores) in per_model.items()}
 
     def full(self, candidates: Mapping[str, nn.Module]) -> FullEvaluation | None:
         """Every metric and the scores of each candidate, the labels, and (zero-shot) each candidate's
         unseen pass with its labels, as predictions.npz keeps them; None if stopped."""
-        results, scores, labels, unseen = {}, {}, torch.empty(0), {}
-        for name, model in candidates.items():
-            scored = self.scores(model)
-            if scored is None:
-                return None
-            scores[name], labels, unseen_scores = scored
-            if unseen_scores is not None:
-                unseen[name] = (unseen_scores, labels[:, self.zero_shot.unseen])
-            results[name] = self.metrics.compute(*scored)
+        scored = self.scores(candidates)
+        if scored is None:
+            return None
+        per_model, labels = scored
+        results = {name: self.metrics.compute(scores, labels, unseen_scores)
+                   for name, (scores, unseen_scores) in per_model.items()}
+        scores = {name: scores for name, (scores, _) in per_model.items()}
+        unseen = {name: (unseen_scores, labels[:, self.zero_shot.unseen])
+                  for name, (_, unseen_scores) in per_model.items() if unseen_scores is not None}
         return results, scores, labels, unseen

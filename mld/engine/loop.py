@@ -3,14 +3,20 @@
 Nothing here knows about files, configs or datasets: a batch is `(inputs, labels)` with labels
 in the prepared format, and the model is called as the model contract says
 (`model(inputs, class_embeddings=...)`), so any nn.Module with that signature trains.
+
+A training step reads nothing back from the device: reading a value (`loss.item()`) makes the host
+wait until the device has finished all queued work, so the next step could not be queued while the
+device still runs this one. The steps' losses stay on the device and are read together every
+`Trainer.loss_read_every` steps and at the end of an epoch, where a NaN or infinite loss is found
+and named by its step.
 """
 from __future__ import annotations
 
 import contextlib
 import math
 import time
-from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import torch
 from torch import nn
@@ -45,7 +51,7 @@ class EpochProgress:
     loss_sum: float  # sum of the per-step losses of the steps run by this call
     stopped: bool  # a stop was requested before the epoch ended
     data_s: float  # time spent waiting for batches (data loading not hidden by workers)
-    compute_s: float  # time spent in training steps
+    compute_s: float  # time in training steps (on a GPU: queueing them, and waiting where losses are read)
 
 
 @dataclass
@@ -55,6 +61,9 @@ class Trainer:
     `model` may be wrapped in DistributedDataParallel; `loss_scale` multiplies the loss before
     backward so that averaging gradients over processes reproduces the single-process gradient
     of a summed loss (it is the number of processes for summed losses, 1 for averaged ones).
+    `loss_read_every`: steps between reads of the losses from the device (the official train.py
+    reads its loss every 100 steps too); a non-finite loss stops the run at most that many steps
+    after it happened, before anything is saved.
     """
 
     model: nn.Module
@@ -68,10 +77,13 @@ class Trainer:
     loss_scale: float = 1.0
     extend_targets: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
     accumulation: int = 1  # micro-batches per optimiser step (gradient accumulation)
+    loss_read_every: int = 100
+    _unread: list[tuple[str, torch.Tensor]] = field(default_factory=list, init=False, repr=False)
 
     def step(self, inputs: torch.Tensor | list[torch.Tensor], labels: torch.Tensor,
-             where: str) -> float:
-        """Train on one batch and return its loss; `where` names the step in error messages.
+             where: str) -> torch.Tensor:
+        """Train on one batch and return its loss, left on the device until `read_losses`; `where`
+        names the step if its loss turns out not to be finite.
 
         With `accumulation` > 1 the batch is split into that many micro-batches whose gradients
         add up to the whole batch's (a summed loss adds as it is, a mean is weighted by each
@@ -86,7 +98,7 @@ class Trainer:
         scaler = self.precision.scaler
         summed = getattr(self.loss, "reduction", "mean") == "sum"
         parts = micro_batches(inputs, labels, self.accumulation)
-        value = 0.0
+        total: torch.Tensor | None = None
         for index, (part_inputs, part_labels) in enumerate(parts):
             last = index == len(parts) - 1
             # Under DDP only the last micro-batch's backward averages gradients across processes.
@@ -98,19 +110,31 @@ class Trainer:
                 loss = self.loss(*self._loss_inputs(logits.float(), part_labels))
                 if not summed and len(parts) > 1:
                     loss = loss * (len(part_labels) / len(labels))
-                part_value = loss.item()
-                if not math.isfinite(part_value):
-                    raise NonFiniteLossError(
-                        f"the training loss is {part_value} at {where}; the run stops because the weights are "
-                        "now unusable. Lower train.lr, check the inputs for NaN, or use train.amp: off")
-                value += part_value
+                total = loss.detach() if total is None else total + loss.detach()
                 scaler.scale(loss * self.loss_scale).backward()
+        self._unread.append((where, total))
         scaler.step(self.optimizer)
         scaler.update()
         self.schedule.step()
         if self.ema is not None:
             self.ema.update()
-        return value
+        return total
+
+    def read_losses(self) -> list[float]:
+        """The losses of the steps not read yet, in step order, read from the device at once.
+
+        Raises NonFiniteLossError naming the first of them whose loss is NaN or infinite."""
+        if not self._unread:
+            return []
+        steps, losses = zip(*self._unread)
+        self._unread.clear()
+        values = torch.stack(losses).tolist()
+        for where, value in zip(steps, values):
+            if not math.isfinite(value):
+                raise NonFiniteLossError(
+                    f"the training loss is {value} at {where}; the run stops because the weights are now "
+                    "unusable. Lower train.lr, check the inputs for NaN, or use train.amp: off")
+        return values
 
     def _loss_inputs(self, logits: torch.Tensor, labels: torch.Tensor):
         targets, weights = self.labels.targets(labels)
@@ -125,7 +149,8 @@ class Trainer:
 
     def run_epoch(self, batches: Iterable, epoch: int, first_step: int,
                   should_stop: Callable[[], bool]) -> EpochProgress:
-        """Run the steps of one epoch from `first_step`, stopping early when `should_stop()`."""
+        """Run the steps of one epoch from `first_step`, stopping early when `should_stop()`; the
+        losses are read every `loss_read_every` steps and before it returns."""
         step, loss_sum, data_s, compute_s = first_step, 0.0, 0.0, 0.0
         with one_pass(batches) as batch_iterator:
             while True:
@@ -134,30 +159,46 @@ class Trainer:
                 started = time.perf_counter()
                 data_s += started - waited
                 if batch is None:
-                    return EpochProgress(step, loss_sum, False, data_s, compute_s)
-                loss_sum += self.step(*batch, where=f"epoch {epoch + 1}, step {step + 1}")
+                    return EpochProgress(step, self._add_losses(loss_sum), False, data_s, compute_s)
+                self.step(*batch, where=f"epoch {epoch + 1}, step {step + 1}")
+                if len(self._unread) >= self.loss_read_every:
+                    loss_sum = self._add_losses(loss_sum)
                 compute_s += time.perf_counter() - started
                 step += 1
                 if should_stop():
-                    return EpochProgress(step, loss_sum, True, data_s, compute_s)
+                    return EpochProgress(step, self._add_losses(loss_sum), True, data_s, compute_s)
+
+    def _add_losses(self, loss_sum: float) -> float:
+        """`loss_sum` plus the unread losses, added one by one in step order as they always were."""
+        for value in self.read_losses():
+            loss_sum += value
+        return loss_sum
 
 
 @torch.no_grad()
-def predict(model: nn.Module, batches: Iterable, class_embeddings: torch.Tensor | None,
+def predict(models: Mapping[str, nn.Module], batches: Iterable, class_embeddings: torch.Tensor | None,
             precision: Precision, activation: Callable[[torch.Tensor], torch.Tensor],
-            should_stop: Callable[[], bool] = lambda: False) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """Scores of `model` (unwrapped, not DDP) on every batch, and the labels; None if stopped."""
-    model.eval()
-    scores, all_labels = [], []
+            should_stop: Callable[[], bool] = lambda: False,
+            ) -> tuple[dict[str, torch.Tensor], torch.Tensor] | None:
+    """Scores of each model (unwrapped, not DDP) on every batch, and the labels; None if stopped.
+
+    One pass over `batches` serves every model: each batch is loaded and moved to the device once
+    and scored by each model in turn (the model and its EMA cost one decode, not two)."""
+    for model in models.values():
+        model.eval()
+    scores: dict[str, list[torch.Tensor]] = {name: [] for name in models}
+    all_labels = []
     with one_pass(batches) as batch_iterator:
         for inputs, labels in batch_iterator:
-            with precision.autocast():
-                logits = model(_to_device(inputs, precision.device), class_embeddings=class_embeddings)
-            scores.append(activation(logits.float()).cpu())
+            inputs = _to_device(inputs, precision.device)
+            for name, model in models.items():
+                with precision.autocast():
+                    logits = model(inputs, class_embeddings=class_embeddings)
+                scores[name].append(activation(logits.float()).cpu())
             all_labels.append(labels)
             if should_stop():
                 return None
-    return torch.cat(scores), torch.cat(all_labels)
+    return {name: torch.cat(values) for name, values in scores.items()}, torch.cat(all_labels)
 
 
 def micro_batches(inputs: torch.Tensor | list[torch.Tensor], labels: torch.Tensor,

@@ -29,11 +29,12 @@ from mld.engine.costing import (
     COST_KEY, MEMORY_KEY, TrainingStep, check_feasibility, cost_key, fitting_accumulation, measure_cost,
     memory_cost,
 )
+from mld.engine.cuda_settings import configure_cuda, use_channels_last
 from mld.data.loading import make_loader
 from mld.engine.data import RunData, open_run_data
 from mld.engine.distributed import World, synchronise_batchnorm
 from mld.engine.ema import ModelEma
-from mld.engine.evaluation import Evaluator, FullEvaluation, final_section
+from mld.engine.evaluation import Evaluator, FullEvaluation, best_epoch_section, final_section
 from mld.engine.loop import Trainer
 from mld.engine.modeling import build_model
 from mld.engine.optim import build_optimizer, build_schedule
@@ -179,9 +180,9 @@ class _Run:
             model = synchronise_batchnorm(model, device)
         model.to(device)
         if device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
+            configure_cuda()
             if not self.config["features"]:
-                model.to(memory_format=torch.channels_last)
+                use_channels_last(model)
         self.model = model
         self.ema = ModelEma(model, train["ema_decay"]) if train["ema_decay"] else None
         wrapped = model
@@ -334,7 +335,8 @@ class _Run:
         if progress.history:
             progress.history[-1].update({f"{selection}_{name}": values[selection]
                                          for name, values in candidates.items()})
-        metrics = {**self._identity(), "final": final, "history": progress.history,
+        best = best_epoch_section(progress.history, selection, list(candidates))
+        metrics = {**self._identity(), "final": final, "best_epoch": best, "history": progress.history,
                    "train_time_s": progress.train_time_s, "accumulation": progress.accumulation}
         if self.world.is_main:
             outputs.write_predictions(self.out_dir, scores[final["selected"]], labels, self.data.class_names,
@@ -342,8 +344,9 @@ class _Run:
             save_checkpoint(self.out_dir / outputs.CHECKPOINT, {
                 "format": CHECKPOINT_FORMAT, "config": self.config, "selected": final["selected"],
                 "model": self.model.state_dict(), "ema": self.ema.state_dict() if self.ema else None})
-            self.log(f"finished: {final['selected_by']} {final[final['selected_by']]:.2f} "
-                     f"({final['selected']} weights), {progress.train_time_s:.0f} s of training")
+            self.log(f"finished: {selection} {final[selection]:.2f} ({final['selected']} weights); best "
+                     f"evaluated epoch {best['epoch']}: {best[selection]:.2f} ({best['selected']}); "
+                     f"{progress.train_time_s:.0f} s of training")
             self._publish(metrics)
         return outputs.json_safe(metrics)
 
