@@ -286,7 +286,8 @@ def test_command_writes_every_output_without_torch(tmp_path):
     assert (again / "tables.md").read_bytes() == (out / "tables.md").read_bytes()
     for csv in (out / "tables").glob("*.csv"):
         assert (again / "tables" / csv.name).read_bytes() == csv.read_bytes(), csv.name
-    assert (again / "figures" / "map_vs_flops.svg").read_bytes() == (out / "figures" / "map_vs_flops.svg").read_bytes()
+    for figure in ("map_vs_flops.svg", "claims.svg"):
+        assert (again / "figures" / figure).read_bytes() == (out / "figures" / figure).read_bytes(), figure
 
 
 FIXTURE = REPO / "tests" / "data" / "tiny_results"

@@ -5,7 +5,8 @@ Two ways in, one way out:
   measurements of the config's registry into the long-form `runs.csv` (and its bootstrap
   companion, see mld.results), written beside tables.md; then render from that file;
 * `mld tables --from runs.csv --out DIR`: render from a runs.csv alone (no run directories, no
-  config): DIR/tables.md, DIR/tables/<table>.csv, DIR/tables/claims.csv, DIR/figures/.
+  config): DIR/tables.md, DIR/tables/<table>.csv, DIR/tables/claims.csv, DIR/figures/ (the
+  mAP-vs-FLOPs figure, the claims figure and the training curves of every table).
 
 Both render from the file as written, so the second rebuilds the first byte for byte. Every file
 is written atomically. Only pandas and matplotlib are imported: no torch, so the command takes
@@ -21,6 +22,7 @@ from mld.atomic import write_bytes, write_text
 
 FIGURE_TABLE = "figure5"
 FIGURE_NAME = "map_vs_flops"
+CLAIMS_FIGURE_NAME = "claims"
 RUNS_CSV = Path(paths.RUNS_CSV).name
 
 
@@ -74,6 +76,7 @@ def write_report(args: argparse.Namespace) -> int:
     from mld import paper
     from mld import results as long_form
     from mld.claims import evaluate_claims
+    from mld.claims_figure import claims_figure
     from mld.figures import figure_bytes, map_vs_flops
     from mld.tables import TableValues, build_tables, read_header, render_markdown
 
@@ -90,7 +93,8 @@ def write_report(args: argparse.Namespace) -> int:
     collected = long_form.read(runs_csv)
     header = read_header(collected.frame)
     tables = build_tables(collected, paper.table_ids())
-    claims = evaluate_claims(paper.claims(), TableValues(tables, "paper"), TableValues(tables, "reproduced"))
+    reproduced = TableValues(tables, "reproduced")
+    claims = evaluate_claims(paper.claims(), TableValues(tables, "paper"), reproduced)
 
     write_text(out_md, render_markdown(tables, claims, header))
     for table in tables:
@@ -98,12 +102,15 @@ def write_report(args: argparse.Namespace) -> int:
                    table.frame.to_csv(index=False, float_format=long_form.CSV_FLOAT_FORMAT))
     write_text(csv_dir / "claims.csv", claims.to_csv(index=False, float_format=long_form.CSV_FLOAT_FORMAT))
     figure_table = next(table for table in tables if table.spec.table_id == FIGURE_TABLE)
-    figure = map_vs_flops(figure_table, header.label)
-    for file_format in ("png", "svg"):
-        write_bytes(fig_dir / f"{FIGURE_NAME}.{file_format}",
-                    lambda handle: handle.write(figure_bytes(figure, file_format)))
+    titles = {table.spec.table_id: table.spec.title for table in tables}
+    figures = {FIGURE_NAME: map_vs_flops(figure_table, header.label),
+               CLAIMS_FIGURE_NAME: claims_figure(paper.claims(), reproduced, titles, header.label)}
+    for name, figure in figures.items():
+        for file_format in ("png", "svg"):
+            write_bytes(fig_dir / f"{name}.{file_format}",
+                        lambda handle: handle.write(figure_bytes(figure, file_format)))
 
     verdicts = claims["reproduced verdict"].value_counts().to_dict()
-    print(f"wrote {out_md} from {runs_csv}, {len(tables) + 1} CSV files in {csv_dir}, {FIGURE_NAME}.png/.svg in "
-          f"{fig_dir}; claims on the reproduced values: {verdicts}")
+    print(f"wrote {out_md} from {runs_csv}, {len(tables) + 1} CSV files in {csv_dir}, {' and '.join(figures)} "
+          f"(.png/.svg) in {fig_dir}; claims on the reproduced values: {verdicts}")
     return 0
