@@ -23,6 +23,7 @@ from mld.atomic import write_bytes, write_text
 FIGURE_TABLE = "figure5"
 FIGURE_NAME = "map_vs_flops"
 CLAIMS_FIGURE_NAME = "claims"
+CURVES_FOLDER = "curves"  # DIR/figures/curves/<table id>.png: the training curves of each table
 RUNS_CSV = Path(paths.RUNS_CSV).name
 
 
@@ -77,6 +78,7 @@ def write_report(args: argparse.Namespace) -> int:
     from mld import results as long_form
     from mld.claims import evaluate_claims
     from mld.claims_figure import claims_figure
+    from mld.curves import curve_figures
     from mld.figures import figure_bytes, map_vs_flops
     from mld.tables import TableValues, build_tables, read_header, render_markdown
 
@@ -109,8 +111,13 @@ def write_report(args: argparse.Namespace) -> int:
         for file_format in ("png", "svg"):
             write_bytes(fig_dir / f"{name}.{file_format}",
                         lambda handle: handle.write(figure_bytes(figure, file_format)))
+    curves_dir = fig_dir / CURVES_FOLDER
+    curves_dir.mkdir(parents=True, exist_ok=True)  # a workflow output even before any run kept a history
+    curves = curve_figures(tables, collected.history)
+    for table_id, figure in curves.items():
+        write_bytes(curves_dir / f"{table_id}.png", lambda handle: handle.write(figure_bytes(figure, "png")))
 
     verdicts = claims["reproduced verdict"].value_counts().to_dict()
     print(f"wrote {out_md} from {runs_csv}, {len(tables) + 1} CSV files in {csv_dir}, {' and '.join(figures)} "
-          f"(.png/.svg) in {fig_dir}; claims on the reproduced values: {verdicts}")
+          f"(.png/.svg) in {fig_dir}, training curves of {len(curves)} tables in {curves_dir}; claims on the reproduced values: {verdicts}")
     return 0
