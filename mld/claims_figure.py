@@ -11,6 +11,7 @@ runs.csv: the checks run on the reproduced values the tables are built from.
 """
 from __future__ import annotations
 
+import math
 import textwrap
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
@@ -26,9 +27,13 @@ VERDICT_COLOURS = {HOLDS: "#1a9850", FAILS: "#d73027", UNDETERMINED: "#f39c12", 
 HOLDS_REGION = "#e5f5e0"
 BOUND_COLOUR = "#4d4d4d"
 PAPER_MARKER = dict(marker="D", markersize=7, markerfacecolor="none", markeredgecolor="black", linestyle="none")
-ROW_INCHES = 0.3         # height of one line of a panel
-PANEL_INCHES = 0.9       # title and axis of a panel
+# Sizes in inches: a line of a panel, a panel's title above it and its axis below, the column
+# of row labels, the figure's title, the legend and one line of footer text, the outer margin.
+ROW_INCHES, TITLE_INCHES, AXIS_INCHES, LABEL_INCHES = 0.3, 0.5, 0.55, 2.3
+PANEL_WIDTH, TOP_INCHES, LEGEND_INCHES, TEXT_LINE_INCHES, MARGIN = 7.5, 0.45, 0.35, 0.16, 0.15
 COLUMNS = 2
+FOOTER_CHARACTERS_PER_INCH = 15
+LEGEND_INCHES_PER_ENTRY = 2.9
 LABEL_WIDTH = 34         # characters per line of a row label
 TITLE_WIDTH = 62         # characters per line of a panel title
 PADDING = 0.08           # of the x range, either side
@@ -136,36 +141,62 @@ def _columns(heights: Sequence[int]) -> list[list[int]]:
     return [column for column in columns if column]
 
 
+def _legend_handles() -> list[Any]:
+    handles = [Line2D([], [], marker="o", color=VERDICT_COLOURS[v], linewidth=2, label=f"reproduced ± 95%: {v}")
+               for v in (HOLDS, FAILS, UNDETERMINED)]
+    return handles + [Line2D([], [], label="paper's effect", **PAPER_MARKER),
+                      Patch(facecolor=HOLDS_REGION, edgecolor=BOUND_COLOUR,
+                            label="where the claim holds (edge: its bound)")]
+
+
+def _legend_columns(width: float) -> int:
+    return max(1, min(len(_legend_handles()), int(width / LEGEND_INCHES_PER_ENTRY)))
+
+
+def _footer(figure: Figure, undrawn: Sequence[Line], text_inches: float, height: float) -> None:
+    """What the marks mean, and the claims with no interval to draw."""
+    width = figure.get_figwidth()
+    figure.legend(handles=_legend_handles(), loc="lower center", bbox_to_anchor=(0.5, (text_inches + MARGIN) / height),
+                  ncols=_legend_columns(width), fontsize=8, frameon=False)
+    if undrawn:
+        figure.text(MARGIN / width, MARGIN / height, _footer_text(undrawn, width), fontsize=8, va="bottom")
+
+
+def _footer_text(undrawn: Sequence[Line], width: float) -> str:
+    if not undrawn:
+        return ""
+    return textwrap.fill("Checked on ratios or means, no interval to draw (evidence in tables.md): "
+                         + "; ".join(line.label for line in undrawn), int(width * FOOTER_CHARACTERS_PER_INCH))
+
+
 def claims_figure(claims: Sequence[Mapping[str, Any]], values: Values, titles: Mapping[str, str],
                   label: str) -> Figure:
-    """The forest plot of the claims' checks on `values` (the reproduced side); `titles`: table id -> title."""
+    """The forest plot of the claims' checks on `values` (the reproduced side); `titles`: table id -> title.
+
+    Panels are placed at fixed sizes in inches (no layout engine: matplotlib's constrained
+    layout of such a grid ends in float noise that changes the SVG's clip ids between drawings)."""
     panels, undrawn = _lines(claims, values)
     names = list(panels)
-    heights = [len(panels[name]) + PANEL_INCHES / ROW_INCHES for name in names]
-    columns = _columns(heights) if names else []
-    tallest = max((sum(heights[i] for i in column) for column in columns), default=1.0)
-    footer_inches = 0.5 + 0.15 * len(undrawn)
-    figure = Figure(figsize=(7.5 * max(len(columns), 1), tallest * ROW_INCHES + 0.6 + footer_inches),
-                    layout="constrained")
-    body, footer = figure.subfigures(2, 1, height_ratios=[tallest * ROW_INCHES, footer_inches])
-    if columns:
-        for subfigure, column in zip(body.subfigures(1, len(columns), squeeze=False)[0], columns):
-            # Equal row heights in every column: the shorter column gets an empty filler row.
-            ratios = [heights[i] for i in column] + [tallest - sum(heights[i] for i in column) + 1e-6]
-            grid = subfigure.add_gridspec(len(ratios), 1, height_ratios=ratios)
-            for place, index in enumerate(column):
-                _draw_panel(subfigure.add_subplot(grid[place]), names[index], titles.get(names[index], names[index]),
-                            panels[names[index]])
-    else:
-        body.text(0.5, 0.5, "no claim with a tested difference", ha="center", va="center")
-    legend = [Line2D([], [], marker="o", color=VERDICT_COLOURS[v], linewidth=2, label=f"reproduced ± 95%: {v}")
-              for v in (HOLDS, FAILS, UNDETERMINED)]
-    legend += [Line2D([], [], label="paper's effect", **PAPER_MARKER),
-               Patch(facecolor=HOLDS_REGION, edgecolor=BOUND_COLOUR, label="where the claim holds (edge: its bound)")]
-    footer.legend(handles=legend, loc="upper center", ncols=5, fontsize=8, frameon=False)
-    if undrawn:
-        text = "Checked on ratios or means, no interval to draw (evidence in tables.md): " + "; ".join(
-            line.label for line in undrawn)
-        footer.text(0.01, 0.05, textwrap.fill(text, 190), fontsize=8, va="bottom")
-    figure.suptitle(f"The papers' claims checked on the reproduced values ({label})", fontsize=11)
+    heights = [TITLE_INCHES + len(panels[name]) * ROW_INCHES + AXIS_INCHES for name in names]
+    columns = _columns(heights) or [[]]
+    width = PANEL_WIDTH * len(columns)
+    legend_lines = math.ceil(len(_legend_handles()) / _legend_columns(width))
+    text_inches = TEXT_LINE_INCHES * (_footer_text(undrawn, width).count("\n") + 1 if undrawn else 0)
+    footer = text_inches + LEGEND_INCHES * legend_lines + 2 * MARGIN
+    height = TOP_INCHES + max(sum(heights[i] for i in column) for column in columns) + footer
+    figure = Figure(figsize=(width, height))
+    for place, column in enumerate(columns):
+        top = TOP_INCHES
+        for index in column:
+            lines = panels[names[index]]
+            plot = len(lines) * ROW_INCHES
+            rect = [(place * PANEL_WIDTH + LABEL_INCHES) / width, (height - top - TITLE_INCHES - plot) / height,
+                    (PANEL_WIDTH - LABEL_INCHES - MARGIN) / width, plot / height]
+            _draw_panel(figure.add_axes(rect), names[index], titles.get(names[index], names[index]), lines)
+            top += heights[index]
+    if not names:
+        figure.text(0.5, 0.5, "no claim with a tested difference", ha="center", va="center")
+    _footer(figure, undrawn, text_inches, height)
+    figure.suptitle(f"The papers' claims checked on the reproduced values ({label})", fontsize=11,
+                    y=1 - MARGIN / height, va="top")
     return figure

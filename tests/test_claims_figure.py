@@ -74,10 +74,6 @@ def test_the_shaded_region_is_where_the_test_holds(test, bound, region):
 
 
 def test_svg_names_claims_rows_and_unplotted_claims_and_renders_identically():
-    # The first figure a process draws lays its text out a hair differently (matplotlib's font
-    # cache warming up); every process draws the same sequence, so files still rebuild byte for
-    # byte (tests/test_tables.py), and here a first figure is drawn before the compared ones.
-    figure_bytes(claims_figure.claims_figure(CLAIMS, FakeValues(), {}, "warm-up"), "svg")
     figure = claims_figure.claims_figure(CLAIMS, FakeValues(), {"table7_query_types": "query types"}, "unit test")
     svg = figure_bytes(figure, "svg")
     texts = " ".join(element.text for element in ElementTree.fromstring(svg).iter() if element.text)
