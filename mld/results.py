@@ -368,6 +368,16 @@ def write(collected: Collected, path: str | Path) -> None:
     history.write(collected.history, history.history_path(path))
 
 
+ENVIRONMENT_COLUMNS = ("kind", "run_id", "seed", "device", "versions", "git_commit")
+
+
+def environments(frame: pd.DataFrame) -> pd.DataFrame:
+    """Software and hardware of every run seed and measurement with outputs (and its site, when merged)."""
+    columns = list(ENVIRONMENT_COLUMNS) + [column for column in OPTIONAL_COLUMNS if column in frame.columns]
+    measured = frame[frame["kind"].isin([KIND_RUN, KIND_MEASUREMENT]) & frame["versions"].notna()]
+    return measured[columns].drop_duplicates(["kind", "run_id", "seed"]).reset_index(drop=True)
+
+
 def read(path: str | Path) -> Collected:
     """A runs.csv (and its bootstrap and history companions when present) as `collect` made it."""
     path = Path(path)

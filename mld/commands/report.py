@@ -2,11 +2,13 @@
 
 Two ways in, one way out:
 * `mld tables --config CONFIG --results DIR` (the workflow's): collect the run outputs and cost
-  measurements of the config's registry into the long-form `runs.csv` (and its bootstrap
-  companion, see mld.results), written beside tables.md; then render from that file;
+  measurements of the config's registry into the long-form `runs.csv` (and its bootstrap and
+  history companions, see mld.results), written beside tables.md; then render from that file;
 * `mld tables --from runs.csv --out DIR`: render from a runs.csv alone (no run directories, no
-  config): DIR/tables.md, DIR/tables/<table>.csv, DIR/tables/claims.csv, DIR/figures/ (the
-  mAP-vs-FLOPs figure, the claims figure and the training curves of every table).
+  config): DIR/tables.md, DIR/environments.csv (software and hardware of every run),
+  DIR/tables/<table>.csv, DIR/tables/claims.csv, DIR/figures/ (the mAP-vs-FLOPs figure, the
+  claims figure, and DIR/figures/curves/<table>.png, the training curves of every table whose
+  runs kept a history).
 
 Both render from the file as written, so the second rebuilds the first byte for byte. Every file
 is written atomically. Only pandas and matplotlib are imported: no torch, so the command takes
@@ -21,10 +23,11 @@ from mld import paths
 from mld.atomic import write_bytes, write_text
 
 FIGURE_TABLE = "figure5"
-FIGURE_NAME = "map_vs_flops"
-CLAIMS_FIGURE_NAME = "claims"
-CURVES_FOLDER = "curves"  # DIR/figures/curves/<table id>.png: the training curves of each table
+FIGURE_NAME = Path(paths.FIGURE).stem.removesuffix(".{ext}")
+CLAIMS_FIGURE_NAME = Path(paths.CLAIMS_FIGURE).stem.removesuffix(".{ext}")
+CURVES_FOLDER = Path(paths.CURVES).name  # DIR/figures/curves/<table id>.png: the training curves of each table
 RUNS_CSV = Path(paths.RUNS_CSV).name
+ENVIRONMENTS_CSV = Path(paths.ENVIRONMENTS).name
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -49,6 +52,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help=f"folder for {FIGURE_NAME}.png and .svg (default: OUT/figures)")
     parser.add_argument("--out-runs", default=None, metavar="FILE",
                         help="with --config: the long-form file (default: runs.csv beside the markdown report)")
+    parser.add_argument("--out-environments", default=None, metavar="FILE",
+                        help="software and hardware of every run (default: environments.csv beside the markdown "
+                             "report)")
     parser.add_argument("--label", default=None,
                         help="with --config: what produced the results, for the header and the figure "
                              "(default: the config's `label`)")
@@ -99,6 +105,8 @@ def write_report(args: argparse.Namespace) -> int:
     claims = evaluate_claims(paper.claims(), TableValues(tables, "paper"), reproduced)
 
     write_text(out_md, render_markdown(tables, claims, header))
+    out_environments = Path(args.out_environments) if args.out_environments else out_md.with_name(ENVIRONMENTS_CSV)
+    write_text(out_environments, long_form.environments(collected.frame).to_csv(index=False))
     for table in tables:
         write_text(csv_dir / f"{table.spec.table_id}.csv",
                    table.frame.to_csv(index=False, float_format=long_form.CSV_FLOAT_FORMAT))
@@ -118,6 +126,7 @@ def write_report(args: argparse.Namespace) -> int:
         write_bytes(curves_dir / f"{table_id}.png", lambda handle: handle.write(figure_bytes(figure, "png")))
 
     verdicts = claims["reproduced verdict"].value_counts().to_dict()
-    print(f"wrote {out_md} from {runs_csv}, {len(tables) + 1} CSV files in {csv_dir}, {' and '.join(figures)} "
-          f"(.png/.svg) in {fig_dir}, training curves of {len(curves)} tables in {curves_dir}; claims on the reproduced values: {verdicts}")
+    print(f"wrote {out_md} and {out_environments} from {runs_csv}, {len(tables) + 1} CSV files in {csv_dir}, "
+          f"{' and '.join(figures)} (.png/.svg) in {fig_dir}, training curves of {len(curves)} tables in "
+          f"{curves_dir}; claims on the reproduced values: {verdicts}")
     return 0
