@@ -114,8 +114,9 @@ def _draw_panel(axes: Any, table_id: str, title: str, lines: Sequence[Line]) -> 
         if c.margin is None:
             axes.plot([c.value], [y], marker="o", markerfacecolor="white", markeredgecolor=colour, linestyle="none",
                       zorder=3)
-            axes.annotate("noise unknown", (c.value, y), xytext=(6, -3), textcoords="offset points", fontsize=7,
-                          color=colour)
+            right_half = c.value > (low + high) / 2  # the note goes to the side with room
+            axes.annotate("noise unknown", (c.value, y), xytext=(-6 if right_half else 6, -3), fontsize=7,
+                          textcoords="offset points", ha="right" if right_half else "left", color=colour)
         else:
             axes.errorbar([c.value], [y], xerr=[c.margin], marker="o", color=colour, capsize=3, linewidth=2,
                           markersize=5, zorder=3)

@@ -1,7 +1,7 @@
 """Training curves: per run, the loss and the validation metrics per epoch, seeds overlaid.
 
 One figure per table with trained runs (small multiples, one column of two panels per run: the
-training loss above, the validation metrics below), so a diverged or under-trained run stands
+training loss above, logarithmic when it spans a decade, the validation metrics below), so a diverged or under-trained run stands
 out. The numbers are the history companion of runs.csv (mld.history), so the curves, like the
 tables, rebuild from the results alone. Quantities are taken as the history has them: every one
 whose name contains "loss" goes to the loss panel, every other one except the learning rate and
@@ -18,6 +18,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
 
 from mld.tables import TableResult
 
@@ -29,6 +30,7 @@ SEED_COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", 
 COLUMNS = 4
 PANEL_WIDTH, PANEL_HEIGHT = 3.4, 1.9     # inches per run column, per panel
 TITLE_WIDTH = 38
+LOG_SPAN = 10.0                          # the loss panel is logarithmic when the loss spans a decade
 
 
 def is_loss(quantity: str) -> bool:
@@ -44,6 +46,12 @@ def table_runs(table: TableResult) -> list[str]:
     return list(dict.fromkeys(o.origin for o in table.observations if o is not None))
 
 
+def _wrapped(run_id: str) -> str:
+    """A run id on lines of at most TITLE_WIDTH characters, broken after a "/"."""
+    lines = textwrap.wrap(run_id.replace("/", "/ "), TITLE_WIDTH, break_on_hyphens=False)
+    return "\n".join(line.replace("/ ", "/") for line in lines)
+
+
 def _styles(quantities: Sequence[str]) -> dict[str, str]:
     return {quantity: LINE_STYLES[i % len(LINE_STYLES)] for i, quantity in enumerate(quantities)}
 
@@ -53,8 +61,10 @@ def _draw(axes: Axes, rows: pd.DataFrame, styles: dict[str, str], seeds: dict[in
         curve = curve.sort_values("epoch")
         axes.plot(curve["epoch"], curve["value"], linestyle=styles[quantity], color=seeds[int(seed)], linewidth=1.2,
                   marker="." if len(curve) < 3 else None)
-    if log and len(rows) and (rows["value"] > 0).all():
+    low, high = (rows["value"].min(), rows["value"].max()) if len(rows) else (0.0, 0.0)
+    if log and low > 0 and high / low >= LOG_SPAN:
         axes.set_yscale("log")
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.grid(alpha=0.3)
     axes.tick_params(labelsize=7)
 
@@ -81,14 +91,15 @@ def curves_figure(table: TableResult, history: pd.DataFrame) -> Figure | None:
         own = rows[rows["run_id"] == run]
         _draw(top, own[own["quantity"].isin(losses)], styles, seeds, log=True)
         _draw(bottom, own[own["quantity"].isin(metrics)], styles, seeds, log=False)
-        top.set_title(textwrap.fill(run, TITLE_WIDTH), fontsize=8)
+        top.set_title(_wrapped(run), fontsize=8)
         top.tick_params(labelbottom=False)
         if column == 0:
             top.set_ylabel("training loss", fontsize=8)
             bottom.set_ylabel("validation", fontsize=8)
         bottom.set_xlabel("epoch", fontsize=8)
     legend = [Line2D([], [], color=colour, label=f"seed {seed}") for seed, colour in seeds.items()]
-    legend += [Line2D([], [], color="black", linestyle=styles[q], label=q) for q in losses + metrics]
+    legend += [Line2D([], [], color="black", linestyle=styles[q], label=f"{panel}: {q}")
+               for panel, names in (("loss", losses), ("validation", metrics)) for q in names]
     figure.legend(handles=legend, loc="outside lower center", ncols=min(len(legend), 8), fontsize=8, frameon=False)
     figure.suptitle(textwrap.fill(f"Training curves of {table.spec.table_id}: {table.spec.title}", 110), fontsize=10)
     return figure

@@ -65,11 +65,18 @@ def test_one_column_per_run_with_loss_above_and_metrics_below_seeds_overlaid():
     figure = curves.curves_figure(table_with(["a", "b", "no-history"]), frame)
     loss_a, metric_a, loss_b, metric_b = figure.axes
     assert loss_a.get_title() == "a" and loss_b.get_title() == "b"
-    assert len(loss_a.get_lines()) == 2 and loss_a.get_yscale() == "log"        # train_loss x 2 seeds
+    assert len(loss_a.get_lines()) == 2 and loss_a.get_yscale() == "linear"     # train_loss x 2 seeds, 40 -> 30
     assert len(metric_a.get_lines()) == 4                                       # mAP_model, mAP_ema x 2 seeds
     assert [list(line.get_ydata()) for line in metric_b.get_lines()] == [[70.0]]  # any metric key is drawn
     legend = [text.get_text() for text in figure.legends[0].get_texts()]
-    assert legend == ["seed 0", "seed 1", "train_loss", "mAP_ema", "mAP_model", "top1_model"]
+    assert legend == ["seed 0", "seed 1", "loss: train_loss", "validation: mAP_ema", "validation: mAP_model",
+                      "validation: top1_model"]
+
+
+def test_a_loss_spanning_a_decade_is_drawn_on_a_log_scale():
+    falling = [{"epoch": epoch, "train_loss": 500.0 / epoch ** 2} for epoch in (1, 2, 3, 4)]
+    figure = curves.curves_figure(table_with(["a"]), history.frame(history.rows("a", 0, falling)))
+    assert figure.axes[0].get_yscale() == "log"
 
 
 def test_tables_without_a_history_get_no_figure():

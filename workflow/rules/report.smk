@@ -27,7 +27,7 @@ rule tables:
         claims_png=report(
             paths.CLAIMS_FIGURE.format(ext="png"),
             caption="../report/claims.rst",
-            category="Claims",
+            category="claims",
         ),
         claims_svg=paths.CLAIMS_FIGURE.format(ext="svg"),
         curves=report(
