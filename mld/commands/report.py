@@ -43,8 +43,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="with --config: the results tree, DIR/runs/<run id>/seed<k>/ and DIR/cost/ "
                              "(default: results)")
     parser.add_argument("--out", default=None, metavar="DIR",
-                        help="write DIR/tables.md, DIR/tables/, DIR/figures/ (and, with --config, DIR/runs.csv); "
-                             "the --out-* options override single paths")
+                        help="write DIR/tables.md, DIR/environments.csv, DIR/tables/, DIR/figures/ (and, with "
+                             "--config, DIR/runs.csv and its companions); the --out-* options override single paths")
     parser.add_argument("--out-md", default=None, metavar="FILE", help="the markdown report (default: OUT/tables.md)")
     parser.add_argument("--out-csv", default=None, metavar="DIR",
                         help="folder for <table id>.csv and claims.csv (default: OUT/tables)")
