@@ -1,12 +1,13 @@
 """Training curves: per run, the loss and the validation metrics per epoch, seeds overlaid.
 
 One figure per table with trained runs (small multiples, one column of two panels per run: the
-training loss above, logarithmic when it spans a decade, the validation metrics below), so a diverged or under-trained run stands
-out. The numbers are the history companion of runs.csv (mld.history), so the curves, like the
-tables, rebuild from the results alone. Quantities are taken as the history has them: every one
-whose name contains "loss" goes to the loss panel, every other one except the learning rate and
-timings (seconds) to the metrics panel (the model's and the EMA's selection metric, e.g.
-`mAP_model`, `mAP_ema`), each with its own line style; each seed has its own colour.
+training loss above, logarithmic when it spans a decade, the validation metrics below), so a
+diverged or under-trained run stands out. The numbers are the history companion of runs.csv
+(mld.history), so the curves, like the tables, rebuild from the results alone. Quantities are
+taken as the history has them: every one whose name contains "loss" goes to the loss panel,
+every other one except the learning rate and timings (seconds) to the metrics panel (the
+model's and the EMA's selection metric, e.g. `mAP_model`, `mAP_ema`), each with its own line
+style; each seed has its own colour.
 """
 from __future__ import annotations
 

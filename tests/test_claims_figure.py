@@ -54,8 +54,8 @@ def test_the_checks_record_each_tested_difference_with_its_bound_and_the_papers_
     assert (heading.label, heading.comparison) == ("query_types_equal: holds", None)
     assert drawn.comparison == stats.Comparison("learnable - nlp", stats.EQUALS, 0.1, stats.Z_TWO_SIDED * 0.05, 0.4,
                                                 0.0, stats.HOLDS)
-    assert [line.label for line in undrawn] == [
-        "better_tradeoff_than_larger_backbone (figure5): undetermined", "a_claim_without_a_check (figure5): not checked"]
+    assert [line.label for line in undrawn] == ["better_tradeoff_than_larger_backbone (figure5): undetermined",
+                                                "a_claim_without_a_check (figure5): not checked"]
 
 
 def test_beats_and_at_most_record_their_bounds_and_all_hold_keeps_every_difference():

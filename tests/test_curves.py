@@ -30,7 +30,8 @@ def test_history_rows_take_every_numeric_per_epoch_key():
 
 def test_collect_writes_the_history_beside_runs_csv_and_reads_it_back(tmp_path):
     registry = Registry(config={})
-    registry.runs["coco-like/gap"] = Run("coco-like/gap", {}, [0, 1], {"table1_heads": {"head": "gap", "queries": None}})
+    registry.runs["coco-like/gap"] = Run("coco-like/gap", {}, [0, 1],
+                                         {"table1_heads": {"head": "gap", "queries": None}})
     registry.tables["table1_heads"] = ["coco-like/gap"]
     results = tmp_path / "results"
     seed_dir = Path(experiments.run_dir("coco-like/gap", 0, str(results)))
@@ -49,7 +50,8 @@ def test_collect_writes_the_history_beside_runs_csv_and_reads_it_back(tmp_path):
 def test_a_bad_history_file_names_itself(tmp_path):
     path = tmp_path / "runs.history.csv"
     path.write_text("run,epoch\nx,1\n")
-    with pytest.raises(ValueError, match=r"runs.history.csv lacks the column\(s\) \['run_id', 'seed', 'quantity', 'value'\]"):
+    with pytest.raises(ValueError,
+                       match=r"runs.history.csv lacks the column\(s\) \['run_id', 'seed', 'quantity', 'value'\]"):
         history.read(path)
 
 

@@ -37,7 +37,8 @@ def write_site(path: Path, seeds: dict[int, float | None], config: dict = CONFIG
         rows += [row(**common, metric="mAP", value=value, status="ok", mode=mode),
                  row(**common, metric="flops_g", value=0.5, status="ok", mode=mode)]
         replicates[("coco-like/gap", seed, "mAP")] = (np.full(4, value, dtype=np.float32), "digest")
-        epochs += history.rows("coco-like/gap", seed, [{"epoch": 1, "train_loss": 2.0}, {"epoch": 2, "train_loss": 1.0}])
+        epochs += history.rows("coco-like/gap", seed, [{"epoch": 1, "train_loss": 2.0},
+                                                       {"epoch": 2, "train_loss": 1.0}])
     rows += [row(kind="report", metric="mode", note=mode, git_commit=commit),
              row(kind="report", metric="seeds", note=",".join(map(str, seeds)), git_commit=commit),
              row(kind="config", run_id="coco-like/gap", note=long_form.canonical_json(config), git_commit=commit)]
@@ -47,7 +48,8 @@ def write_site(path: Path, seeds: dict[int, float | None], config: dict = CONFIG
 
 
 def sites(tmp_path: Path, **seeds_per_site) -> list[merge.Source]:
-    return [merge.Source(name, write_site(tmp_path / name / "runs.csv", seeds)) for name, seeds in seeds_per_site.items()]
+    return [merge.Source(name, write_site(tmp_path / name / "runs.csv", seeds))
+            for name, seeds in seeds_per_site.items()]
 
 
 def test_split_by_seed_and_merged_rebuilds_the_reference_tables_byte_for_byte(tmp_path):
