@@ -126,7 +126,8 @@ def _all_missing(rows: pd.DataFrame) -> bool:
 
 def _describe(values: tuple) -> str:
     value, status = values
-    return f"{value:.10g}" if status == long_form.STATUS_OK and value is not None else f"{status} {value}"
+    number = "no value" if value is None else f"{value:.10g}"
+    return number if status == long_form.STATUS_OK else f"{number} ({status})"
 
 
 def _choose(key: tuple, copies: list[tuple[str, pd.DataFrame]], prefer: str | None) -> str:
@@ -161,8 +162,8 @@ def _results(frames: Mapping[str, pd.DataFrame], prefer: str | None) -> tuple[pd
             groups.setdefault((key[0], seed), []).append((site, group))
     kept = {key: _choose(key, copies, prefer) for key, copies in groups.items()}
     # Ids in order of first appearance, seeds ascending within each: the order `collect` writes.
-    first_seen = list(dict.fromkeys(run_id for run_id, _ in groups))
-    order = sorted(groups, key=lambda key: (first_seen.index(key[0]), -1 if key[1] is None else key[1]))
+    rank = {run_id: i for i, run_id in enumerate(dict.fromkeys(run_id for run_id, _ in groups))}
+    order = sorted(groups, key=lambda key: (rank[key[0]], -1 if key[1] is None else key[1]))
     chosen = [next(rows for site, rows in groups[key] if site == kept[key]) for key in order]
     return (pd.concat(chosen) if chosen else next(iter(frames.values())).iloc[0:0]), kept
 
