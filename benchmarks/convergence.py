@@ -2,16 +2,18 @@
 
 Runs the named targets (default: the head, query-type and zero-shot tables) twice from a clean
 directory each: with the config's head epochs, then with --factor times as many, and prints every
-accuracy cell's change with its 95% noise margin (`mld compare`). Converged: no change beyond
-noise. The second directory starts from hard links of the first one's datasets, pretrained
-backbones and feature caches (timestamps kept), so only the heads train twice.
+accuracy cell's change with its 95% noise margin (`mld compare`), then every effect's (a row
+minus its baseline row). Converged: no change beyond noise. The second directory starts from
+hard links of the first one's datasets, pretrained backbones and feature caches (timestamps
+kept), so only the heads train twice.
 
     python benchmarks/convergence.py [--configfile config/config.yaml] [--work /tmp/convergence]
         [--factor 2] [--cores 2] [--targets heads query_types query_augmentation zsl_groups zsl_query_head]
         [--first DIR]
 
 Writes WORK/epochs<E>/ and WORK/epochs<2E>/ (each a workflow directory with results/runs.csv)
-and WORK/convergence.md; prints the wall time of each pass. `--first DIR` takes the first pass
+and WORK/convergence.md (every accuracy cell's change, then every effect's: a row minus its
+baseline row, the quantity the claims are about); prints the wall time of each pass. `--first DIR` takes the first pass
 from a finished workflow directory of the same config (e.g. a whole `snakemake` run) instead.
 """
 from __future__ import annotations
@@ -89,14 +91,17 @@ def main() -> int:
     share(first, second)
     seconds_second = run_pass(second, longer_config.resolve(), args.targets, args.cores)
 
-    changes = comparison.compare_files(first / "results" / "runs.csv", second / "results" / "runs.csv", tables)
-    report = comparison.render_markdown(changes, f"{epochs} head epochs", f"{longer} head epochs")
+    changes, effects = comparison.compare_all(first / "results" / "runs.csv", second / "results" / "runs.csv",
+                                              tables)
+    report = comparison.render_markdown(changes, f"{epochs} head epochs", f"{longer} head epochs", effects)
     (args.work / "convergence.md").write_text(report)
     print(report)
     moved = sum(change.beyond_noise is True for change in changes)
+    effects_moved = sum(change.beyond_noise is True for change in effects)
     first_pass = f"taken from {first}" if args.first else f"{seconds_first:.0f} s (with data, backbones and features)"
     print(f"{epochs} epochs: {first_pass}; {longer} epochs: "
-          f"{seconds_second:.0f} s; {moved} of {len(changes)} cells changed beyond noise; "
+          f"{seconds_second:.0f} s; {moved} of {len(changes)} cells and {effects_moved} of {len(effects)} effects "
+          "changed beyond noise; "
           f"report in {args.work / 'convergence.md'}")
     return 0
 

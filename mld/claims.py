@@ -13,7 +13,7 @@ against the bound written beside it in paper_values.yaml (`equivalence`).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterable, Mapping, Protocol
 
 import numpy as np
@@ -135,18 +135,19 @@ def beats(values: Values, table: str, metric: str, better: Mapping[str, Any], wo
 def equal(values: Values, table: str, metric: str, a: Mapping[str, Any], b: Mapping[str, Any], name: str,
           claim: Mapping[str, Any]) -> Verdict:
     compared = values.difference(table, metric, a, b)
-    verdict = stats.equivalent(compared.difference, name, bound_of(claim))
+    verdict = stats.with_paper_effect(stats.equivalent(compared.difference, name, bound_of(claim)),
+                                      compared.paper_effect)
     paper = "" if compared.paper_effect is None else f"; paper's difference {compared.paper_effect:+.2f}"
-    return Verdict(verdict.verdict, verdict.text + paper, verdict.margin, verdict.needed)
+    return replace(verdict, text=verdict.text + paper)
 
 
 def at_most(values: Values, table: str, metric: str, a: Mapping[str, Any], b: Mapping[str, Any], name: str,
             bound: float) -> Verdict:
     """a - b (a drop when a is the reference) is at most `bound`."""
     compared = values.difference(table, metric, a, b)
-    verdict = stats.at_most(compared.difference, name, bound)
+    verdict = stats.with_paper_effect(stats.at_most(compared.difference, name, bound), compared.paper_effect)
     paper = "" if compared.paper_effect is None else f"; paper's {compared.paper_effect:+.2f}"
-    return Verdict(verdict.verdict, verdict.text + paper, verdict.margin, verdict.needed)
+    return replace(verdict, text=verdict.text + paper)
 
 
 def _ratio(numerator: Estimate, denominator: Estimate, what: str, bound: float, at_least: bool) -> Verdict:
@@ -377,7 +378,7 @@ def _stacked_layers_gain_little(values: Values, claim: Mapping[str, Any]) -> Ver
     flops = values.get(table, "flops_g", **rows[-1]).mean - values.get(table, "flops_g", **rows[0]).mean
     verdict = at_most(values, table, "mAP", rows[-1], rows[0], f"gain {rows[-1]['layers']} layers - 1 layer",
                       SMALL_GAIN_MAP)
-    return Verdict(verdict.verdict, f"{verdict.text}, for {flops:+.3g} GFLOPs", verdict.margin, verdict.needed)
+    return replace(verdict, text=f"{verdict.text}, for {flops:+.3g} GFLOPs")
 
 
 @claim_check("better_tradeoff_than_larger_backbone")

@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "mld.commands.cost",
     "mld.commands.report",
     "mld.commands.compare",
+    "mld.commands.merge",
     "mld.commands.runs",
     "mld.commands.plan",
     "mld.commands.weights",

@@ -29,9 +29,14 @@ TABLES_MD = RESULTS + "/tables.md"
 # The long-form results every table is a view of, and its bootstrap companion (mld.results).
 RUNS_CSV = RESULTS + "/runs.csv"
 RUNS_BOOTSTRAP = RESULTS + "/runs.bootstrap.npz"
+RUNS_HISTORY = RESULTS + "/runs.history.csv"  # every run's per-epoch history (mld.history)
 TABLES_CSV = RESULTS + "/tables"
+# Software and hardware of every run and measurement, a view of runs.csv.
+ENVIRONMENTS = RESULTS + "/environments.csv"
 FIGURES = RESULTS + "/figures"
 FIGURE = FIGURES + "/map_vs_flops.{ext}"
+CLAIMS_FIGURE = FIGURES + "/claims.{ext}"
+CURVES = FIGURES + "/curves"  # <table id>.png: the training curves of each table's runs
 WORKFLOW_CONFIG = RESULTS + "/config.yaml"
 
 # A job's config file: the result-defining part of what the engine reads (written by the

@@ -21,11 +21,16 @@ Row kinds (column `kind`):
 * measurement: one row per (measurement, metric); a metric given per part (module timing's
   time_ms per module) is one row per part, "time_ms/self_attention".
 * report: the header (label, config, mode, seeds, git commit, one row per dataset and backbone).
+* config: one row per run and measurement, its config (without the seed) as canonical JSON in
+  `note`, so results from several places can be merged and compared key by key (mld.merge).
+
+A merged file (`mld merge`) adds the column `site`: where each row came from.
 
 Per-image scores for paired comparisons are kept as bootstrap replicates (mld.stats) in a
 companion file beside runs.csv, `runs.bootstrap.npz`: for each (run, seed, metric) the metric on the
 same R resamples of the validation images, and a digest of the validation targets, so two runs are
-paired only when they were scored on the same images.
+paired only when they were scored on the same images. The per-epoch history of each run (its
+metrics.json "history") goes to a second companion, `runs.history.csv` (mld.history).
 """
 from __future__ import annotations
 
@@ -41,7 +46,7 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 import pandas as pd
 
-from mld import stats
+from mld import history, stats
 from mld.atomic import write_npz, write_text
 from mld.data.prepared import images_with_positive
 from mld.experiments import CHECKOUT, Registry, measurement_path, paper_class_count, run_dir
@@ -52,7 +57,9 @@ COLUMNS = ("kind", "run_id", "seed", "table_ids", "metric", "selection", "value"
 # Columns added after runs.csv files were first written: read as empty from older files (whose
 # values are all final-epoch ones, from runs compared with the paper's).
 LATER_COLUMNS = ("selection", "weights", "compared")
-KIND_RUN, KIND_MEASUREMENT, KIND_REPORT = "run", "measurement", "report"
+# Columns a runs.csv may have besides COLUMNS: where a merged row came from (mld.merge).
+OPTIONAL_COLUMNS = ("site",)
+KIND_RUN, KIND_MEASUREMENT, KIND_REPORT, KIND_CONFIG = "run", "measurement", "report", "config"
 STATUS_OK, STATUS_MISSING, STATUS_INFEASIBLE = "ok", "missing", "infeasible"
 COST_FILE_METRICS = ("flops_g", "params_m", "head_flops_g", "head_params_m")
 # metrics.json "final" and "best_epoch" keys that are bookkeeping, not measurements.
@@ -101,10 +108,14 @@ def describe_environment(versions: Any) -> str:
     return ", ".join(f"{name} {value}" for name, value in versions.items())
 
 
+def canonical_json(config: Any) -> str:
+    """A config as canonical JSON (sorted keys, no spaces): equal texts, equal configs."""
+    return json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
+
+
 def config_hash(config: Any) -> str:
     """A short hash of a run config (canonical JSON): equal hashes, equal configs."""
-    text = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return hashlib.sha256(canonical_json(config).encode()).hexdigest()[:16]
 
 
 def git_commit(root: Path = CHECKOUT) -> str:
@@ -175,10 +186,12 @@ def describe_backbone(config: Mapping[str, Any], role: str) -> str:
 
 @dataclass
 class Collected:
-    """The long-form frame and its bootstrap replicates ((run id, seed, metric) -> [R], digest)."""
+    """The long-form frame, its bootstrap replicates ((run id, seed, metric) -> [R], digest) and
+    the runs' per-epoch history (mld.history.COLUMNS)."""
 
     frame: pd.DataFrame
     replicates: dict[tuple[str, int, str], tuple[np.ndarray, str]] = field(default_factory=dict)
+    history: pd.DataFrame = field(default_factory=history.empty)
 
 
 def _targets_digest(targets: np.ndarray) -> str:
@@ -245,14 +258,15 @@ def _run_context(registry: Registry, run_id: str) -> dict[str, Any]:
             "compared": None if run.compared else False}
 
 
-def _collect_run(registry: Registry, run_id: str, results: Path, commit: str) -> tuple[list[dict], dict]:
+def _collect_run(registry: Registry, run_id: str, results: Path,
+                 commit: str) -> tuple[list[dict], dict, list[dict]]:
     run = registry.runs[run_id]
     context = _run_context(registry, run_id)
     task = str(context["task"])
     data_path = Path((run.config.get("dataset") or {}).get("path") or results / "data" / "unknown")
     if not data_path.is_absolute():  # run configs name data relative to the workflow's directory
         data_path = results.parent / data_path if data_path.parts[0] == results.name else results / data_path
-    rows, replicates = [], {}
+    rows, replicates, epochs = [], {}, []
     for seed in run.seeds:
         seed_dir = Path(run_dir(run_id, seed, str(results)))
         metrics = read_json(seed_dir / "metrics.json")
@@ -264,6 +278,7 @@ def _collect_run(registry: Registry, run_id: str, results: Path, commit: str) ->
             continue
         cost = {**(read_json(seed_dir / "cost.json") or {}), **(metrics.get("cost") or {})}
         versions = metrics.get("versions") or {}
+        epochs += history.rows(run_id, seed, metrics.get("history"))
         common.update(mode=metrics.get("mode"), versions=describe_environment(versions),
                       device=str(versions.get("gpu", "cpu")) if versions else None)
         if metrics.get("infeasible"):
@@ -285,7 +300,12 @@ def _collect_run(registry: Registry, run_id: str, results: Path, commit: str) ->
         arrays = _metric_arrays(seed_dir / "predictions.npz", task, data_path)
         if paired and arrays is not None:
             replicates[(run_id, seed, paired)] = _replicates(arrays, task)
-    return rows, replicates
+    return rows, replicates, epochs
+
+
+def _config_row(run_id: str, config: Mapping[str, Any], commit: str) -> dict:
+    """A run's or measurement's config (without the seed), for merging results key by key."""
+    return _base_row(kind=KIND_CONFIG, run_id=run_id, note=canonical_json(config), git_commit=commit)
 
 
 def _collect_measurement(registry: Registry, measurement_id: str, results: Path, commit: str) -> list[dict]:
@@ -329,48 +349,67 @@ def collect(registry: Registry, results_dir: str | Path, header: Mapping[str, An
     results = Path(results_dir)
     commit = git_commit()
     rows: list[dict] = []
+    configs: list[dict] = []
     replicates: dict = {}
+    epochs: list[dict] = []
     for run_id in registry.runs:
         if not any(run_id in members for members in registry.tables.values()):
             continue
-        run_rows, run_replicates = _collect_run(registry, run_id, results, commit)
+        run_rows, run_replicates, run_epochs = _collect_run(registry, run_id, results, commit)
         rows += run_rows
         replicates.update(run_replicates)
+        epochs += run_epochs
+        configs.append(_config_row(run_id, registry.runs[run_id].config, commit))
     for measurement_id in registry.measurements:
         rows += _collect_measurement(registry, measurement_id, results, commit)
-    rows += _report_rows(registry, header, commit)
-    return Collected(_normalise(pd.DataFrame(rows, columns=list(COLUMNS), dtype=object)), replicates)
+        configs.append(_config_row(measurement_id, registry.measurements[measurement_id].get("config") or {}, commit))
+    rows += _report_rows(registry, header, commit) + configs
+    return Collected(normalise(pd.DataFrame(rows, columns=list(COLUMNS), dtype=object)), replicates,
+                     history.frame(epochs))
 
 
-def _normalise(frame: pd.DataFrame) -> pd.DataFrame:
+def normalise(frame: pd.DataFrame) -> pd.DataFrame:
     """Text columns as objects with None for empty cells, values as floats, seeds as nullable ints:
     the same frame whether collected or read back."""
     frame = frame.astype(object)
     frame = frame.where(frame.notna() & (frame != ""), None)
     frame["value"] = pd.to_numeric(frame["value"], errors="coerce").astype(float)
     frame["seed"] = pd.to_numeric(frame["seed"], errors="coerce").astype("Int64")
-    return frame[list(COLUMNS)]
+    return frame[list(COLUMNS) + [column for column in OPTIONAL_COLUMNS if column in frame.columns]]
 
 
 # ---- the files ----------------------------------------------------------------------------------
 
 def write(collected: Collected, path: str | Path) -> None:
-    """runs.csv and its companion bootstrap file (always written, empty when nothing is paired)."""
+    """runs.csv and its companions: the bootstrap file (always written, empty when nothing is
+    paired) and the history (always written, only a header when no run kept one)."""
     write_text(path, collected.frame.to_csv(index=False, float_format=CSV_FLOAT_FORMAT))
     keys = sorted(collected.replicates)
     index = [[run_id, int(seed), metric, collected.replicates[(run_id, seed, metric)][1]]
              for run_id, seed, metric in keys]
     arrays = {f"r{i}": collected.replicates[key][0] for i, key in enumerate(keys)}
     write_npz(bootstrap_path(path), index=np.asarray(json.dumps(index)), **arrays)
+    history.write(collected.history, history.history_path(path))
+
+
+ENVIRONMENT_COLUMNS = ("kind", "run_id", "seed", "device", "versions", "git_commit")
+
+
+def environments(frame: pd.DataFrame) -> pd.DataFrame:
+    """Software and hardware of every run seed and measurement with outputs (and its site, when merged)."""
+    columns = list(ENVIRONMENT_COLUMNS) + [column for column in OPTIONAL_COLUMNS if column in frame.columns]
+    measured = frame[frame["kind"].isin([KIND_RUN, KIND_MEASUREMENT]) & frame["versions"].notna()]
+    return measured[columns].drop_duplicates(["kind", "run_id", "seed"]).reset_index(drop=True)
 
 
 def read(path: str | Path) -> Collected:
-    """A runs.csv (and its bootstrap companion when present) as `collect` made it."""
+    """A runs.csv (and its bootstrap and history companions when present) as `collect` made it."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist; write it with `mld tables --config CONFIG --results DIR` "
                                 "or give the runs.csv of a results folder")
-    frame = pd.read_csv(path, dtype={column: "string" for column in COLUMNS if column not in ("seed", "value")},
+    text_columns = [column for column in COLUMNS + OPTIONAL_COLUMNS if column not in ("seed", "value")]
+    frame = pd.read_csv(path, dtype={column: "string" for column in text_columns},
                         keep_default_na=False, na_values={"value": [""], "seed": [""]})
     for column in LATER_COLUMNS:
         if column not in frame.columns:
@@ -378,11 +417,11 @@ def read(path: str | Path) -> Collected:
     missing = [column for column in COLUMNS if column not in frame.columns]
     if missing:
         raise ValueError(f"{path} lacks the column(s) {missing}; it is not a runs.csv that mld wrote")
-    frame = _normalise(frame)
+    frame = normalise(frame)
     replicates = {}
     companion = bootstrap_path(path)
     if companion.is_file():
         with np.load(companion) as archive:
             for i, (run_id, seed, metric, digest) in enumerate(json.loads(str(archive["index"]))):
                 replicates[(run_id, int(seed), metric)] = (archive[f"r{i}"], digest)
-    return Collected(frame, replicates)
+    return Collected(frame, replicates, history.read(history.history_path(path)))

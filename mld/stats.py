@@ -27,7 +27,7 @@ difference's bootstrap distribution; over seeds, the replicates of the seed-mean
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
@@ -78,14 +78,46 @@ class Difference:
         return f"{self.value:+.2f} ({spread}{'; ' + self.source if self.source else ''})"
 
 
+BEATS, EQUALS, AT_MOST = "beats", "equals", "at most"
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One tested difference of a claim, as the claims figure draws it: the estimate with its 95%
+    margin, the paper's effect of the same rows and the bound the test uses (`beats`: the claimed
+    gain; `equals`: the equivalence bound, ±; `at most`: the allowed maximum)."""
+
+    name: str
+    test: str
+    value: float
+    margin: float | None
+    bound: float
+    paper_effect: float | None
+    verdict: str
+
+
 @dataclass(frozen=True)
 class Verdict:
-    """A verdict and the numbers behind it: the margin had, and the margin that would decide."""
+    """A verdict and the numbers behind it: the margin had, the margin that would decide, and the
+    differences it tested (none for checks on ratios or means)."""
 
     verdict: str
     text: str
     margin: float | None = None
     needed: float | None = None
+    comparisons: tuple[Comparison, ...] = ()
+
+
+def _tested(verdict: Verdict, name: str, test: str, difference: Difference, bound: float,
+            paper_effect: float | None = None) -> Verdict:
+    """The verdict with the difference it tested recorded beside it."""
+    comparison = Comparison(name, test, difference.value, difference.margin(), bound, paper_effect, verdict.verdict)
+    return replace(verdict, comparisons=(comparison,))
+
+
+def with_paper_effect(verdict: Verdict, paper_effect: float | None) -> Verdict:
+    """The verdict with the paper's effect set on the differences it tested."""
+    return replace(verdict, comparisons=tuple(replace(c, paper_effect=paper_effect) for c in verdict.comparisons))
 
 
 def combine(seed_standard_error: float | None, image_standard_error: float | None) -> float | None:
@@ -122,6 +154,10 @@ def _undecided(text: str, margin: float | None, needed: float) -> Verdict:
 
 def beats(difference: Difference, name: str, at_least: float = 0.0, paper_effect: float | None = None) -> Verdict:
     """`difference` = better - worse exceeds `at_least`; refuted when the paper's effect is excluded."""
+    return _tested(_beats(difference, name, at_least, paper_effect), name, BEATS, difference, at_least, paper_effect)
+
+
+def _beats(difference: Difference, name: str, at_least: float, paper_effect: float | None) -> Verdict:
     claimed = f" (claimed gain > {at_least:g})" if at_least else ""
     paper = "" if paper_effect is None else f"; paper's effect {paper_effect:+.2f}"
     text = f"{name}: {difference}{claimed}{paper}"
@@ -141,6 +177,10 @@ def beats(difference: Difference, name: str, at_least: float = 0.0, paper_effect
 
 def equivalent(difference: Difference, name: str, bound: float) -> Verdict:
     """Two one-sided tests: `difference` lies within ±bound."""
+    return _tested(_equivalent(difference, name, bound), name, EQUALS, difference, bound)
+
+
+def _equivalent(difference: Difference, name: str, bound: float) -> Verdict:
     text = f"{name}: {difference} (equivalence bound ±{bound:g})"
     if difference.standard_error is None:
         return _noise_unknown(text)
@@ -157,6 +197,10 @@ def equivalent(difference: Difference, name: str, bound: float) -> Verdict:
 
 def at_most(difference: Difference, name: str, bound: float) -> Verdict:
     """Non-inferiority: `difference` (a drop or a gain) is at most `bound`."""
+    return _tested(_at_most(difference, name, bound), name, AT_MOST, difference, bound)
+
+
+def _at_most(difference: Difference, name: str, bound: float) -> Verdict:
     text = f"{name}: {difference} (allowed at most {bound:.3g})"
     if difference.standard_error is None:
         return _noise_unknown(text)
@@ -174,7 +218,8 @@ def all_hold(verdicts: Iterable[Verdict]) -> Verdict:
     kinds = {v.verdict for v in verdicts}
     verdict = FAILS if FAILS in kinds else UNDETERMINED if UNDETERMINED in kinds else HOLDS
     margins = [v.margin for v in verdicts if v.margin is not None]
-    return Verdict(verdict, "; ".join(f"[{v.verdict}] {v.text}" for v in verdicts), max(margins, default=None))
+    return Verdict(verdict, "; ".join(f"[{v.verdict}] {v.text}" for v in verdicts), max(margins, default=None),
+                   comparisons=tuple(c for v in verdicts for c in v.comparisons))
 
 
 # ---- the paired bootstrap -----------------------------------------------------------------------

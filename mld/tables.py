@@ -857,6 +857,30 @@ def _margin_cell(value: Any) -> str:
     return "—" if number is None else f"{number:.2f}"
 
 
+def reading_guide(synthetic: bool) -> list[str]:
+    """The opening of tables.md: how to read a row, what the verdicts mean, where the pictures are."""
+    from mld.stats import FAILS, HOLDS, UNDETERMINED
+
+    comparison = ("(on synthetic stand-ins) the row's effect against its table's baseline row (an mAP difference ± "
+                  "its 95% noise margin, a cost as a ratio ×) beside the paper's effect" if synthetic
+                  else "the difference reproduced - paper")
+    return [
+        "## How to read this file",
+        "",
+        "- A row is one configuration of the paper's table, named by the key columns (head, queries, ...): the "
+        f"paper's value, the reproduced one (mean ± std over seeds, n seeds) and {comparison}; `run` names the "
+        "run (its folder under results/runs/) and `status` says whether every seed finished.",
+        f"- **{HOLDS}**: the reproduced numbers support the claim beyond their noise (the 95% interval clears its bound).",
+        f"- **{FAILS}**: they contradict it beyond their noise (the interval lies wholly on the wrong side of the "
+        "bound, or below the paper's effect).",
+        f"- **{UNDETERMINED}**: the noise is too large to tell; the evidence names the margin that would decide.",
+        "- Pictures, in `figures/` beside this file: `claims.png` (every tested difference with its interval, the "
+        "paper's effect and the claim's bound, coloured by verdict), `map_vs_flops.png` (Figure 5) and "
+        "`curves/<table>.png` (training loss and validation metrics per epoch of each table's runs, seeds "
+        "overlaid); `snakemake --report report.html` puts them beside the tables in one HTML file.",
+    ]
+
+
 def render_markdown(tables: Sequence[TableResult], claims: pd.DataFrame, header: ReportHeader) -> str:
     """The whole tables.md."""
     from mld.claims import NOISE_DEFINITION
@@ -869,6 +893,10 @@ def render_markdown(tables: Sequence[TableResult], claims: pd.DataFrame, header:
             else "the papers' datasets")
     lines = [
         f"# Reproduced results: {header.label}",
+        "",
+        *reading_guide(header.synthetic),
+        "",
+        "## What produced these results",
         "",
         f"- Config: `{header.config}` (mode {header.mode}, seeds {', '.join(map(str, header.seeds))}); "
         f"collected at commit {header.commit}. Every number below is a view of `runs.csv` beside this file "

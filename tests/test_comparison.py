@@ -59,3 +59,42 @@ def test_the_command_prints_the_changes_and_gates_on_them(tmp_path):
     unknown = subprocess.run([*command[:-4], "--table", "table99"], cwd=REPO, capture_output=True, text=True,
                              timeout=120)
     assert unknown.returncode != 0 and "table99" in unknown.stderr
+
+
+def synthetic_collected(tmp_path: Path, name: str, shift: dict[str, list[float]]) -> Path:
+    """`collected` on synthetic stand-ins: Table 1 shows effects against its GAP row."""
+    runs = {run_id: (row, [None if value is None else value + step
+                           for value, step in zip(maps, shift.get(run_id, [0.0, 0.0, 0.0]))])
+            for run_id, (row, maps) in TABLE1_RUNS.items()}
+    results = tmp_path / name
+    registry = make_results(results, runs)
+    registry.datasets["coco-like"] = {"name": "coco-like", "role": "coco", "source": "synthetic",
+                                      "preset": "coco-like", "image_size": 64, "path": "results/data/coco-like"}
+    for run_id in TABLE1_RUNS:
+        registry.runs[run_id].config = {"dataset": {"path": "results/data/coco-like"}, "task": "multilabel"}
+    path = results / "runs.csv"
+    long_form.write(long_form.collect(registry, results, HEADER), path)
+    return path
+
+
+def test_effects_moved_beyond_noise_are_reported_beside_the_cells(tmp_path):
+    """GAP and the transformer-decoder move together: both cells move, their effect does not; the
+    ML-Decoder row stays: its cell does not move, its effect against GAP does."""
+    shift = [2.0, 2.5, 1.5]
+    before = synthetic_collected(tmp_path, "before", {})
+    after = synthetic_collected(tmp_path, "after", {"coco-like/gap": shift, "coco-like/transformer_decoder": shift})
+    cells, effects = comparison.compare_all(before, after, ["table1_heads"])
+    assert {c.run for c in cells if c.beyond_noise} == {"coco-like/gap", "coco-like/transformer_decoder"}
+    by_run = {e.run: e for e in effects}
+    assert set(by_run) == {"coco-like/transformer_decoder", "coco-like/ml_decoder-k20"}
+    together = by_run["coco-like/transformer_decoder"]
+    assert (together.baseline, together.seeds, together.change, together.beyond_noise) == (
+        "coco-like/gap", 3, pytest.approx(0.0), False)
+    alone = by_run["coco-like/ml_decoder-k20"]  # seeds 0 and 1: effect changes -2.0 and -2.5
+    assert alone.change == pytest.approx(-2.25) and alone.seeds == 2
+    assert alone.margin == pytest.approx(1.959964 * 0.25, rel=1e-5) and alone.beyond_noise is True
+    assert alone.before == pytest.approx((70.2 - 60.0 + 70.9 - 61.0) / 2)
+    markdown = comparison.render_markdown(cells, "before", "after", effects)
+    assert "### Effects: 1 of 2 moved beyond noise (tables: table1_heads)" in markdown
+    row = "| table1_heads | coco-like/ml_decoder-k20 | coco-like/gap | mAP | +10.05 | +7.80 | -2.25 | ± 0.49 | yes |"
+    assert row in markdown

@@ -313,7 +313,8 @@ def test_command_writes_every_output_without_torch(tmp_path):
     assert (again / "tables.md").read_bytes() == (out / "tables.md").read_bytes()
     for csv in (out / "tables").glob("*.csv"):
         assert (again / "tables" / csv.name).read_bytes() == csv.read_bytes(), csv.name
-    assert (again / "figures" / "map_vs_flops.svg").read_bytes() == (out / "figures" / "map_vs_flops.svg").read_bytes()
+    for figure in ("map_vs_flops.svg", "claims.svg"):
+        assert (again / "figures" / figure).read_bytes() == (out / "figures" / figure).read_bytes(), figure
 
 
 FIXTURE = REPO / "tests" / "data" / "tiny_results"
@@ -427,7 +428,7 @@ def test_a_run_from_random_weights_where_the_paper_was_pretrained_is_marked_and_
     registry.runs["coco-like/gap"].compared = False
     registry.runs["coco-like/gap"].weights = "random init"
     collected = long_form.collect(registry, tmp_path, HEADER)
-    gap_rows = collected.frame[collected.frame["run_id"] == "coco-like/gap"]
+    gap_rows = collected.frame.query("run_id == 'coco-like/gap' and kind == 'run'")
     assert set(gap_rows["weights"]) == {"random init"} and set(gap_rows["compared"]) == {False}
     built = tables.build_tables(collected, REPORTED)
     gap = row_of(next(t for t in built if t.spec.table_id == "table1_heads"), "coco-like/gap")
@@ -441,7 +442,7 @@ def test_a_run_from_random_weights_where_the_paper_was_pretrained_is_marked_and_
     # Written and read back, the marks survive; a runs.csv written before the columns existed reads as compared.
     path = tmp_path / "runs.csv"
     long_form.write(collected, path)
-    assert set(long_form.read(path).frame.query("run_id == 'coco-like/gap'")["compared"]) == {"False"}
+    assert set(long_form.read(path).frame.query("run_id == 'coco-like/gap' and kind == 'run'")["compared"]) == {"False"}
     old = pd.read_csv(path).drop(columns=["weights", "compared"])
     old.to_csv(path, index=False)
     assert long_form.read(path).frame["compared"].isna().all()

@@ -274,6 +274,10 @@ def test_tiny_config_produces_every_table(tiny_results: Path) -> None:
     assert report.returncode == 0, report.stdout[-3000:]
     html = (tiny_results / "report.html").read_text()
     assert "map_vs_flops.png;base64" in html and "table1_heads.csv" in html and "tables.md" in html
+    assert "filename=claims.png;base64" in html and "environments.csv" in html and "config.yaml" in html
+    trained = [table_id for table_id, members in registry.tables.items() if any(m in registry.runs for m in members)]
+    for table_id in trained:  # a training-curve figure for every table with trained runs
+        assert f"filename={table_id}.png;base64" in html, table_id
 
 
 COMMITTED_TINY_RESULTS = REPO / "tests" / "data" / "tiny_results" / "runs.csv"

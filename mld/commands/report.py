@@ -2,10 +2,13 @@
 
 Two ways in, one way out:
 * `mld tables --config CONFIG --results DIR` (the workflow's): collect the run outputs and cost
-  measurements of the config's registry into the long-form `runs.csv` (and its bootstrap
-  companion, see mld.results), written beside tables.md; then render from that file;
+  measurements of the config's registry into the long-form `runs.csv` (and its bootstrap and
+  history companions, see mld.results), written beside tables.md; then render from that file;
 * `mld tables --from runs.csv --out DIR`: render from a runs.csv alone (no run directories, no
-  config): DIR/tables.md, DIR/tables/<table>.csv, DIR/tables/claims.csv, DIR/figures/.
+  config): DIR/tables.md, DIR/environments.csv (software and hardware of every run),
+  DIR/tables/<table>.csv, DIR/tables/claims.csv, DIR/figures/ (the mAP-vs-FLOPs figure, the
+  claims figure, and DIR/figures/curves/<table>.png, the training curves of every table whose
+  runs kept a history).
 
 Both render from the file as written, so the second rebuilds the first byte for byte. Every file
 is written atomically. Only pandas and matplotlib are imported: no torch, so the command takes
@@ -20,8 +23,11 @@ from mld import paths
 from mld.atomic import write_bytes, write_text
 
 FIGURE_TABLE = "figure5"
-FIGURE_NAME = "map_vs_flops"
+FIGURE_NAME = Path(paths.FIGURE).stem.removesuffix(".{ext}")
+CLAIMS_FIGURE_NAME = Path(paths.CLAIMS_FIGURE).stem.removesuffix(".{ext}")
+CURVES_FOLDER = Path(paths.CURVES).name  # DIR/figures/curves/<table id>.png: the training curves of each table
 RUNS_CSV = Path(paths.RUNS_CSV).name
+ENVIRONMENTS_CSV = Path(paths.ENVIRONMENTS).name
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -37,8 +43,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="with --config: the results tree, DIR/runs/<run id>/seed<k>/ and DIR/cost/ "
                              "(default: results)")
     parser.add_argument("--out", default=None, metavar="DIR",
-                        help="write DIR/tables.md, DIR/tables/, DIR/figures/ (and, with --config, DIR/runs.csv); "
-                             "the --out-* options override single paths")
+                        help="write DIR/tables.md, DIR/environments.csv, DIR/tables/, DIR/figures/ (and, with "
+                             "--config, DIR/runs.csv and its companions); the --out-* options override single paths")
     parser.add_argument("--out-md", default=None, metavar="FILE", help="the markdown report (default: OUT/tables.md)")
     parser.add_argument("--out-csv", default=None, metavar="DIR",
                         help="folder for <table id>.csv and claims.csv (default: OUT/tables)")
@@ -46,6 +52,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help=f"folder for {FIGURE_NAME}.png and .svg (default: OUT/figures)")
     parser.add_argument("--out-runs", default=None, metavar="FILE",
                         help="with --config: the long-form file (default: runs.csv beside the markdown report)")
+    parser.add_argument("--out-environments", default=None, metavar="FILE",
+                        help="software and hardware of every run (default: environments.csv beside the markdown "
+                             "report)")
     parser.add_argument("--label", default=None,
                         help="with --config: what produced the results, for the header and the figure "
                              "(default: the config's `label`)")
@@ -74,6 +83,8 @@ def write_report(args: argparse.Namespace) -> int:
     from mld import paper
     from mld import results as long_form
     from mld.claims import evaluate_claims
+    from mld.claims_figure import claims_figure
+    from mld.curves import curve_figures
     from mld.figures import figure_bytes, map_vs_flops
     from mld.tables import TableValues, build_tables, read_header, render_markdown
 
@@ -90,20 +101,32 @@ def write_report(args: argparse.Namespace) -> int:
     collected = long_form.read(runs_csv)
     header = read_header(collected.frame)
     tables = build_tables(collected, paper.table_ids())
-    claims = evaluate_claims(paper.claims(), TableValues(tables, "paper"), TableValues(tables, "reproduced"))
+    reproduced = TableValues(tables, "reproduced")
+    claims = evaluate_claims(paper.claims(), TableValues(tables, "paper"), reproduced)
 
     write_text(out_md, render_markdown(tables, claims, header))
+    out_environments = Path(args.out_environments) if args.out_environments else out_md.with_name(ENVIRONMENTS_CSV)
+    write_text(out_environments, long_form.environments(collected.frame).to_csv(index=False))
     for table in tables:
         write_text(csv_dir / f"{table.spec.table_id}.csv",
                    table.frame.to_csv(index=False, float_format=long_form.CSV_FLOAT_FORMAT))
     write_text(csv_dir / "claims.csv", claims.to_csv(index=False, float_format=long_form.CSV_FLOAT_FORMAT))
     figure_table = next(table for table in tables if table.spec.table_id == FIGURE_TABLE)
-    figure = map_vs_flops(figure_table, header.label)
-    for file_format in ("png", "svg"):
-        write_bytes(fig_dir / f"{FIGURE_NAME}.{file_format}",
-                    lambda handle: handle.write(figure_bytes(figure, file_format)))
+    titles = {table.spec.table_id: table.spec.title for table in tables}
+    figures = {FIGURE_NAME: map_vs_flops(figure_table, header.label),
+               CLAIMS_FIGURE_NAME: claims_figure(paper.claims(), reproduced, titles, header.label)}
+    for name, figure in figures.items():
+        for file_format in ("png", "svg"):
+            write_bytes(fig_dir / f"{name}.{file_format}",
+                        lambda handle: handle.write(figure_bytes(figure, file_format)))
+    curves_dir = fig_dir / CURVES_FOLDER
+    curves_dir.mkdir(parents=True, exist_ok=True)  # a workflow output even before any run kept a history
+    curves = curve_figures(tables, collected.history)
+    for table_id, figure in curves.items():
+        write_bytes(curves_dir / f"{table_id}.png", lambda handle: handle.write(figure_bytes(figure, "png")))
 
     verdicts = claims["reproduced verdict"].value_counts().to_dict()
-    print(f"wrote {out_md} from {runs_csv}, {len(tables) + 1} CSV files in {csv_dir}, {FIGURE_NAME}.png/.svg in "
-          f"{fig_dir}; claims on the reproduced values: {verdicts}")
+    print(f"wrote {out_md} and {out_environments} from {runs_csv}, {len(tables) + 1} CSV files in {csv_dir}, "
+          f"{' and '.join(figures)} (.png/.svg) in {fig_dir}, training curves of {len(curves)} tables in "
+          f"{curves_dir}; claims on the reproduced values: {verdicts}")
     return 0

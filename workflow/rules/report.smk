@@ -1,11 +1,13 @@
-"""The tables, the mAP-vs-FLOPs figure, the HTML report's contents and the named targets."""
+"""The tables, the figures (mAP vs FLOPs, claims, training curves), the HTML report's contents
+(`snakemake --report report.html`) and the named targets."""
 
 
 report: "../report/workflow.rst"
 
 
 rule tables:
-    """The long-form runs.csv, then from it the tables, claim checks, CSVs and the figure (`mld tables`)."""
+    """The long-form runs.csv (with its bootstrap and history companions), then from it the tables,
+    claim checks, CSVs, the software and hardware of the runs and the figures (`mld tables`)."""
     input:
         table_outputs(REGISTRY.tables),
     output:
@@ -22,8 +24,32 @@ rule tables:
             category="figure5",
         ),
         svg=paths.FIGURE.format(ext="svg"),
+        claims_png=report(
+            paths.CLAIMS_FIGURE.format(ext="png"),
+            caption="../report/claims.rst",
+            category="claims",
+        ),
+        claims_svg=paths.CLAIMS_FIGURE.format(ext="svg"),
+        curves=report(
+            directory(paths.CURVES),
+            patterns=["{table}.png"],
+            caption="../report/curves.rst",
+            category="Training curves",
+            subcategory="{table}",
+        ),
+        environments=report(
+            paths.ENVIRONMENTS,
+            caption="../report/environments.rst",
+            category="Config and environment",
+        ),
+        config=report(
+            paths.WORKFLOW_CONFIG,
+            caption="../report/config.rst",
+            category="Config and environment",
+        ),
         runs=paths.RUNS_CSV,
         bootstrap=paths.RUNS_BOOTSTRAP,
+        history=paths.RUNS_HISTORY,
     log:
         paths.LOG.format(rule="tables", name="tables"),
     conda:
@@ -33,12 +59,12 @@ rule tables:
         **rule_resources("tables"),
     params:
         config=shlex.quote(yaml.safe_dump(dict(config), sort_keys=False)),
-        config_file=paths.WORKFLOW_CONFIG,
         figures=lambda wildcards, output: os.path.dirname(output.png),
     shell:
-        "(printf '%s\\n' {params.config} > {params.config_file}"
-        " && python -m mld tables --config {params.config_file} --results results --out-md {output.markdown}"
-        " --out-csv {output.csv} --out-fig {params.figures} --out-runs {output.runs}) > {log} 2>&1"
+        "(printf '%s\\n' {params.config} > {output.config}"
+        " && python -m mld tables --config {output.config} --results results --out-md {output.markdown}"
+        " --out-csv {output.csv} --out-fig {params.figures} --out-runs {output.runs}"
+        " --out-environments {output.environments}) > {log} 2>&1"
 
 
 # `snakemake <name>`: the runs and measurements of one ablation (mld.experiments.TARGETS).
