@@ -45,7 +45,8 @@ def jpeg_dataset(root: Path, count: int = 8) -> tuple[Path, list[Path]]:
     labels[:, 1] = 1
     dataset = ReadDataset("jpegs", "test", ["a", "b"],
                           {"train": FileSplit(paths, labels), "val": FileSplit(paths[:4], labels[:4])})
-    return write_read_dataset(dataset, root / "prepared").path, paths
+    # The validation images are training images on purpose (few files to break): overlap allowed.
+    return write_read_dataset(dataset, root / "prepared", allow_overlap=True).path, paths
 
 
 # ---- bad input: one line naming the file
