@@ -8,7 +8,7 @@ from mld.engine import outputs
 from mld.engine.checkpoint import load_checkpoint
 from mld.engine.data import open_run_data
 from mld.engine.distributed import World
-from mld.engine.evaluation import Evaluator, final_section
+from mld.engine.evaluation import Evaluator, evaluation_batch_size, final_section
 from mld.engine.modeling import build_model
 from mld.engine.precision import choose_precision
 from mld.engine.progress import RunLog
@@ -43,7 +43,8 @@ def evaluate(config: Mapping[str, Any] | str | Path, checkpoint: str | Path, out
             candidates[name] = model.to(world.device)
         train = config["train"]
         with RunLog(None, enabled=world.is_main, stream=log_stream) as log:
-            evaluator = Evaluator(data, config["task"], train["batch_size"], train["num_workers"], world,
+            local_batch = train["batch_size"] // world.world_size
+            evaluator = Evaluator(data, config["task"], evaluation_batch_size(local_batch), train["num_workers"], world,
                                   choose_precision(train["amp"], world.device), log, train["log_every_s"])
             results, scores, labels, zsl = evaluator.full(candidates)
             final = final_section(results, evaluator.metrics.selection)

@@ -146,6 +146,12 @@ def best_epoch_section(history: Sequence[Mapping[str, Any]], selection: str,
     return best
 
 
+def evaluation_batch_size(training_batch_size: int) -> int:
+    """A process's evaluation batch: twice its training batch (no gradients to keep). `mld evaluate`
+    uses the same, so that it scores a checkpoint with the kernels the run's evaluation used."""
+    return 2 * training_batch_size
+
+
 class Evaluator:
     """Scores the evaluation split with any set of weights, sharded over processes."""
 

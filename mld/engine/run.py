@@ -34,7 +34,9 @@ from mld.data.loading import make_loader
 from mld.engine.data import RunData, open_run_data
 from mld.engine.distributed import World, synchronise_batchnorm
 from mld.engine.ema import ModelEma
-from mld.engine.evaluation import Evaluator, FullEvaluation, best_epoch_section, final_section
+from mld.engine.evaluation import (
+    Evaluator, FullEvaluation, best_epoch_section, evaluation_batch_size, final_section,
+)
 from mld.engine.loop import Trainer
 from mld.engine.modeling import build_model
 from mld.engine.optim import build_optimizer, build_schedule
@@ -203,7 +205,7 @@ class _Run:
             extend_targets=extend_targets)
         self.train_loader = make_loader(self.data.train_set, self.sampler, self.data.collate,
                                         train["num_workers"], device)
-        self.evaluator = Evaluator(self.data, self.config["task"], 2 * self.sampler.local_batch_size,
+        self.evaluator = Evaluator(self.data, self.config["task"], evaluation_batch_size(self.sampler.local_batch_size),
                                    train["num_workers"], world, self.precision, self.log,
                                    train["log_every_s"], self._should_stop)
         self.log(f"run {self.config['run_id']} seed {self.config['seed']}: "
