@@ -8,8 +8,11 @@ the tests' general tool for tiny real-format files (tests/test_data_adapters.py 
 """
 from __future__ import annotations
 
+import io
 import json
 import os
+import pickle
+import struct
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -163,6 +166,79 @@ def write_word_vectors(path: Path, names: Sequence[str], dim: int = WORD_VECTOR_
         np.save(path, vectors)
     else:
         write_glove(path, [word for name in names for word in class_words(name)], dim)
+
+
+def cifar_pixels(num_images: int, seed: int) -> np.ndarray:
+    """Random CIFAR pixel rows [n, 3072] uint8 (1024 red, 1024 green, 1024 blue bytes, rows first)."""
+    return np.random.default_rng(seed).integers(0, 256, (num_images, 3 * 32 * 32), dtype=np.uint8)
+
+
+def write_cifar100_binary(folder: Path, fine_names: Sequence[str],
+                          splits: Mapping[str, tuple[np.ndarray, Sequence[int]]]) -> None:
+    """CIFAR-100's binary version: `<split>.bin` records of <coarse byte><fine byte><3072 pixel
+    bytes> and fine_label_names.txt. `splits` maps "train" / "test" to (pixel rows, fine labels)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "fine_label_names.txt").write_text("".join(f"{name}\n" for name in fine_names))
+    (folder / "coarse_label_names.txt").write_text("".join(f"super{n}\n" for n in range(20)))
+    for split, (pixels, fine) in splits.items():
+        labels = np.stack([np.asarray(fine) // 5, np.asarray(fine)], axis=1).astype(np.uint8)  # coarse, fine
+        (folder / f"{split}.bin").write_bytes(np.concatenate([labels, pixels], axis=1).tobytes())
+
+
+class Python2Pickler(pickle._Pickler):  # the pure-Python pickler, whose dispatch table can be changed
+    """Protocol 2 with bytes as Python 2 `str` (BINSTRING), as CIFAR's cPickle files hold them."""
+
+    def save_bytes(self, obj: bytes) -> None:
+        opcode = pickle.SHORT_BINSTRING + bytes([len(obj)]) if len(obj) < 256 else \
+            pickle.BINSTRING + struct.pack("<i", len(obj))
+        self.write(opcode + obj)
+        self.memoize(obj)
+
+    dispatch = {**pickle._Pickler.dispatch, bytes: save_bytes}
+
+
+def python2_pickle(content: Any) -> bytes:
+    """`content` pickled as Python 2 with NumPy 1 wrote CIFAR's files (numpy.core's module name)."""
+    buffer = io.BytesIO()
+    Python2Pickler(buffer, protocol=2).dump(content)
+    return buffer.getvalue().replace(b"numpy._core.multiarray\n", b"numpy.core.multiarray\n")
+
+
+def write_cifar100_python(folder: Path, fine_names: Sequence[str],
+                          splits: Mapping[str, tuple[np.ndarray, Sequence[int]]]) -> None:
+    """CIFAR-100's python version: pickled dicts `train`, `test` (b'data', b'fine_labels', ...) and
+    `meta` (b'fine_label_names', b'coarse_label_names'), keys and names as bytes."""
+    folder.mkdir(parents=True, exist_ok=True)
+    meta = {b"fine_label_names": [name.encode() for name in fine_names],
+            b"coarse_label_names": [f"super{n}".encode() for n in range(20)]}
+    (folder / "meta").write_bytes(python2_pickle(meta))
+    for split, (pixels, fine) in splits.items():
+        content = {b"filenames": [f"image_{n}.png".encode() for n in range(len(fine))],
+                   b"batch_label": f"{split}ing batch 1 of 1".encode(), b"fine_labels": list(fine),
+                   b"coarse_labels": [label // 5 for label in fine], b"data": pixels}
+        (folder / split).write_bytes(python2_pickle(content))
+
+
+def write_stanford_cars(root: Path, class_names: Sequence[str],
+                        splits: Mapping[str, Sequence[tuple[str, int]]]) -> None:
+    """Stanford Cars: cars_train/ and cars_test/ images, devkit/cars_meta.mat, devkit/cars_train_annos.mat
+    and cars_test_annos_withlabels.mat (MATLAB v5, written with scipy.io.savemat in the devkit's
+    structure). `splits` maps "train" / "test" to (file name, 1-based class)."""
+    from scipy.io import savemat
+
+    (root / "devkit").mkdir(parents=True, exist_ok=True)
+    names = np.empty((1, len(class_names)), dtype=object)
+    names[0, :] = list(class_names)
+    savemat(root / "devkit" / "cars_meta.mat", {"class_names": names})
+    fields = [("bbox_x1", "O"), ("bbox_y1", "O"), ("bbox_x2", "O"), ("bbox_y2", "O"), ("class", "O"), ("fname", "O")]
+    for split, images in splits.items():
+        annotations = np.empty((1, len(images)), dtype=fields)
+        for column, (fname, label) in enumerate(images):
+            annotations[0, column] = (np.uint8(1), np.uint8(2), np.uint16(30), np.uint16(20), np.uint8(label), fname)
+            write_jpeg(root / f"cars_{split}" / fname, seed=column)
+        mat_file = root / "devkit" / "cars_train_annos.mat" if split == "train" else \
+            root / "cars_test_annos_withlabels.mat"
+        savemat(mat_file, {"annotations": annotations})
 
 
 # ------------------------------------------------------------------ the paper's datasets at toy size
