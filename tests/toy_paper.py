@@ -57,6 +57,12 @@ OPENIMAGES_CLASSES = [("/m/01", "Cat"), ("/m/02", "Dog"), ("/m/03", "Bird"), ("/
                       ("/m/0a", "Flower"), ("/m/0b", "Unseen one"), ("/m/0c", "Unseen two")]
 OPENIMAGES_TRAINABLE = [name for name, _ in OPENIMAGES_CLASSES[:10]]
 IMAGENET_CLASSES = [f"n{index:08d}" for index in range(10)]
+CIFAR100_CLASSES = [f"fine_{index:02d}" for index in range(100)]  # CIFAR-100's release has exactly 100
+CARS_CLASSES = ["AM General Hummer SUV 2000", "Acura RL Sedan 2012", "Acura TL Sedan 2012", "Audi R8 Coupe 2012",
+                "BMW M3 Coupe 2012"]
+# Backbone options the toy resolution needs: Swin-L's weights are made for 384 px and timm refuses
+# other input sizes unless told not to (the weights themselves do not depend on it).
+TOY_BACKBONE_OPTIONS = {"swin_large": {"strict_img_size": False}}
 # COCO and VOC share one GloVe file in the paper config: it covers the words of both class lists.
 GLOVE_CLASS_NAMES = [name for _, name in COCO_CATEGORIES] + list(VOC_CLASSES)
 
@@ -349,8 +355,27 @@ def write_toy_imagenet(directory: Path) -> int:
     return len(IMAGENET_CLASSES)
 
 
+def write_toy_cifar100(data_root: Path, spec: Mapping[str, Any]) -> int:
+    """CIFAR-100 in the release the config's root names: the python version for a `*-python` root,
+    else the binary one."""
+    root = _root(data_root, spec)
+    writer = write_cifar100_python if root.name.endswith("python") else write_cifar100_binary
+    writer(root, CIFAR100_CLASSES, {split: (cifar_pixels(IMAGES_PER_SPLIT, seed=70 + offset),
+                                            [(7 * row + offset) % len(CIFAR100_CLASSES) for row in range(IMAGES_PER_SPLIT)])
+                                    for offset, split in enumerate(("train", "test"))})
+    return len(CIFAR100_CLASSES)
+
+
+def write_toy_stanford_cars(data_root: Path, spec: Mapping[str, Any]) -> int:
+    images = {split: [(f"{row + 1:05d}.jpg", 1 + (row + offset) % len(CARS_CLASSES)) for row in range(IMAGES_PER_SPLIT)]
+              for offset, split in enumerate(("train", "test"))}
+    write_stanford_cars(_root(data_root, spec), CARS_CLASSES, images)
+    return len(CARS_CLASSES)
+
+
 ADAPTER_WRITERS = {"coco": write_toy_coco, "voc": write_toy_voc, "nuswide": write_toy_nuswide,
-                   "openimages": write_toy_openimages}
+                   "openimages": write_toy_openimages, "cifar100": write_toy_cifar100,
+                   "stanford_cars": write_toy_stanford_cars}
 
 
 # ------------------------------------------------------------------ weights and the toy config
@@ -423,7 +448,9 @@ def make_toy_paper(root: Path) -> ToyPaper:
         "data_root": str(data_root),
         "datasets": datasets,
         # `weights:` alone, as a user with local files writes it (it wins over the inherited `pretrained`).
-        "backbones": {role: {"weights": str(path)} for role, path in weights.items()},
+        "backbones": {role: {"weights": str(path), **({"options": TOY_BACKBONE_OPTIONS[role]}
+                                                      if role in TOY_BACKBONE_OPTIONS else {})}
+                      for role, path in weights.items()},
         "experiments": {"resolutions": TOY_RESOLUTIONS,
                         "extreme_groups": [2, 5],
                         "zero_shot_groups": 3,

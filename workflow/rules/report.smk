@@ -22,6 +22,12 @@ rule tables:
             category="figure5",
         ),
         svg=paths.FIGURE.format(ext="svg"),
+        speed_png=report(
+            paths.SPEED_FIGURE.format(ext="png"),
+            caption="../report/top1_vs_speed.rst",
+            category="figure6",
+        ),
+        speed_svg=paths.SPEED_FIGURE.format(ext="svg"),
         runs=paths.RUNS_CSV,
         bootstrap=paths.RUNS_BOOTSTRAP,
     log:
