@@ -311,7 +311,8 @@ def test_stanford_cars_reads_the_devkit_classes_one_based(tmp_path):
 def test_stanford_cars_without_test_labels_names_the_file(tmp_path):
     _cars(tmp_path / "cars")
     (tmp_path / "cars" / "cars_test_annos_withlabels.mat").unlink()
-    with pytest.raises(FileNotFoundError, match=r"cars_test_annos_withlabels.mat is neither in .*download of their own"):
+    with pytest.raises(FileNotFoundError,
+                       match=r"cars_test_annos_withlabels.mat is neither in .*download of their own"):
         read_stanford_cars(tmp_path / "cars")
 
 

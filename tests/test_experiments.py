@@ -409,7 +409,8 @@ def test_table14_and_the_a1_row_in_the_paper_config(paper_registry: experiments.
     cifar, cars = (paper_registry.runs[run_id] for run_id in paper_registry.tables["table14_transfer"])
     assert (cifar.config["model"]["backbone"], cifar.config["train"]["resolution"], cifar.config["task"]) == \
         ("swin_large_patch4_window12_384.ms_in22k", 384, "single_label")
-    assert (cars.config["model"]["backbone"], cars.config["train"]["resolution"], cars.config["model"]["num_groups"]) == \
+    cars_model = cars.config["model"]
+    assert (cars_model["backbone"], cars.config["train"]["resolution"], cars_model["num_groups"]) == \
         ("tresnet_v2_l.miil_in21k", 224, 196)
     assert cifar.rows == {"table14_transfer": {"dataset": "cifar100", "method": "swin_l_ml_decoder"}}
     assert paper_registry.datasets["stanford-cars"]["adapter"] == "stanford_cars"

@@ -76,7 +76,8 @@ def figure6_tables(with_runs: bool) -> tuple[tables.TableResult, tables.TableRes
     for index, (backbone, images_per_s) in enumerate(RESNETS.items()) if with_runs else []:
         for head, gain, slowdown in (("gap", 0.0, 1.0), ("ml_decoder", 0.6, 0.9)):
             key = {"backbone": backbone, "head": head}
-            run = tables.Observation(f"imagenet/{backbone}/{head}", key, ["seed0", "seed1"], finished=["seed0", "seed1"])
+            run = tables.Observation(f"imagenet/{backbone}/{head}", key, ["seed0", "seed1"],
+                                     finished=["seed0", "seed1"])
             run.samples = {"top1": [70.0 + 4 * index + gain, 70.5 + 4 * index + gain]}
             speed = tables.Observation(f"throughput/{backbone}/{head}", key, [""], finished=[""])
             speed.samples = {"inference_images_per_s": [images_per_s * slowdown]}

@@ -87,7 +87,8 @@ def test_recipes_the_paper_states_per_table(paper_rows: list[dict[str, str]]) ->
     # A2 (the official command's lr 4e-3) for the four rows, A1 (600 epochs) for the text's row.
     recipes = {(row["row"].split(",")[0], row["recipe"], row["epochs"], row["lr"], row["weight_decay"])
                for row in by_table("table13_single_label")}
-    assert recipes == {("recipe=a2", "imagenet_a2", "300", "0.004", "0.02"), ("recipe=a1", "imagenet_a1", "600", "0.005", "0.01")}
+    assert recipes == {("recipe=a2", "imagenet_a2", "300", "0.004", "0.02"),
+                       ("recipe=a1", "imagenet_a1", "600", "0.005", "0.01")}
     # Table 14: each dataset at its backbone's resolution.
     assert {(row["dataset"], row["backbone"], row["resolution"]) for row in by_table("table14_transfer")} == {
         ("cifar100", "swin_large_patch4_window12_384.ms_in22k", "384"), ("stanford-cars", TRESNET_L, "224")}

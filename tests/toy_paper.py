@@ -360,8 +360,8 @@ def write_toy_cifar100(data_root: Path, spec: Mapping[str, Any]) -> int:
     else the binary one."""
     root = _root(data_root, spec)
     writer = write_cifar100_python if root.name.endswith("python") else write_cifar100_binary
-    writer(root, CIFAR100_CLASSES, {split: (cifar_pixels(IMAGES_PER_SPLIT, seed=70 + offset),
-                                            [(7 * row + offset) % len(CIFAR100_CLASSES) for row in range(IMAGES_PER_SPLIT)])
+    labels = lambda offset: [(7 * row + offset) % len(CIFAR100_CLASSES) for row in range(IMAGES_PER_SPLIT)]  # noqa: E731
+    writer(root, CIFAR100_CLASSES, {split: (cifar_pixels(IMAGES_PER_SPLIT, seed=70 + offset), labels(offset))
                                     for offset, split in enumerate(("train", "test"))})
     return len(CIFAR100_CLASSES)
 

@@ -103,7 +103,8 @@ def write_report(args: argparse.Namespace) -> int:
     for name, figure in ((FIGURE_NAME, map_vs_flops(by_id[FIGURE_TABLE], header.label)),
                          (SPEED_FIGURE_NAME, top1_vs_speed(*(by_id[t] for t in SPEED_FIGURE_TABLES), header.label))):
         for file_format in ("png", "svg"):
-            write_bytes(fig_dir / f"{name}.{file_format}", lambda handle: handle.write(figure_bytes(figure, file_format)))
+            write_bytes(fig_dir / f"{name}.{file_format}",
+                        lambda handle: handle.write(figure_bytes(figure, file_format)))
 
     verdicts = claims["reproduced verdict"].value_counts().to_dict()
     print(f"wrote {out_md} from {runs_csv}, {len(tables) + 1} CSV files in {csv_dir}, {FIGURE_NAME} and "

@@ -352,7 +352,8 @@ class _Builder:
             options=copy.deepcopy(settings.get("options", {})), rows={}, path=measurement_path(measurement_id))
         existing = self.registry.measurements.setdefault(measurement_id, measurement)
         if existing.config != measurement.config:
-            raise AssertionError(f"two different measurements got the id {measurement_id}; make the id say what differs")
+            raise AssertionError(f"two different measurements got the id {measurement_id}; "
+                                 "make the id say what differs")
         existing.rows[cell.table] = dict(cell.row)
         if measurement_id not in self.registry.tables.setdefault(cell.table, []):
             self.registry.tables[cell.table].append(measurement_id)
