@@ -418,3 +418,20 @@ def test_table14_and_the_a1_row_in_the_paper_config(paper_registry: experiments.
     assert a1.rows == {"table13_single_label": {"recipe": "a1", "activation": "sigmoid", "head": "ml_decoder"}}
     assert {key: a1.config["train"][key] for key in ("epochs", "lr", "weight_decay", "loss")} == \
         {"epochs": 600, "lr": 5.0e-3, "weight_decay": 0.01, "loss": {"name": "bce", "reduction": "mean"}}
+
+
+def test_a2_and_a1_average_their_bce_over_batch_and_classes(paper_registry: experiments.Registry) -> None:
+    """As timm's BCE: a sum over a batch of 2048 x 1000 classes would make every gradient exceed
+    LAMB's clipping norm of 1, so every step would be clipped."""
+    import torch
+    import torch.nn.functional as F
+
+    from mld.losses import create_loss
+
+    logits = torch.linspace(-3, 3, 24).reshape(4, 6)
+    targets = torch.zeros(4, 6)
+    targets[torch.arange(4), torch.tensor([0, 2, 5, 1])] = 1
+    for run_id in ("imagenet-224px/resnet50/ml_decoder-k100/sigmoid", "imagenet-224px/resnet50/ml_decoder-k100/a1",
+                   "imagenet-224px/resnet18/gap/sigmoid"):
+        loss = create_loss(**paper_registry.runs[run_id].config["train"]["loss"])
+        assert loss(logits, targets).item() == pytest.approx(F.binary_cross_entropy_with_logits(logits, targets).item())

@@ -60,9 +60,11 @@ IMAGENET_CLASSES = [f"n{index:08d}" for index in range(10)]
 CIFAR100_CLASSES = [f"fine_{index:02d}" for index in range(100)]  # CIFAR-100's release has exactly 100
 CARS_CLASSES = ["AM General Hummer SUV 2000", "Acura RL Sedan 2012", "Acura TL Sedan 2012", "Audi R8 Coupe 2012",
                 "BMW M3 Coupe 2012"]
-# Backbone options the toy resolution needs: Swin-L's weights are made for 384 px and timm refuses
-# other input sizes unless told not to (the weights themselves do not depend on it).
-TOY_BACKBONE_OPTIONS = {"swin_large": {"strict_img_size": False}}
+# Backbones replaced at toy scale. Swin-L (195 M parameters: 5 GB and minutes for one toy step on
+# CPU) becomes the smallest Swin built with Swin-L's 12-token windows: the same code path (channels-last
+# feature maps); timm refuses inputs other than the model's 384 px unless told not to.
+TOY_BACKBONES = {"swin_large": {"name": "swin_tiny_patch4_window7_224",
+                                "options": {"window_size": 12, "img_size": 384, "strict_img_size": False}}}
 # COCO and VOC share one GloVe file in the paper config: it covers the words of both class lists.
 GLOVE_CLASS_NAMES = [name for _, name in COCO_CATEGORIES] + list(VOC_CLASSES)
 
@@ -440,7 +442,7 @@ def make_toy_paper(root: Path) -> ToyPaper:
             datasets[role] = {"num_classes": ADAPTER_WRITERS[spec["adapter"]](data_root, spec)}
     imagenet = data_root / "imagenet-prepared"
     datasets["imagenet"] = {"prepared": str(imagenet), "num_classes": write_toy_imagenet(imagenet)}
-    weights = write_backbone_weights(paper, root / "weights")
+    weights = write_backbone_weights(deep_merge(paper, {"backbones": TOY_BACKBONES}), root / "weights")
     overrides = deep_merge(shrink(paper), {
         "label": "toy paper config (tests: tiny real-format data, random-init paper backbones)",
         "seeds": [0],
@@ -448,9 +450,7 @@ def make_toy_paper(root: Path) -> ToyPaper:
         "data_root": str(data_root),
         "datasets": datasets,
         # `weights:` alone, as a user with local files writes it (it wins over the inherited `pretrained`).
-        "backbones": {role: {"weights": str(path), **({"options": TOY_BACKBONE_OPTIONS[role]}
-                                                      if role in TOY_BACKBONE_OPTIONS else {})}
-                      for role, path in weights.items()},
+        "backbones": {role: {"weights": str(path), **TOY_BACKBONES.get(role, {})} for role, path in weights.items()},
         "experiments": {"resolutions": TOY_RESOLUTIONS,
                         "extreme_groups": [2, 5],
                         "zero_shot_groups": 3,
