@@ -105,7 +105,7 @@ def top1_vs_speed(top1: TableResult, speed: TableResult, reproduced_label: str) 
     paper_values = ", ".join(
         f"{plain_value(row['backbone'])} {HEAD_STYLES.get(plain_value(row['head']), (row['head'],))[0]} "
         f"{row[metric_column('top1', 'paper')]:g}" for _, row in reported.iterrows())
-    figure = Figure(figsize=(6.5, 4.6), layout="constrained")
+    figure = Figure(figsize=(7.5, 5.2), layout="constrained")
     axes = figure.subplots()
     axes.set_title(textwrap.fill(f"Reproduced: {reproduced_label} (mean ± std over seeds). Paper "
                                  f"({top1.spec.source}): {paper_values or 'no values'}", TITLE_WIDTH), fontsize=9)
@@ -125,5 +125,5 @@ def top1_vs_speed(top1: TableResult, speed: TableResult, reproduced_label: str) 
                           fontsize=8)
     if not points.empty:
         axes.legend(fontsize=8)
-    figure.suptitle(top1.spec.title, fontsize=11)
+    figure.suptitle(textwrap.fill(top1.spec.title, TITLE_WIDTH + 10), fontsize=11)
     return figure
