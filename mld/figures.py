@@ -1,4 +1,5 @@
-"""Figure 5: mAP vs FLOPs for GAP and ML-Decoder across backbone sizes, paper beside reproduced.
+"""Figure 5: mAP vs FLOPs for GAP and ML-Decoder across backbone sizes, paper beside reproduced;
+Figure 6: ImageNet top-1 against measured inference speed (`top1_vs_speed`).
 
 The paper's TResNet points (tens of GFLOPs, MS-COCO) and the reproduced ones (the embedded
 default's tiny backbones on synthetic data) differ in scale by orders of magnitude, so they get a
@@ -82,3 +83,47 @@ def figure_bytes(figure: Figure, file_format: str) -> bytes:
     with matplotlib.rc_context({"svg.hashsalt": "mld", "svg.fonttype": "none"}):
         figure.savefig(buffer, format=file_format, dpi=150, metadata=metadata)
     return buffer.getvalue()
+
+
+def top1_vs_speed(top1: TableResult, speed: TableResult, reproduced_label: str) -> Figure:
+    """Figure 6 from the `figure6` (top-1) and `figure6_speed` (measured inference images/s) tables,
+    joined on their key (backbone, head), in Figure 5's style. The paper plots its points without
+    giving their speeds, so it gets no panel: its known top-1 values are named in the title."""
+    for table in (top1, speed):
+        missing = {"backbone", "head"} - set(table.frame.columns)
+        if missing:
+            raise ValueError(f"table {table.spec.table_id} lacks the column(s) {sorted(missing)} the figure needs")
+    accuracy = pd.DataFrame({"backbone": top1.frame["backbone"].map(plain_value),
+                             "head": top1.frame["head"].map(plain_value),
+                             "top1": top1.frame[metric_column("top1", "mean")],
+                             "std": top1.frame[metric_column("top1", "std")]}).dropna(subset=["top1"])
+    speeds = pd.DataFrame({"backbone": speed.frame["backbone"].map(plain_value),
+                           "head": speed.frame["head"].map(plain_value),
+                           "speed": speed.frame[metric_column("inference_images_per_s", "mean")]}).dropna()
+    points = accuracy.merge(speeds, on=["backbone", "head"]).sort_values("speed")
+    reported = top1.frame.dropna(subset=[metric_column("top1", "paper")])
+    paper_values = ", ".join(
+        f"{plain_value(row['backbone'])} {HEAD_STYLES.get(plain_value(row['head']), (row['head'],))[0]} "
+        f"{row[metric_column('top1', 'paper')]:g}" for _, row in reported.iterrows())
+    figure = Figure(figsize=(7.5, 5.2), layout="constrained")
+    axes = figure.subplots()
+    axes.set_title(textwrap.fill(f"Reproduced: {reproduced_label} (mean ± std over seeds). Paper "
+                                 f"({top1.spec.source}): {paper_values or 'no values'}", TITLE_WIDTH), fontsize=9)
+    axes.margins(0.15)
+    axes.set_xlabel("inference speed [images/s, measured]")
+    axes.set_ylabel("top-1 [%]")
+    axes.grid(alpha=0.3)
+    if points.empty:
+        axes.text(0.5, 0.5, "no values yet", ha="center", va="center", transform=axes.transAxes)
+    for head, group in points.groupby("head", sort=False):
+        label, marker, colour = HEAD_STYLES.get(head, (str(head), "x", "tab:gray"))
+        errors = None if group["std"].isna().all() else group["std"].fillna(0.0)
+        axes.errorbar(group["speed"], group["top1"], yerr=errors, marker=marker, color=colour, label=label,
+                      capsize=3, linestyle="-" if len(group) > 1 else "none")
+        for row in group.itertuples(index=False):
+            axes.annotate(str(row.backbone), (row.speed, row.top1), textcoords="offset points", xytext=(4, 4),
+                          fontsize=8)
+    if not points.empty:
+        axes.legend(fontsize=8)
+    figure.suptitle(textwrap.fill(top1.spec.title, TITLE_WIDTH + 10), fontsize=11)
+    return figure

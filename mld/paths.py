@@ -37,6 +37,7 @@ FIGURES = RESULTS + "/figures"
 FIGURE = FIGURES + "/map_vs_flops.{ext}"
 CLAIMS_FIGURE = FIGURES + "/claims.{ext}"
 CURVES = FIGURES + "/curves"  # <table id>.png: the training curves of each table's runs
+SPEED_FIGURE = FIGURES + "/top1_vs_speed.{ext}"   # Figure 6
 WORKFLOW_CONFIG = RESULTS + "/config.yaml"
 
 # A job's config file: the result-defining part of what the engine reads (written by the
@@ -58,6 +59,10 @@ ADAPTER_READS = {
     "voc": ("ImageSets/Main/trainval.txt", "ImageSets/Main/test.txt", "Annotations", "JPEGImages"),
     "nuswide": ("NUS_WID_Tags", "ConceptsList/Concepts81.txt", "ImageList", "Groundtruth/TrainTestLabels", "Flickr"),
     "openimages": (),
+    # CIFAR-100 is read from whichever release the root holds (binary or python version), Stanford
+    # Cars' test labels from the root or devkit/: only the entries every layout has are listed.
+    "cifar100": (),
+    "stanford_cars": ("devkit/cars_meta.mat", "devkit/cars_train_annos.mat", "cars_train", "cars_test"),
 }
 
 

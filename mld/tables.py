@@ -653,11 +653,14 @@ class ReportHeader:
     backbones: Sequence[str]
     synthetic: bool
     commit: str = "unknown"
+    skipped_tables: Sequence[str] = ()   # the config's skip_tables: planned nothing there
 
 
-def header_fields(config_path: str, label: str, mode: str, seeds: Sequence[int]) -> dict[str, str]:
+def header_fields(config_path: str, label: str, mode: str, seeds: Sequence[int],
+                  skipped_tables: Sequence[str] = ()) -> dict[str, str]:
     """The report rows `mld.results.collect` stores, so that a runs.csv alone can print the header."""
-    return {"label": label, "config": config_path, "mode": mode, "seeds": ",".join(str(s) for s in seeds)}
+    fields = {"label": label, "config": config_path, "mode": mode, "seeds": ",".join(str(s) for s in seeds)}
+    return {**fields, "skip_tables": ",".join(skipped_tables)} if skipped_tables else fields
 
 
 def read_header(frame: pd.DataFrame) -> ReportHeader:
@@ -676,7 +679,8 @@ def read_header(frame: pd.DataFrame) -> ReportHeader:
     return ReportHeader(config=str(fields.get("config")), label=str(fields.get("label")),
                         mode=str(fields.get("mode")), seeds=seeds, datasets=dataset_lines, backbones=backbone_lines,
                         synthetic="synthetic" in set(datasets["reason"].dropna()),
-                        commit=", ".join(commits) or "unknown")
+                        commit=", ".join(commits) or "unknown",
+                        skipped_tables=[t for t in str(fields.get("skip_tables") or "").split(",") if t])
 
 
 def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
@@ -823,13 +827,16 @@ def _baseline_text(spec: TableSpec) -> str:
     return text + (f", with the same {', '.join(within)}" if within else "")
 
 
-def render_section(table: TableResult, claims: pd.DataFrame) -> str:
-    """One table's section: title, provenance, missing/infeasible runs, the table, its claims."""
+def render_section(table: TableResult, claims: pd.DataFrame, skipped: bool = False) -> str:
+    """One table's section: title, provenance, missing/infeasible runs, the table, its claims.
+    `skipped`: the config left the table out (skip_tables)."""
     spec = table.spec
     reproduced = any(observation is not None for observation in table.observations)
     parts = [f"## {spec.title} (`{spec.table_id}`)"]
     if spec.not_reproduced and not reproduced:
         parts.append(f"Source: {spec.source}. Not reproduced: {spec.not_reproduced}.")
+    elif skipped and not reproduced:
+        parts.append(f"Source: {spec.source}. Not planned by this config (`skip_tables`): the paper's values only.")
     else:
         parts.append(f"Source: {spec.source}. Reproduced: {_mode_text(table.modes)}.")
         if table.datasets:
@@ -920,7 +927,7 @@ def render_markdown(tables: Sequence[TableResult], claims: pd.DataFrame, header:
         [(c["claim"], c["table"], c["reproduced verdict"], _margin_cell(c["reproduced margin"]), c["paper verdict"])
          for c in claims.to_dict("records")])
     sections = ["## Claims at a glance (evidence under each table)\n\n" + glance]
-    sections += [render_section(table, claims) for table in tables]
+    sections += [render_section(table, claims, table.spec.table_id in header.skipped_tables) for table in tables]
     orphans = claims[~claims["table"].isin([t.spec.table_id for t in tables])]
     if not orphans.empty:
         sections.append("## Claims on tables not built\n\n" + render_claims(orphans))

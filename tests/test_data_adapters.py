@@ -2,17 +2,22 @@
 from __future__ import annotations
 
 import json
+import os
+import pickle
 
 import numpy as np
 import pytest
 
 from mld.data import validate_prepared
-from mld.data.adapters import read_coco, read_nuswide, read_openimages, read_voc, write_read_dataset
+from mld.data.adapters import (
+    read_cifar100, read_coco, read_nuswide, read_openimages, read_stanford_cars, read_voc, write_read_dataset,
+)
 from mld.data.adapters.voc import VOC_CLASSES
 from mld.data.prepared import images_with_positive
+from mld.data.restricted_pickle import PickleRefused, load_data_pickle
 from toy_paper import (
-    OPENIMAGES_HEADER, write_coco, write_jpeg, write_nuswide, write_openimages_descriptions, write_openimages_labels,
-    write_voc,
+    OPENIMAGES_HEADER, cifar_pixels, python2_pickle, write_cifar100_binary, write_cifar100_python, write_coco,
+    write_jpeg, write_nuswide, write_openimages_descriptions, write_openimages_labels, write_stanford_cars, write_voc,
 )
 
 
@@ -221,3 +226,137 @@ def test_mld_prepare_openimages_checks_num_classes(tmp_path, capsys):
     assert "num_classes (--num-classes) is 4" in capsys.readouterr().err
     assert not (tmp_path / "refused").exists()
     assert main([*arguments, "--num-classes", "3", "--out", str(tmp_path / "prepared")]) == 0
+
+
+# --- CIFAR-100 (Table 14): the binary and the python version
+
+CIFAR_NAMES = [f"class_{n:02d}" for n in range(100)]
+
+
+def _cifar_splits():
+    return {"train": (cifar_pixels(3, seed=0), [7, 99, 0]), "test": (cifar_pixels(2, seed=1), [42, 7])}
+
+
+@pytest.mark.parametrize("version", ["binary", "python"])
+def test_cifar100_reads_either_release_into_one_image_array(tmp_path, version):
+    splits = _cifar_splits()
+    if version == "binary":
+        write_cifar100_binary(tmp_path / "cifar-100-binary", CIFAR_NAMES, splits)
+    else:
+        write_cifar100_python(tmp_path / "cifar-100-python", CIFAR_NAMES, splits)
+    dataset = read_cifar100(tmp_path)  # the folder above the release is accepted
+    assert dataset.class_names == CIFAR_NAMES and dataset.task == "single_label"
+    assert dataset.source.startswith(f"CIFAR-100 ({version} version)")
+    train = dataset.splits["train"]
+    assert np.flatnonzero(train.labels[1]).tolist() == [99] and train.labels.sum(axis=1).tolist() == [1, 1, 1]
+    assert [int(np.argmax(row)) for row in dataset.splits["val"].labels] == [42, 7]
+    # Pixel rows are 1024 red, 1024 green, 1024 blue bytes, each plane row by row.
+    pixels = splits["train"][0][2]
+    assert train.images.shape == (3, 32, 32, 3)
+    assert train.images[2, 0, 1].tolist() == [pixels[1], pixels[1024 + 1], pixels[2048 + 1]]
+    assert train.images[2, 1, 0, 2] == pixels[2048 + 32]
+    meta = validate_prepared(write_read_dataset(dataset, tmp_path / "prepared").path)
+    assert (meta.task, meta.image_storage, meta.image_size, meta.splits) == \
+        ("single_label", "array", 32, {"train": 3, "val": 2})
+    assert np.array_equal(meta.images("val"), dataset.splits["val"].images)
+
+
+def test_cifar100_python_pickle_names_numpy_1_or_2_modules(tmp_path):
+    """The release's pickles name numpy.core (NumPy 1); a copy re-pickled under NumPy 2 names numpy._core."""
+    content = {b"data": np.arange(6, dtype=np.uint8).reshape(2, 3), b"fine_labels": [1, 2]}
+    (tmp_path / "v1").write_bytes(python2_pickle(content))
+    (tmp_path / "v2").write_bytes(pickle.dumps(content, protocol=4))
+    assert b"numpy.core.multiarray" in (tmp_path / "v1").read_bytes()
+    for name in ("v1", "v2"):
+        loaded = load_data_pickle(tmp_path / name)
+        assert loaded[b"data"].tolist() == [[0, 1, 2], [3, 4, 5]] and loaded[b"fine_labels"] == [1, 2]
+
+
+class _RunsACommand:
+    def __init__(self, command):
+        self.command = command
+
+    def __reduce__(self):
+        return os.system, (self.command,)
+
+
+@pytest.mark.parametrize("dumps", [python2_pickle, lambda content: pickle.dumps(content, protocol=4)],
+                         ids=["python2", "protocol4"])
+def test_a_crafted_cifar_pickle_is_refused_without_running(tmp_path, dumps):
+    write_cifar100_python(tmp_path, CIFAR_NAMES, _cifar_splits())
+    witness = tmp_path / "the-pickle-ran"
+    (tmp_path / "train").write_bytes(dumps({b"data": _RunsACommand(f"touch {witness}"), b"fine_labels": [0]}))
+    with pytest.raises(PickleRefused, match=rf"{tmp_path / 'train'}: refused, the pickle names (posix|os)\.system"):
+        read_cifar100(tmp_path)
+    assert not witness.exists()
+
+
+def test_a_cifar_pickle_of_python_objects_is_refused(tmp_path):
+    (tmp_path / "objects").write_bytes(pickle.dumps({b"data": np.array([{"a": 1}], dtype=object)}, protocol=2))
+    with pytest.raises(PickleRefused, match=r"objects: refused, the pickle names _codecs\.encode"):
+        load_data_pickle(tmp_path / "objects")  # protocol 2 from Python 3 names _codecs: refused as well
+    (tmp_path / "objects").write_bytes(pickle.dumps({b"data": np.array([{"a": 1}], dtype=object)}, protocol=4))
+    with pytest.raises(PickleRefused, match=r"objects: holds an array of Python objects"):
+        load_data_pickle(tmp_path / "objects")
+
+
+def test_cifar100_binary_records_of_the_wrong_size_name_the_file(tmp_path):
+    write_cifar100_binary(tmp_path, CIFAR_NAMES, _cifar_splits())
+    (tmp_path / "test.bin").write_bytes(b"\0" * 3075)
+    with pytest.raises(ValueError, match=r"test.bin: 3075 bytes are not whole records of 3074 bytes"):
+        read_cifar100(tmp_path)
+
+
+def test_cifar100_missing_release_says_what_is_expected(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"no CIFAR-100 release at .*train.bin .*train / test / meta"):
+        read_cifar100(tmp_path)
+
+
+# --- Stanford Cars (Table 14): the devkit's .mat files
+
+CARS_NAMES = ["AM General Hummer SUV 2000", "Acura RL Sedan 2012", "Acura TL Sedan 2012"]
+
+
+def _cars(root):
+    write_stanford_cars(root, CARS_NAMES, {"train": [("00001.jpg", 3), ("00002.jpg", 1), ("00003.jpg", 3)],
+                                           "test": [("00001.jpg", 2)]})
+
+
+def test_stanford_cars_reads_the_devkit_classes_one_based(tmp_path):
+    _cars(tmp_path / "cars")
+    dataset = read_stanford_cars(tmp_path / "cars")
+    assert dataset.class_names == CARS_NAMES and dataset.task == "single_label"
+    train = dataset.splits["train"]
+    assert [path.relative_to(tmp_path / "cars").as_posix() for path in train.paths] == \
+        ["cars_train/00001.jpg", "cars_train/00002.jpg", "cars_train/00003.jpg"]
+    assert train.labels.tolist() == [[0, 0, 1], [1, 0, 0], [0, 0, 1]]
+    assert dataset.splits["val"].labels.tolist() == [[0, 1, 0]]
+    assert dataset.splits["val"].paths[0] == tmp_path / "cars" / "cars_test" / "00001.jpg"
+    meta = validate_prepared(write_read_dataset(dataset, tmp_path / "prepared").path)
+    assert (meta.task, meta.image_storage, meta.splits) == ("single_label", "files", {"train": 3, "val": 1})
+
+
+def test_stanford_cars_without_test_labels_names_the_file(tmp_path):
+    _cars(tmp_path / "cars")
+    (tmp_path / "cars" / "cars_test_annos_withlabels.mat").unlink()
+    with pytest.raises(FileNotFoundError,
+                       match=r"cars_test_annos_withlabels.mat is neither in .*download of their own"):
+        read_stanford_cars(tmp_path / "cars")
+
+
+def test_stanford_cars_class_beyond_the_meta_names_the_file(tmp_path):
+    write_stanford_cars(tmp_path, CARS_NAMES, {"train": [("00001.jpg", 4)], "test": [("00001.jpg", 1)]})
+    with pytest.raises(ValueError, match=r"cars_train_annos.mat: classes must lie in 1..3 .*found 4..4"):
+        read_stanford_cars(tmp_path)
+
+
+def test_mld_prepare_cifar100_and_stanford_cars(tmp_path, capsys):
+    from mld.cli import main
+
+    write_cifar100_binary(tmp_path / "cifar", CIFAR_NAMES, _cifar_splits())
+    _cars(tmp_path / "cars")
+    assert main(["prepare", "cifar100", "--root", str(tmp_path / "cifar"), "--out", str(tmp_path / "c")]) == 0
+    assert main(["prepare", "stanford_cars", "--root", str(tmp_path / "cars"), "--out", str(tmp_path / "s")]) == 0
+    printed = capsys.readouterr().out
+    assert "cifar100, 100 classes, single_label; train 3, val 2 images (array, 32 px)" in printed
+    assert "stanford-cars, 3 classes, single_label; train 3, val 1 images (image files)" in printed

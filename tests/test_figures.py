@@ -63,3 +63,47 @@ def test_a_table_without_backbone_and_head_is_refused():
     spec = tables.TableSpec("t", "t", "s", ("method",), ("flops_g", "mAP"), pd.DataFrame(columns=["method"]))
     with pytest.raises(ValueError, match="backbone"):
         figures.map_vs_flops(tables.build_table(spec, []), "x")
+
+
+# --- Figure 6: top-1 against measured inference speed
+
+RESNETS = {"resnet18": 3000.0, "resnet50": 1200.0, "resnet101": 700.0}  # backbone -> GAP images/s
+
+
+def figure6_tables(with_runs: bool) -> tuple[tables.TableResult, tables.TableResult]:
+    """The figure6 (top-1 of runs, 2 seeds) and figure6_speed (one measurement each) tables."""
+    runs, speeds = [], []
+    for index, (backbone, images_per_s) in enumerate(RESNETS.items()) if with_runs else []:
+        for head, gain, slowdown in (("gap", 0.0, 1.0), ("ml_decoder", 0.6, 0.9)):
+            key = {"backbone": backbone, "head": head}
+            run = tables.Observation(f"imagenet/{backbone}/{head}", key, ["seed0", "seed1"],
+                                     finished=["seed0", "seed1"])
+            run.samples = {"top1": [70.0 + 4 * index + gain, 70.5 + 4 * index + gain]}
+            speed = tables.Observation(f"throughput/{backbone}/{head}", key, [""], finished=[""])
+            speed.samples = {"inference_images_per_s": [images_per_s * slowdown]}
+            runs.append(run)
+            speeds.append(speed)
+    return (tables.build_table(tables.reported_spec("figure6"), runs),
+            tables.build_table(tables.reported_spec("figure6_speed"), speeds))
+
+
+def test_figure6_plots_each_resnet_at_its_measured_speed():
+    figure = figures.top1_vs_speed(*figure6_tables(with_runs=True), "unit test")
+    (axes,) = figure.axes
+    lines = {bars.get_label(): ([float(x) for x in bars.lines[0].get_xdata()],
+                                [round(float(y), 6) for y in bars.lines[0].get_ydata()]) for bars in axes.containers}
+    # Each head's points ordered by speed, at the measured images/s and the seed mean of top-1.
+    assert lines["GAP"] == ([700.0, 1200.0, 3000.0], [78.25, 74.25, 70.25])
+    assert lines["ML-Decoder"] == ([630.0, 1080.0, 2700.0], [78.85, 74.85, 70.85])
+    texts = svg_text(figures.figure_bytes(figure, "svg"))
+    assert set(RESNETS) <= set(texts)
+    title = " ".join(axes.get_title().split())
+    assert "Reproduced: unit test" in title and "resnet50 GAP 79.7, resnet50 ML-Decoder 80.3" in title
+
+
+def test_figure6_without_runs_says_so_and_is_reproducible():
+    empty = figures.top1_vs_speed(*figure6_tables(with_runs=False), "nothing yet")
+    assert "no values yet" in svg_text(figures.figure_bytes(empty, "svg"))
+    pair = figure6_tables(with_runs=True)
+    first = figures.figure_bytes(figures.top1_vs_speed(*pair, "x"), "svg")
+    assert figures.figure_bytes(figures.top1_vs_speed(*pair, "x"), "svg") == first

@@ -22,7 +22,8 @@ from typing import Iterator
 import pytest
 import yaml
 
-from mld.data.adapters import read_coco, read_nuswide, read_openimages, read_voc
+from mld.data.adapters import read_cifar100, read_coco, read_nuswide, read_openimages, read_stanford_cars, read_voc
+from mld.data.adapters.common import ArraySplit
 from mld.data.overlap import check_no_shared_images
 from mld.engine.costing import MEMORY_KEY  # cost.json: the memory estimate's result
 from mld.experiments import Registry, build_registry, load_config
@@ -54,7 +55,8 @@ def test_toy_datasets_read_with_the_configured_class_counts(toy_paper: ToyPaper)
     config = load_config(toy_paper.config_file, root=REPO)
     entries = {entry["role"]: entry for entry in build_registry(config).datasets.values()}
     readers = {"coco": lambda e: read_coco(e["root"]), "voc": lambda e: read_voc(e["root"]),
-               "nuswide": lambda e: read_nuswide(e["root"]),
+               "nuswide": lambda e: read_nuswide(e["root"]), "cifar100": lambda e: read_cifar100(e["root"]),
+               "stanford_cars": lambda e: read_stanford_cars(e["root"]),
                "openimages": lambda e: read_openimages(
                    **{key: e["options"][key] for key in ("class_descriptions", "train_labels", "val_labels",
                                                          "train_images", "val_images")},
@@ -64,8 +66,9 @@ def test_toy_datasets_read_with_the_configured_class_counts(toy_paper: ToyPaper)
             continue
         dataset = readers[entry["adapter"]](entry)
         assert len(dataset.class_names) == config["datasets"][role]["num_classes"], role
-        assert all(len(split.paths) > 0 for split in dataset.splits.values()), role
-        check_no_shared_images({split: content.paths for split, content in dataset.splits.items()}, role)
+        assert all(split.labels.shape[0] > 0 for split in dataset.splits.values()), role
+        check_no_shared_images({split: content.images if isinstance(content, ArraySplit) else content.paths
+                                for split, content in dataset.splits.items()}, role)
 
 
 def test_dry_run_plans_the_whole_paper_dag(toy_paper: ToyPaper, tmp_path: Path) -> None:
@@ -76,7 +79,8 @@ def test_dry_run_plans_the_whole_paper_dag(toy_paper: ToyPaper, tmp_path: Path) 
     registry = registry_of(toy_paper.config_file)
     assert counts["train"] == sum(len(run.seeds) for run in registry.runs.values())
     assert counts["measure"] == len(registry.measurements)
-    assert counts["prepare_dataset"] == 4  # COCO, VOC, NUS-WIDE, Open Images; ImageNet comes prepared
+    # COCO, VOC, NUS-WIDE, Open Images, CIFAR-100, Stanford Cars; ImageNet comes prepared.
+    assert counts["prepare_dataset"] == 6
     assert counts["tables"] == 1
     assert {run_id for run_id, _ in planned_runs(result.stdout)} == set(registry.runs)
 

@@ -39,11 +39,15 @@ PAPER_SETTINGS = {
     "table8_zsl_query_head": ({**NUS_ZSL, "backbone": TRESNET_M}, {("ml_decoder", "100")}),
     "table11_voc": ({**COCO, "dataset": "voc2007", "backbone": TRESNET_L}, {("ml_decoder", "20")}),
     "table12_openimages": ({**OPEN_IMAGES, "backbone": TRESNET_M}, {("gap", ""), ("ml_decoder", "200")}),
-    "table13_single_label": ({"dataset": "imagenet", "backbone": "resnet50", "resolution": "224", "epochs": "300",
-                              "batch_size": "2048", "optimizer": "lamb", "lr": "0.005", "weight_decay": "0.02",
-                              "schedule": "cosine", "warmup_epochs": "5", "ema_decay": "", "weights": "random init",
-                              "compared": "True", "mean": "0.485 0.456 0.406", "std": "0.229 0.224 0.225"},
+    "table13_single_label": ({"dataset": "imagenet", "backbone": "resnet50", "resolution": "224",
+                              "batch_size": "2048", "optimizer": "lamb", "schedule": "cosine", "warmup_epochs": "5",
+                              "ema_decay": "", "weights": "random init", "compared": "True",
+                              "mean": "0.485 0.456 0.406", "std": "0.229 0.224 0.225"},
                              {("gap", ""), ("ml_decoder", "100")}),
+    "figure6": ({"dataset": "imagenet", "resolution": "224", "epochs": "300", "lr": "0.004", "optimizer": "lamb",
+                 "loss": "bce", "pretrained": "none", "recipe": "imagenet_a2"}, {("gap", ""), ("ml_decoder", "100")}),
+    "table14_transfer": ({"epochs": "40", "optimizer": "adam", "loss": "bce", "mode": "end_to_end"},
+                         {("ml_decoder", "100"), ("ml_decoder", "196")}),
     "stacked_layers": ({**COCO, "backbone": TRESNET_M}, {("gap", ""), ("transformer_decoder", "80")}),
     "figure5": ({**COCO}, {("gap", ""), ("ml_decoder", "80")}),
     "resolution": ({key: value for key, value in COCO.items() if key != "resolution"}, {("ml_decoder", "80")}),
@@ -81,7 +85,14 @@ def test_recipes_the_paper_states_per_table(paper_rows: list[dict[str, str]]) ->
     # Table 13: sigmoid rows use BCE, softmax rows CE; ResNet50 from scratch, 100 groups.
     losses = {row["row"].split("activation=")[1].split(",")[0]: row["loss"] for row in by_table("table13_single_label")}
     assert losses == {"sigmoid": "bce", "softmax": "softmax_ce"}
-    assert all("recipe=a2" in row["row"] and row["recipe"] == "imagenet_a2" for row in by_table("table13_single_label"))
+    # A2 (the official command's lr 4e-3) for the four rows, A1 (600 epochs) for the text's row.
+    recipes = {(row["row"].split(",")[0], row["recipe"], row["epochs"], row["lr"], row["weight_decay"])
+               for row in by_table("table13_single_label")}
+    assert recipes == {("recipe=a2", "imagenet_a2", "300", "0.004", "0.02"),
+                       ("recipe=a1", "imagenet_a1", "600", "0.005", "0.01")}
+    # Table 14: each dataset at its backbone's resolution.
+    assert {(row["dataset"], row["backbone"], row["resolution"]) for row in by_table("table14_transfer")} == {
+        ("cifar100", "swin_large_patch4_window12_384.ms_in22k", "384"), ("stanford-cars", TRESNET_L, "224")}
     # The resolution table: TResNet-L (v2) at 224 / 448 / 640 and the paper's TResNet-XL at 640.
     cells = {(row["backbone"], row["backbone_options"], row["resolution"]) for row in by_table("resolution")}
     assert cells == {(TRESNET_L, "", "224"), (TRESNET_L, "", "448"), (TRESNET_L, "", "640"),

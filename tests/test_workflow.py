@@ -70,6 +70,7 @@ def write_raw_release(config: dict, roles: tuple[str, ...] | None = None) -> Non
     for entry in registry.datasets.values():
         if entry["source"] != "adapter" or (roles is not None and entry["role"] not in roles):
             continue
+        Path(entry["root"]).mkdir(parents=True, exist_ok=True)  # CIFAR-100's reads depend on its release
         reads = [Path(entry["root"]) / relative for relative in paths.ADAPTER_READS[entry["adapter"]]]
         reads += [Path(value) for value in entry["options"].values() if str(value).startswith(entry["root"])]
         for path in reads:
@@ -169,7 +170,8 @@ def test_paper_dry_run_lists_every_experiment(paper_data: Path, tmp_path: Path) 
     print(f"\npaper config dry run: {counts['total']} jobs: {counts}")
     assert counts["train"] == sum(len(run.seeds) for run in registry.runs.values())
     assert counts["measure"] == len(registry.measurements)
-    assert counts["prepare_dataset"] == 4  # COCO, VOC, NUS-WIDE, Open Images; ImageNet is prepared
+    # COCO, VOC, NUS-WIDE, Open Images, CIFAR-100, Stanford Cars; ImageNet comes prepared.
+    assert counts["prepare_dataset"] == 6
     assert "pretrain_backbone" not in counts and "extract_features" not in counts  # end to end
     assert {run_id for run_id, _ in planned_runs(result.stdout)} == set(registry.runs)
 

@@ -8,8 +8,11 @@ the tests' general tool for tiny real-format files (tests/test_data_adapters.py 
 """
 from __future__ import annotations
 
+import io
 import json
 import os
+import pickle
+import struct
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -55,6 +58,14 @@ OPENIMAGES_CLASSES = [("/m/01", "Cat"), ("/m/02", "Dog"), ("/m/03", "Bird"), ("/
                       ("/m/0a", "Flower"), ("/m/0b", "Unseen one"), ("/m/0c", "Unseen two")]
 OPENIMAGES_TRAINABLE = [name for name, _ in OPENIMAGES_CLASSES[:10]]
 IMAGENET_CLASSES = [f"n{index:08d}" for index in range(10)]
+CIFAR100_CLASSES = [f"fine_{index:02d}" for index in range(100)]  # CIFAR-100's release has exactly 100
+CARS_CLASSES = ["AM General Hummer SUV 2000", "Acura RL Sedan 2012", "Acura TL Sedan 2012", "Audi R8 Coupe 2012",
+                "BMW M3 Coupe 2012"]
+# Backbones replaced at toy scale. Swin-L (195 M parameters: 5 GB and minutes for one toy step on
+# CPU) becomes the smallest Swin built with Swin-L's 12-token windows: the same code path (channels-last
+# feature maps); timm refuses inputs other than the model's 384 px unless told not to.
+TOY_BACKBONES = {"swin_large": {"name": "swin_tiny_patch4_window7_224",
+                                "options": {"window_size": 12, "img_size": 384, "strict_img_size": False}}}
 # COCO and VOC share one GloVe file in the paper config: it covers the words of both class lists.
 GLOVE_CLASS_NAMES = [name for _, name in COCO_CATEGORIES] + list(VOC_CLASSES)
 
@@ -168,6 +179,79 @@ def write_word_vectors(path: Path, names: Sequence[str], dim: int = WORD_VECTOR_
         write_glove(path, [word for name in names for word in class_words(name)], dim)
 
 
+def cifar_pixels(num_images: int, seed: int) -> np.ndarray:
+    """Random CIFAR pixel rows [n, 3072] uint8 (1024 red, 1024 green, 1024 blue bytes, rows first)."""
+    return np.random.default_rng(seed).integers(0, 256, (num_images, 3 * 32 * 32), dtype=np.uint8)
+
+
+def write_cifar100_binary(folder: Path, fine_names: Sequence[str],
+                          splits: Mapping[str, tuple[np.ndarray, Sequence[int]]]) -> None:
+    """CIFAR-100's binary version: `<split>.bin` records of <coarse byte><fine byte><3072 pixel
+    bytes> and fine_label_names.txt. `splits` maps "train" / "test" to (pixel rows, fine labels)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "fine_label_names.txt").write_text("".join(f"{name}\n" for name in fine_names))
+    (folder / "coarse_label_names.txt").write_text("".join(f"super{n}\n" for n in range(20)))
+    for split, (pixels, fine) in splits.items():
+        labels = np.stack([np.asarray(fine) // 5, np.asarray(fine)], axis=1).astype(np.uint8)  # coarse, fine
+        (folder / f"{split}.bin").write_bytes(np.concatenate([labels, pixels], axis=1).tobytes())
+
+
+class Python2Pickler(pickle._Pickler):  # the pure-Python pickler, whose dispatch table can be changed
+    """Protocol 2 with bytes as Python 2 `str` (BINSTRING), as CIFAR's cPickle files hold them."""
+
+    def save_bytes(self, obj: bytes) -> None:
+        opcode = pickle.SHORT_BINSTRING + bytes([len(obj)]) if len(obj) < 256 else \
+            pickle.BINSTRING + struct.pack("<i", len(obj))
+        self.write(opcode + obj)
+        self.memoize(obj)
+
+    dispatch = {**pickle._Pickler.dispatch, bytes: save_bytes}
+
+
+def python2_pickle(content: Any) -> bytes:
+    """`content` pickled as Python 2 with NumPy 1 wrote CIFAR's files (numpy.core's module name)."""
+    buffer = io.BytesIO()
+    Python2Pickler(buffer, protocol=2).dump(content)
+    return buffer.getvalue().replace(b"numpy._core.multiarray\n", b"numpy.core.multiarray\n")
+
+
+def write_cifar100_python(folder: Path, fine_names: Sequence[str],
+                          splits: Mapping[str, tuple[np.ndarray, Sequence[int]]]) -> None:
+    """CIFAR-100's python version: pickled dicts `train`, `test` (b'data', b'fine_labels', ...) and
+    `meta` (b'fine_label_names', b'coarse_label_names'), keys and names as bytes."""
+    folder.mkdir(parents=True, exist_ok=True)
+    meta = {b"fine_label_names": [name.encode() for name in fine_names],
+            b"coarse_label_names": [f"super{n}".encode() for n in range(20)]}
+    (folder / "meta").write_bytes(python2_pickle(meta))
+    for split, (pixels, fine) in splits.items():
+        content = {b"filenames": [f"image_{n}.png".encode() for n in range(len(fine))],
+                   b"batch_label": f"{split}ing batch 1 of 1".encode(), b"fine_labels": list(fine),
+                   b"coarse_labels": [label // 5 for label in fine], b"data": pixels}
+        (folder / split).write_bytes(python2_pickle(content))
+
+
+def write_stanford_cars(root: Path, class_names: Sequence[str],
+                        splits: Mapping[str, Sequence[tuple[str, int]]]) -> None:
+    """Stanford Cars: cars_train/ and cars_test/ images, devkit/cars_meta.mat, devkit/cars_train_annos.mat
+    and cars_test_annos_withlabels.mat (MATLAB v5, written with scipy.io.savemat in the devkit's
+    structure). `splits` maps "train" / "test" to (file name, 1-based class)."""
+    from scipy.io import savemat
+
+    (root / "devkit").mkdir(parents=True, exist_ok=True)
+    names = np.empty((1, len(class_names)), dtype=object)
+    names[0, :] = list(class_names)
+    savemat(root / "devkit" / "cars_meta.mat", {"class_names": names})
+    fields = [("bbox_x1", "O"), ("bbox_y1", "O"), ("bbox_x2", "O"), ("bbox_y2", "O"), ("class", "O"), ("fname", "O")]
+    for split, images in splits.items():
+        annotations = np.empty((1, len(images)), dtype=fields)
+        for column, (fname, label) in enumerate(images):
+            annotations[0, column] = (np.uint8(1), np.uint8(2), np.uint16(30), np.uint16(20), np.uint8(label), fname)
+            write_jpeg(root / f"cars_{split}" / fname, seed=column)
+        mat_file = root / "devkit" / "cars_train_annos.mat" if split == "train" else \
+            root / "cars_test_annos_withlabels.mat"
+        savemat(mat_file, {"annotations": annotations})
+
+
 # ------------------------------------------------------------------ the paper's datasets at toy size
 
 
@@ -276,8 +360,27 @@ def write_toy_imagenet(directory: Path) -> int:
     return len(IMAGENET_CLASSES)
 
 
+def write_toy_cifar100(data_root: Path, spec: Mapping[str, Any]) -> int:
+    """CIFAR-100 in the release the config's root names: the python version for a `*-python` root,
+    else the binary one."""
+    root = _root(data_root, spec)
+    writer = write_cifar100_python if root.name.endswith("python") else write_cifar100_binary
+    labels = lambda offset: [(7 * row + offset) % len(CIFAR100_CLASSES) for row in range(IMAGES_PER_SPLIT)]  # noqa: E731
+    writer(root, CIFAR100_CLASSES, {split: (cifar_pixels(IMAGES_PER_SPLIT, seed=70 + offset), labels(offset))
+                                    for offset, split in enumerate(("train", "test"))})
+    return len(CIFAR100_CLASSES)
+
+
+def write_toy_stanford_cars(data_root: Path, spec: Mapping[str, Any]) -> int:
+    images = {split: [(f"{row + 1:05d}.jpg", 1 + (row + offset) % len(CARS_CLASSES)) for row in range(IMAGES_PER_SPLIT)]
+              for offset, split in enumerate(("train", "test"))}
+    write_stanford_cars(_root(data_root, spec), CARS_CLASSES, images)
+    return len(CARS_CLASSES)
+
+
 ADAPTER_WRITERS = {"coco": write_toy_coco, "voc": write_toy_voc, "nuswide": write_toy_nuswide,
-                   "openimages": write_toy_openimages}
+                   "openimages": write_toy_openimages, "cifar100": write_toy_cifar100,
+                   "stanford_cars": write_toy_stanford_cars}
 
 
 # ------------------------------------------------------------------ weights and the toy config
@@ -342,7 +445,7 @@ def make_toy_paper(root: Path) -> ToyPaper:
             datasets[role] = {"num_classes": ADAPTER_WRITERS[spec["adapter"]](data_root, spec)}
     imagenet = data_root / "imagenet-prepared"
     datasets["imagenet"] = {"prepared": str(imagenet), "num_classes": write_toy_imagenet(imagenet)}
-    weights = write_backbone_weights(paper, root / "weights")
+    weights = write_backbone_weights(deep_merge(paper, {"backbones": TOY_BACKBONES}), root / "weights")
     overrides = deep_merge(shrink(paper), {
         "label": "toy paper config (tests: tiny real-format data, random-init paper backbones)",
         "seeds": [0],
@@ -352,7 +455,7 @@ def make_toy_paper(root: Path) -> ToyPaper:
         "data_root": str(data_root),
         "datasets": datasets,
         # `weights:` alone, as a user with local files writes it (it wins over the inherited `pretrained`).
-        "backbones": {role: {"weights": str(path)} for role, path in weights.items()},
+        "backbones": {role: {"weights": str(path), **TOY_BACKBONES.get(role, {})} for role, path in weights.items()},
         "experiments": {"resolutions": TOY_RESOLUTIONS,
                         "extreme_groups": [2, 5],
                         "openimages_groups": 5,

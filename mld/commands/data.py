@@ -2,7 +2,7 @@
 
   mld prepare synthetic --preset coco-like --image-size 64 --seed 0 --out results/data/coco-like
   mld prepare coco --root /data/coco --out results/data/coco --word-vectors glove.6B.300d.txt
-  mld prepare voc | nuswide | openimages ...
+  mld prepare voc | nuswide | openimages | cifar100 | stanford_cars ...
   mld prepare validate results/data/coco-like
   mld prepare convert-pickle SRC --out DST.npz --names TAGS.txt ...
 
@@ -40,7 +40,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     for name, helptext in (("coco", "MS-COCO 2014 (root holds annotations/, train2014/, val2014/)"),
                            ("voc", "Pascal VOC 2007 (root is VOCdevkit/VOC2007)"),
-                           ("nuswide", "NUS-WIDE zero-shot, 925 seen / 81 unseen (root: the official release)")):
+                           ("nuswide", "NUS-WIDE zero-shot, 925 seen / 81 unseen (root: the official release)"),
+                           ("cifar100", "CIFAR-100, binary or python version (root: its folder or the one above)"),
+                           ("stanford_cars", "Stanford Cars (root holds cars_train/, cars_test/, devkit/ and "
+                                             "cars_test_annos_withlabels.mat)")):
         parser = kinds.add_parser(name, help=helptext)
         parser.add_argument("--root", required=True, type=Path)
         if name == "nuswide":
@@ -136,6 +139,10 @@ def _prepare_real(args: argparse.Namespace) -> int:
     elif args.adapter == "nuswide":
         dataset = adapters.read_nuswide(args.root, skip_missing_images=skip, keep_unlabelled=args.keep_unlabelled,
                                         concepts_only=args.concepts_only)
+    elif args.adapter == "cifar100":
+        dataset = adapters.read_cifar100(args.root)  # the pixels are in the release: nothing can be missing
+    elif args.adapter == "stanford_cars":
+        dataset = adapters.read_stanford_cars(args.root, skip_missing_images=skip)
     else:
         dataset = adapters.read_openimages(args.class_descriptions, args.train_labels, args.val_labels,
                                            args.train_images, args.val_images, classes=args.classes,

@@ -26,6 +26,8 @@ FIGURE_TABLE = "figure5"
 FIGURE_NAME = Path(paths.FIGURE).stem.removesuffix(".{ext}")
 CLAIMS_FIGURE_NAME = Path(paths.CLAIMS_FIGURE).stem.removesuffix(".{ext}")
 CURVES_FOLDER = Path(paths.CURVES).name  # DIR/figures/curves/<table id>.png: the training curves of each table
+SPEED_FIGURE_TABLES = ("figure6", "figure6_speed")  # top-1 and measured speed of Figure 6's points
+SPEED_FIGURE_NAME = Path(paths.SPEED_FIGURE).stem.removesuffix(".{ext}")
 RUNS_CSV = Path(paths.RUNS_CSV).name
 ENVIRONMENTS_CSV = Path(paths.ENVIRONMENTS).name
 
@@ -49,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out-csv", default=None, metavar="DIR",
                         help="folder for <table id>.csv and claims.csv (default: OUT/tables)")
     parser.add_argument("--out-fig", default=None, metavar="DIR",
-                        help=f"folder for {FIGURE_NAME}.png and .svg (default: OUT/figures)")
+                        help=f"folder for {FIGURE_NAME} and {SPEED_FIGURE_NAME} .png and .svg (default: OUT/figures)")
     parser.add_argument("--out-runs", default=None, metavar="FILE",
                         help="with --config: the long-form file (default: runs.csv beside the markdown report)")
     parser.add_argument("--out-environments", default=None, metavar="FILE",
@@ -74,7 +76,7 @@ def _collect(args: argparse.Namespace, runs_csv: Path) -> None:
         raise FileNotFoundError(f"results folder {results} does not exist; run the workflow first "
                                 "(snakemake --cores N) or pass --results DIR")
     label = args.label or config.get("label") or Path(args.config).stem
-    header = header_fields(args.config, label, config["mode"], config["seeds"])
+    header = header_fields(args.config, label, config["mode"], config["seeds"], config.get("skip_tables", []))
     long_form.write(long_form.collect(registry, results, header), runs_csv)
 
 
@@ -85,7 +87,7 @@ def write_report(args: argparse.Namespace) -> int:
     from mld.claims import evaluate_claims
     from mld.claims_figure import claims_figure
     from mld.curves import curve_figures
-    from mld.figures import figure_bytes, map_vs_flops
+    from mld.figures import figure_bytes, map_vs_flops, top1_vs_speed
     from mld.tables import TableValues, build_tables, read_header, render_markdown
 
     out = Path(args.out) if args.out else Path(args.results if args.config else ".")
@@ -111,9 +113,10 @@ def write_report(args: argparse.Namespace) -> int:
         write_text(csv_dir / f"{table.spec.table_id}.csv",
                    table.frame.to_csv(index=False, float_format=long_form.CSV_FLOAT_FORMAT))
     write_text(csv_dir / "claims.csv", claims.to_csv(index=False, float_format=long_form.CSV_FLOAT_FORMAT))
-    figure_table = next(table for table in tables if table.spec.table_id == FIGURE_TABLE)
+    by_id = {table.spec.table_id: table for table in tables}
     titles = {table.spec.table_id: table.spec.title for table in tables}
-    figures = {FIGURE_NAME: map_vs_flops(figure_table, header.label),
+    figures = {FIGURE_NAME: map_vs_flops(by_id[FIGURE_TABLE], header.label),
+               SPEED_FIGURE_NAME: top1_vs_speed(*(by_id[t] for t in SPEED_FIGURE_TABLES), header.label),
                CLAIMS_FIGURE_NAME: claims_figure(paper.claims(), reproduced, titles, header.label)}
     for name, figure in figures.items():
         for file_format in ("png", "svg"):

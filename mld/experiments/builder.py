@@ -26,7 +26,8 @@ from mld.experiments.records import (
 from mld.experiments.table import DEFAULT_BACKBONE, Cell, expand, read_table
 
 # The engine's task for each dataset role; roles not listed are multilabel.
-TASK_BY_ROLE = {"nus": "zero_shot", "imagenet": "single_label"}
+TASK_BY_ROLE = {"nus": "zero_shot", "imagenet": "single_label", "cifar100": "single_label",
+                "stanford_cars": "single_label"}
 # Heads that read every backbone stage (feature_kind "multiscale"); the rest read the last map.
 # Spelled out here because importing mld.heads would import torch while Snakemake parses.
 MULTISCALE_HEADS = frozenset({"hsvlt"})
@@ -34,7 +35,7 @@ MULTISCALE_HEADS = frozenset({"hsvlt"})
 ADAPTER_PATH_OPTIONS = frozenset({"word_vectors", "class_descriptions", "train_labels", "val_labels", "train_images",
                                   "val_images", "classes"})
 # Adapters whose release is one folder given as --root (Open Images takes its files one by one).
-ADAPTERS_WITH_ROOT = frozenset({"coco", "voc", "nuswide"})
+ADAPTERS_WITH_ROOT = frozenset({"coco", "voc", "nuswide", "cifar100", "stanford_cars"})
 # Adapters that refuse a class set of another size than the config's num_classes (--num-classes).
 ADAPTERS_CHECKING_CLASS_COUNT = frozenset({"openimages"})
 # The keys of the shared `train:` block that feature extraction reads (the rest is training).
@@ -360,21 +361,30 @@ class _Builder:
     # ---- cost measurements
 
     def measurement(self, cell: Cell) -> str:
+        """Register the cell's measurement (or find the identical one) and give it its row."""
         settings = self.config["measurements"]
         tag = f"{cell.head}-n{cell.num_classes}" + (f"-k{cell.k}" if cell.k else "")
-        measurement_id = f"{cell.measure}/{tag}"
+        backbone_id = self.backbone_id(cell.backbone)
+        # Another backbone than measurements.backbone (Figure 6's ResNets) is named in the id.
+        scope = "" if backbone_id == self.backbone_id(settings["backbone"]) else f"{backbone_id}/"
+        measurement_id = f"{cell.measure}/{scope}{tag}"
         # Speed does not depend on the weights' values: measurements use untrained models.
         # The configured head as it is: no query scheme of a run's (a timing does not depend on it).
-        model = self.model_block(settings["backbone"], cell.head, cell.k, self.differs(cell.head, cell.head_options),
+        model = self.model_block(cell.backbone, cell.head, cell.k, self.differs(cell.head, cell.head_options),
                                  trained=False)
-        self.registry.measurements[measurement_id] = Measurement(
+        measurement = Measurement(
             kind=cell.measure,
             # What `mld profile` reads: the model block of a run config and the resolution.
             config={"run_id": measurement_id, "model": model, "train": {"resolution": settings["resolution"]}},
             num_classes=cell.num_classes, resolution=settings["resolution"],
-            options=copy.deepcopy(settings.get("options", {})), rows={cell.table: dict(cell.row)},
-            path=measurement_path(measurement_id))
-        self.registry.tables.setdefault(cell.table, []).append(measurement_id)
+            options=copy.deepcopy(settings.get("options", {})), rows={}, path=measurement_path(measurement_id))
+        existing = self.registry.measurements.setdefault(measurement_id, measurement)
+        if existing.config != measurement.config:
+            raise AssertionError(f"two different measurements got the id {measurement_id}; "
+                                 "make the id say what differs")
+        existing.rows[cell.table] = dict(cell.row)
+        if measurement_id not in self.registry.tables.setdefault(cell.table, []):
+            self.registry.tables[cell.table].append(measurement_id)
         return measurement_id
 
 

@@ -26,6 +26,7 @@ GRID_FIELDS = ("dataset", "backbone", "head", "k", "query_type", "head_type", "a
 # Entry keys whose strings may hold `{name}` templates.
 TEMPLATED_FIELDS = ("row", "head_options", "tag", "variant", "recipe")
 DEFAULT_BACKBONE = "medium"
+MEASURED_BACKBONE = "$measurements.backbone"
 FULL_DECODING = "full"
 
 
@@ -169,10 +170,10 @@ def _cell(table_id: str, values: dict[str, Any], config: Mapping[str, Any], pape
               for key, value in values.items()}
     measure = values.get("measure")
     dataset = values.get("dataset")
-    if measure:
-        n = int(evaluate(values.get("classes"), config, None, where))
+    if measure and values.get("classes") is not None:
+        n = int(evaluate(values["classes"], config, None, where))
     elif dataset is None:
-        raise ExperimentConfigError(f"{where}: a run needs a dataset role")
+        raise ExperimentConfigError(f"{where}: a run needs a dataset role (a measurement: `classes` or a dataset role)")
     else:
         n = num_classes(dataset)
     head = values["head"]
@@ -180,7 +181,8 @@ def _cell(table_id: str, values: dict[str, Any], config: Mapping[str, Any], pape
     k = None if k in (None, FULL_DECODING) or head != "ml_decoder" else int(evaluate(k, config, n, where))
     queries = {"gap": None, "hsvlt": None, "ml_decoder": k or n}.get(head, n)
     resolution = evaluate(values.get("resolution"), config, n, where)
-    backbone = evaluate(values.get("backbone", DEFAULT_BACKBONE), config, n, where)
+    # A measurement times the config's measurements.backbone unless its entry names one.
+    backbone = evaluate(values.get("backbone", MEASURED_BACKBONE if measure else DEFAULT_BACKBONE), config, n, where)
     context = {**{key: value for key, value in values.items() if not isinstance(value, (dict, list))},
                "dataset": dataset, "backbone": backbone, "k": k, "queries": queries, "N": n, "classes": n,
                "resolution": resolution, "paper_backbone": paper_names["backbones"].get(backbone, backbone),
@@ -204,10 +206,14 @@ def _cell(table_id: str, values: dict[str, Any], config: Mapping[str, Any], pape
 
 def expand(config: Mapping[str, Any], num_classes: Callable[[str], int],
            table: Mapping[str, Any] | None = None) -> list[Cell]:
-    """Every cell of the experiments table under a workflow config, in table order."""
+    """Every cell of the experiments table under a workflow config, in table order; entries of the
+    config's `skip_tables` are left out (their dataset and backbone roles need not exist)."""
     table = read_table() if table is None else table
+    skipped = set(config.get("skip_tables", []))
     cells = []
     for index, entry in enumerate(table["experiments"]):
+        if entry["table"] in skipped:
+            continue
         where = f"{TABLE_PATH.name} experiments.{index} (table {entry['table']})"
         for values in _assignments(entry, config, where):
             cells.append(_cell(entry["table"], values, config, table["paper_names"], num_classes, where))

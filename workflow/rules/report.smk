@@ -47,6 +47,12 @@ rule tables:
             caption="../report/config.rst",
             category="Config and environment",
         ),
+        speed_png=report(
+            paths.SPEED_FIGURE.format(ext="png"),
+            caption="../report/top1_vs_speed.rst",
+            category="figure6",
+        ),
+        speed_svg=paths.SPEED_FIGURE.format(ext="svg"),
         runs=paths.RUNS_CSV,
         bootstrap=paths.RUNS_BOOTSTRAP,
         history=paths.RUNS_HISTORY,
