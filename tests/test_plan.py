@@ -48,7 +48,7 @@ def test_plan_of_the_paper_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     # Table 2's transformer-decoder at 9,605 classes is far over its 16 GB budget: refused at start, its
     # three jobs expected at minutes (the plan once counted them at 95,177 GPU-hours).
     assert rows[("extreme_classification", "train")].refused == total.refused == 3
-    assert total.expected_gpu_h < 5000
+    assert total.expected_gpu_h < 10_000  # every other run, A1's 600 epochs and Table 14 included
     one_seed = build_registry(workflow_config([PAPER], parse_overrides([f"data_root={tmp_path}", "seeds=[0]",
                                                                         "skip_datasets=[openimages]"])))
     open_images = {run_id for run_id, run in registry.runs.items() if "openimages" in run.config["dataset"]["path"]}

@@ -242,11 +242,12 @@ def write_stanford_cars(root: Path, class_names: Sequence[str],
     names[0, :] = list(class_names)
     savemat(root / "devkit" / "cars_meta.mat", {"class_names": names})
     fields = [("bbox_x1", "O"), ("bbox_y1", "O"), ("bbox_x2", "O"), ("bbox_y2", "O"), ("class", "O"), ("fname", "O")]
-    for split, images in splits.items():
+    for offset, (split, images) in enumerate(splits.items()):
         annotations = np.empty((1, len(images)), dtype=fields)
         for column, (fname, label) in enumerate(images):
             annotations[0, column] = (np.uint8(1), np.uint8(2), np.uint16(30), np.uint16(20), np.uint8(label), fname)
-            write_jpeg(root / f"cars_{split}" / fname, seed=column)
+            # Distinct pictures in the two splits (a shared one would be refused as an overlap).
+            write_jpeg(root / f"cars_{split}" / fname, seed=1000 * offset + column)
         mat_file = root / "devkit" / "cars_train_annos.mat" if split == "train" else \
             root / "cars_test_annos_withlabels.mat"
         savemat(mat_file, {"annotations": annotations})
