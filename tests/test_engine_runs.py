@@ -213,11 +213,16 @@ def test_seeds_in_one_process_equal_a_process_per_seed(feature_caches, backbone_
     first = json.loads((tmp_path / "together" / "seed0" / "metrics.json").read_text())
     assert first["seed"] == 0 and first["final"]["mAP"] != metrics["final"]["mAP"]
 
-    finished = {seed: (tmp_path / "together" / f"seed{seed}" / "metrics.json").stat().st_mtime_ns for seed in (0, 1)}
+    def written() -> dict[int, tuple[int, int]]:
+        """Each seed's metrics.json as (inode, mtime): an atomic rewrite gives a new inode, whatever
+        the file system's mtime resolution."""
+        files = {seed: (tmp_path / "together" / f"seed{seed}" / "metrics.json").stat() for seed in (0, 1)}
+        return {seed: (stat.st_ino, stat.st_mtime_ns) for seed, stat in files.items()}
+
+    finished = written()
     again = train_seeds(config, tmp_path / "together", [1, 0])
     assert [run["seed"] for run in again] == [1, 0] and again[0] == metrics
-    assert {seed: (tmp_path / "together" / f"seed{seed}" / "metrics.json").stat().st_mtime_ns
-            for seed in (0, 1)} == finished
+    assert written() == finished
     with pytest.raises(ValueError, match="lists a seed twice"):
         train_seeds(config, tmp_path / "twice", [0, 0])
 

@@ -146,8 +146,10 @@ def test_adding_a_file_to_a_raw_release_prepares_nothing_again(paper_data: Path,
     (Path(coco["root"]) / "README.txt").write_text("an unrelated file")
     unrelated = snakemake("--dry-run", "--configfile", paper_data, *target, workdir=tmp_path)
     assert "Nothing to be done" in unrelated.stdout, unrelated.stdout[-3000:]
-    time.sleep(0.01)
-    (Path(coco["root"]) / "annotations" / "instances_val2014.json").touch()
+    # Newer than the prepared output by a whole second, whatever the file system's mtime resolution.
+    prepared = tmp_path / "results" / "data" / "coco"
+    changed_ns = max(path.stat().st_mtime_ns for path in (prepared, *prepared.rglob("*"))) + 1_000_000_000
+    os.utime(Path(coco["root"]) / "annotations" / "instances_val2014.json", ns=(changed_ns, changed_ns))
     changed = snakemake("--dry-run", "--configfile", paper_data, *target, workdir=tmp_path)
     assert job_counts(changed.stdout).get("prepare_dataset") == 1, changed.stdout[-3000:]
 
