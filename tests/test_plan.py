@@ -99,7 +99,7 @@ def test_pretrained_while_offline_needs_the_cache() -> None:
 
 
 def test_fetch_fills_the_cache_with_checksums_and_jobs_load_from_it(tmp_path: Path) -> None:
-    torch = pytest.importorskip("torch")
+    import torch  # here: the rest of this module needs no torch
     calls = []
 
     def fake_download(name: str) -> dict:
@@ -150,7 +150,7 @@ def test_launcher_stops_a_slurm_job_before_its_limit(tmp_path: Path) -> None:
 
 def test_a_cached_backbone_loads_into_the_model_the_run_builds(tmp_path: Path) -> None:
     """What a job does with the cache: the file fetch_weights wrote is the run's backbone_weights."""
-    timm = pytest.importorskip("timm")
+    import timm
     from mld.models import create_model
 
     reference = timm.create_model("test_resnet", num_classes=7)  # random weights stand in for the hub's

@@ -358,23 +358,12 @@ def test_a_failing_run_names_itself_and_the_fix(tiny_results: Path, tmp_path: Pa
 # ---------------------------------------------------------------- Slurm
 
 
-def slurm_is_up() -> bool:
-    try:
-        return subprocess.run(["sinfo", "-h"], capture_output=True, timeout=20).returncode == 0
-    except (FileNotFoundError, subprocess.TimeoutExpired):
-        return False
-
-
 @pytest.mark.slow
 @pytest.mark.slurm
-def test_a_tiny_target_through_slurm_trains_the_same_runs(tiny_results: Path, tmp_path: Path) -> None:
+def test_a_tiny_target_through_slurm_trains_the_same_runs(slurm_cluster: None, tiny_results: Path,
+                                                          tmp_path: Path) -> None:
     """One named target of the tiny config (Table 1: prepare, pretrain, extract, head runs with their
     seeds in one job) through the single-node Slurm cluster gives the local run's metrics exactly."""
-    if not slurm_is_up():
-        message = "Slurm does not answer (sinfo); .ci/run starts it with .ci/start-slurm.sh"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
     registry = build_registry(load_config(TEST_CONFIG, root=REPO))
     run_ids, _ = registry.table_members("table1_heads")
     start = time.monotonic()
