@@ -235,7 +235,8 @@ def test_profile_throughput_from_flags(tmp_path):
                  "--out", str(out)]) == 0
     result = json.loads(out.read_text())
     assert result["kind"] == "throughput" and result["train_images_per_s"] is None
-    assert result["inference_images_per_s"] > 0 and result["flops_g"] > 0
+    assert result["inference_images_per_s"] > 0
+    assert result["flops_g"] == pytest.approx(cost.count_flops(tiny_model("gap", num_classes=4), 32))
     assert result["versions"]["torch"] == torch.__version__  # timings travel with their software
 
 
