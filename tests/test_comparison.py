@@ -48,17 +48,20 @@ def test_the_command_prints_the_changes_and_gates_on_them(tmp_path):
     before = collected(tmp_path, "before", {})
     after = collected(tmp_path, "after", {"coco-like/gap": [2.0, 2.5, 1.5]})
     command = [sys.executable, "-m", "mld", "compare", "--from", str(before), "--to", str(after),
+               "--out-md", str(tmp_path / "changes.md"),
                "--table", "table1_heads", "--out-csv", str(tmp_path / "changes.csv")]
     plain = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert plain.returncode == 0, plain.stderr
     assert "### table1_heads: 1 of 3 cells changed beyond noise" in plain.stdout
     assert "| coco-like/gap | mAP | 61.17 | 63.17 | +2.00 |" in plain.stdout
+    assert (tmp_path / "changes.md").read_text() == plain.stdout  # --out-md: the printed markdown
     assert (tmp_path / "changes.csv").read_text().startswith(",".join(comparison.COLUMNS))
     gated = subprocess.run([*command, "--fail-beyond-noise"], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert gated.returncode == 1
     unknown = subprocess.run([*command[:-4], "--table", "table99"], cwd=REPO, capture_output=True, text=True,
                              timeout=120)
-    assert unknown.returncode != 0 and "table99" in unknown.stderr
+    assert unknown.returncode == 2
+    assert "no accuracy cell of table99 is reproduced in both files" in unknown.stderr
 
 
 def synthetic_collected(tmp_path: Path, name: str, shift: dict[str, list[float]]) -> Path:

@@ -3,7 +3,6 @@ throughput and per-module timing on tiny models."""
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 import torch
@@ -141,30 +140,44 @@ def test_throughput_report_on_cpu():
         cost.max_batch_size(model, 32, device="cpu")
 
 
-class SlowCountingModel(nn.Module):
-    """Each forward sleeps 5 ms and is counted: how many steps a timing took."""
+class FakeClock:
+    """Stands in for mld.cost's `time`: a clock that only the model below moves."""
 
     def __init__(self) -> None:
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+
+class CountingModel(nn.Module):
+    """Each forward takes 1/16 s on the fake clock and is counted: how many steps a timing took."""
+
+    def __init__(self, clock: FakeClock) -> None:
         super().__init__()
         self.scale = nn.Parameter(torch.ones(1))
+        self.clock = clock
         self.calls = 0
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         self.calls += 1
-        time.sleep(0.005)
+        self.clock.now += 0.0625  # exact in binary: the sums below are exact too
         return images.mean(dim=(1, 2, 3)) * self.scale
 
 
-def test_timings_run_until_repeats_and_min_seconds_are_both_reached():
-    model = SlowCountingModel()
-    cost.inference_throughput(model, 8, 1, warmup=1, repeats=3)
+def test_timings_run_until_repeats_and_min_seconds_are_both_reached(monkeypatch):
+    clock = FakeClock()
+    monkeypatch.setattr(cost, "time", clock)
+    model = CountingModel(clock)
+    assert cost.inference_throughput(model, 8, 1, warmup=1, repeats=3) == 16.0  # 1 image per 1/16 s
     assert model.calls == 1 + 3
     model.calls = 0
-    start = time.perf_counter()
-    cost.inference_throughput(model, 8, 1, warmup=0, repeats=1, min_seconds=0.1)
-    # Steps of at least 5 ms until 0.1 s is timed: more than the one repeat, at most 20.
-    assert time.perf_counter() - start >= 0.1 and 2 <= model.calls <= 20
-    with pytest.raises(ValueError, match="min_seconds"):
+    cost.inference_throughput(model, 8, 1, warmup=0, repeats=1, min_seconds=0.25)
+    assert model.calls == 4  # steps of 1/16 s until 0.25 s is timed: more than the one repeat
+    model.calls = 0
+    cost.inference_throughput(model, 8, 1, warmup=2, repeats=6, min_seconds=0.25)
+    assert model.calls == 2 + 6  # the repeats already add up to more than min_seconds
+    with pytest.raises(ValueError, match="min_seconds >= 0, got 2, 5 and -1"):
         cost.inference_throughput(model, 8, 1, min_seconds=-1)
 
 
@@ -222,7 +235,8 @@ def test_profile_throughput_from_flags(tmp_path):
                  "--out", str(out)]) == 0
     result = json.loads(out.read_text())
     assert result["kind"] == "throughput" and result["train_images_per_s"] is None
-    assert result["inference_images_per_s"] > 0 and result["flops_g"] > 0
+    assert result["inference_images_per_s"] > 0
+    assert result["flops_g"] == pytest.approx(cost.count_flops(tiny_model("gap", num_classes=4), 32))
     assert result["versions"]["torch"] == torch.__version__  # timings travel with their software
 
 

@@ -40,9 +40,12 @@ def test_validate_reports_the_inconsistent_file(tmp_path):
         run("prepare", "validate", str(out))
 
 
-def test_unknown_preset_is_an_argument_error(tmp_path):
-    with pytest.raises(SystemExit):
+def test_unknown_preset_is_an_argument_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exited:
         run("prepare", "synthetic", "--preset", "mnist", "--out", str(tmp_path / "x"))
+    assert exited.value.code == 2  # argparse's usage error, not --help's 0
+    assert "--preset: invalid choice: 'mnist'" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
 
 
 def test_prepare_voc_with_word_vectors(tmp_path):

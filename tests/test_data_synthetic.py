@@ -175,7 +175,7 @@ def test_a_failed_render_leaves_no_dataset_and_no_temporary_files(tmp_path, monk
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(generate, "render_split", explode)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError, match="disk full"):  # the render's own error, not another
         prepare_synthetic("voc-like", tmp_path / "voc", num_train=10, num_val=10)
     assert list(tmp_path.iterdir()) == []
 

@@ -17,6 +17,8 @@ def test_minimal_config_gets_the_paper_recipe():
     assert (train["optimizer"], train["lr"], train["weight_decay"]) == ("adam", 2.0e-4, 1.0e-4)
     assert (train["schedule"], train["pct_start"], train["epochs"]) == ("onecycle", 0.2, 40)
     assert train["ema_decay"] == 0.9997 and train["loss"] == PAPER_LOSS
+    # ASL as appendix C (gamma_neg 4, gamma_pos 0) with the official code's clip 0.05.
+    assert PAPER_LOSS == {"name": "asl", "gamma_neg": 4, "gamma_pos": 0, "clip": 0.05}, "train.loss's default"
     assert train["augment"] == {"cutout": 0.5, "randaugment": True}
     assert config["task"] == "multilabel" and config["features"] is None and config["seed"] == 0
 

@@ -8,7 +8,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,7 @@ from mld.engine import RunInterrupted, train
 from mld.engine import outputs
 from mld.engine.evaluation import Evaluator
 from mld.engine.checkpoint import load_checkpoint
+from mld.engine.signals import TEST_SIGNAL_ENV
 from test_engine_support import TIMES, make_dataset, one_thread, run_config, without_timing
 
 
@@ -157,65 +157,45 @@ def test_a_stop_during_an_epochs_evaluation_keeps_its_timing(small, tmp_path, mo
 
 # ---- stop signals to the whole process group, with loader workers (as Slurm sends them)
 
-def start(config_file: Path, out: Path) -> subprocess.Popen:
-    """`mld train` as a batch job: its own process group, which the signals are sent to."""
+def start(config_file: Path, out: Path, signal_at: str | None = None) -> subprocess.Popen:
+    """`mld train` as a batch job: its own process group, which the signals are sent to; with
+    `signal_at`, the run signals its group itself at that event (mld.engine.signals.signal_on_event)."""
     environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    if signal_at is not None:
+        environment[TEST_SIGNAL_ENV] = signal_at
     return subprocess.Popen([sys.executable, "-m", "mld", "train", "--config", str(config_file), "--out", str(out)],
                             env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
 
 
-def wait_until(process: subprocess.Popen, ready, what: str, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while not ready():
-        if process.poll() is not None:
-            raise AssertionError(f"the run ended before {what}:\n{process.stdout.read()}")
-        if time.monotonic() > deadline:
-            os.killpg(process.pid, signal.SIGKILL)
-            raise AssertionError(f"no {what} within {timeout} s")
-        time.sleep(0.005)
-
-
-def log_has(out: Path, text: str, times: int = 1):
-    def ready() -> bool:
-        for name in (outputs.PARTIAL_LOG, outputs.LOG):
-            if (out / name).exists() and (out / name).read_text().count(text) >= times:
-                return True
-        return False
-    return ready
-
-
-def rewritten(path: Path, after: float):
-    return lambda: path.exists() and path.stat().st_mtime > after
-
-
 @pytest.mark.slow
 def test_stop_signals_to_the_process_group_with_workers_save_and_resume_exactly(tmp_path):
     dataset = make_dataset(tmp_path, "coco-like", num_train=96, num_val=32)
-    config = run_config(dataset, train={"epochs": 4, "batch_size": 16, "num_workers": 2, "eval_every": 1})
+    # A progress line after every step (any step takes far longer than 1 us): events mid-epoch.
+    config = run_config(dataset, train={"epochs": 4, "batch_size": 16, "num_workers": 2, "eval_every": 1,
+                                        "log_every_s": 1e-6})
     config_file = tmp_path / "run.yaml"
     config_file.write_text(yaml.safe_dump(config))
     uninterrupted = train(config, tmp_path / "uninterrupted")
     out, resume_point = tmp_path / "interrupted", tmp_path / "interrupted" / "last.pt"
 
-    # The moments: while the run sets up, as an epoch's workers start, in the middle of an epoch.
+    # The moments: while the run sets up, as a worker starts (its signals still held), in the
+    # middle of an epoch, right after a resume.
     moments = [
-        (signal.SIGTERM, lambda: log_has(out, "steps/epoch")),
-        (signal.SIGUSR1, lambda: rewritten(resume_point, resume_point.stat().st_mtime)),
-        (signal.SIGTERM, lambda: log_has(out, "resuming from", times=2)),
-        (signal.SIGUSR1, lambda: log_has(out, "resuming from", times=3)),
+        (signal.SIGTERM, "steps/epoch", (0, 0)),
+        (signal.SIGUSR1, "worker started", (0, 1)),
+        (signal.SIGTERM, "epoch 2/4: 3/6 steps", (1, 4)),
+        (signal.SIGUSR1, "resuming from", (1, 4)),
     ]
-    for attempt, (number, condition) in enumerate(moments):
-        ready = condition()
-        process = start(config_file, out)
-        wait_until(process, ready, f"moment {attempt}")
-        time.sleep(0.2 * (attempt == 2))
-        os.killpg(process.pid, number)
+    for attempt, (number, event, stopped_at) in enumerate(moments):
+        process = start(config_file, out, f"{signal.Signals(number).name}:{event}")
         output = process.communicate(timeout=180)[0]
         assert process.returncode == 128 + number, f"moment {attempt}:\n{output}"
         assert "Traceback" not in output and "killed by signal" not in output, output
         assert "rerun the same command to resume" in output
         assert resume_point.exists() and not (out / "metrics.json").exists()
+        progress = load_checkpoint(resume_point)["progress"]
+        assert (progress["epoch"], progress["step"]) == stopped_at, f"moment {attempt}"
 
     process = start(config_file, out)
     output = process.communicate(timeout=300)[0]

@@ -65,7 +65,7 @@ def test_a_full_disk_names_the_file_and_keeps_the_previous_version(tmp_path):
 
 
 def test_non_finite_numbers_are_not_written_as_json(tmp_path):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="Out of range float values are not JSON compliant"):
         atomic.write_json(tmp_path / "x.json", {"mAP": float("nan")})
     assert list(tmp_path.iterdir()) == []
 
@@ -326,7 +326,7 @@ def test_feature_cache_round_trip_with_batched_reads(tmp_path):
 
 
 def test_an_incomplete_feature_cache_is_refused(tmp_path):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="split 'val' produced 6 samples, expected 10"):
         write_split(tmp_path, "val", 10, [torch.zeros(6, 4, 1, 1)])
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(FileNotFoundError, match="not a complete feature cache"):

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -15,33 +14,28 @@ import yaml
 
 from mld.engine import train
 from mld.engine.checkpoint import load_checkpoint
+from mld.engine.signals import TEST_SIGNAL_ENV
 from test_engine_support import make_dataset, run_config, without_timing
 
 pytestmark = pytest.mark.slow
 
 
-def start(config_file: Path, out: Path) -> subprocess.Popen:
+def run(config_file: Path, out: Path, signal_at: str | None = None) -> subprocess.CompletedProcess:
+    """`mld train` in its own session, signalling itself at the event `signal_at` names
+    (MLD_TEST_SIGNAL, see mld.engine.signals.signal_on_event)."""
     environment = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "mld", "train", "--config", str(config_file), "--out", str(out)],
-                            env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def wait_for_new_resume_point(process: subprocess.Popen, path: Path, after: float, timeout: float = 120) -> None:
-    """Wait until `path` is (re)written after time `after` while the process still trains."""
-    deadline = time.monotonic() + timeout
-    while not (path.exists() and path.stat().st_mtime > after):
-        if process.poll() is not None:
-            raise AssertionError(f"the run ended before {path} was written:\n{process.stdout.read()}")
-        if time.monotonic() > deadline:
-            process.kill()
-            raise AssertionError(f"{path} was not written within {timeout} s")
-        time.sleep(0.01)
+    if signal_at is not None:
+        environment[TEST_SIGNAL_ENV] = signal_at
+    return subprocess.run([sys.executable, "-m", "mld", "train", "--config", str(config_file), "--out", str(out)],
+                          env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          start_new_session=True, timeout=300)
 
 
 def test_sigterm_then_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
     dataset = make_dataset(tmp_path, "coco-like", num_train=96, num_val=32)
     # Every source of randomness is on: augmentation, head dropout, EMA.
-    config = run_config(dataset, train={"epochs": 3, "batch_size": 16})
+    # A progress line after every step (any step takes far longer than 1 us): events mid-epoch.
+    config = run_config(dataset, train={"epochs": 3, "batch_size": 16, "log_every_s": 1e-6})
     config_file = tmp_path / "run.yaml"
     config_file.write_text(yaml.safe_dump(config))
     out = tmp_path / "interrupted"
@@ -54,26 +48,22 @@ def test_sigterm_then_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path)
     finally:
         torch.set_num_threads(threads)
 
-    process = start(config_file, out)
-    wait_for_new_resume_point(process, resume_point, after=0.0)
-    process.send_signal(signal.SIGTERM)  # preemption: a checkpoint at the next step, then exit
-    output = process.communicate(timeout=120)[0]
-    assert process.returncode == 128 + signal.SIGTERM, output
-    assert "rerun the same command to resume" in output
+    # Preemption right after epoch 1's resume point: a checkpoint at the next step, then exit.
+    result = run(config_file, out, "SIGTERM:epoch 1/3: train_loss")
+    assert result.returncode == 128 + signal.SIGTERM, result.stdout
+    assert "rerun the same command to resume" in result.stdout
     assert not (out / "metrics.json").exists()
-    assert load_checkpoint(resume_point)["progress"]["epoch"] >= 1
+    progress = load_checkpoint(resume_point)["progress"]
+    assert (progress["epoch"], progress["step"]) == (1, 1)  # epoch 2's first step was done
 
-    saved_at = resume_point.stat().st_mtime
-    process = start(config_file, out)
-    wait_for_new_resume_point(process, resume_point, after=saved_at)
-    time.sleep(0.05)
-    process.kill()  # SIGKILL: no chance to save anything
-    process.communicate(timeout=60)
-    assert not (out / "metrics.json").exists()
+    # SIGKILL two steps into epoch 3, after the resumed run saved epoch 2: no chance to save anything.
+    result = run(config_file, out, "SIGKILL:epoch 3/3: 2/6 steps")
+    assert result.returncode == -signal.SIGKILL, result.stdout
+    assert "epoch 2/3: train_loss" in result.stdout and not (out / "metrics.json").exists()
+    assert load_checkpoint(resume_point)["progress"]["epoch"] == 2
 
-    process = start(config_file, out)
-    output = process.communicate(timeout=300)[0]
-    assert process.returncode == 0, output
+    result = run(config_file, out)
+    assert result.returncode == 0, result.stdout
     assert "resuming from" in (out / "train.log").read_text()
     assert not resume_point.exists()
     resumed = json.loads((out / "metrics.json").read_text())

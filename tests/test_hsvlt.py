@@ -11,6 +11,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from mld.heads.hsvlt import HSVLTHead
+from mld.models import create_model
 from mld.heads.hsvlt_blocks import CrossAttention
 from mld.heads.hsvlt_hamburger import NMFHamburger
 
@@ -134,12 +135,11 @@ def test_head_cost_grows_with_classes_but_leaves_features_untouched(channels, fe
 
 
 def test_backbone_path_does_not_depend_on_the_class_count(word_vectors):
-    models = pytest.importorskip("mld.models")
     images = torch.rand(1, 3, 64, 64)
     built = []
     for vectors in (word_vectors, torch.randn(40, WORD_DIM)):
         torch.manual_seed(0)
-        model = models.create_model("test_convnext", "hsvlt", len(vectors), word_vectors=vectors).eval()
+        model = create_model("test_convnext", "hsvlt", len(vectors), word_vectors=vectors).eval()
         built.append(model)
     small, large = built
     with torch.no_grad():

@@ -38,6 +38,20 @@ def test_asl_without_focusing_or_clip_is_summed_bce():
     assert BinaryCrossEntropy()(logits, targets).item() == pytest.approx(bce.item(), rel=1e-6)
 
 
+def test_asl_defaults_are_the_papers_with_the_official_clip():
+    """gamma_neg 4, gamma_pos 0 (ML-Decoder appendix C) and clip 0.05 (the official training code)."""
+    loss = AsymmetricLoss()
+    assert (loss.gamma_neg, loss.gamma_pos, loss.clip) == (4, 0, 0.05), "AsymmetricLoss's defaults"
+    # The clip as behaviour: a negative at p = 0.04 is inside the margin and costs nothing; at
+    # p = 0.3 it counts as p = 0.25: -(0.25 ** 4) * log(0.75).
+    for p, expected in ((0.04, 0.0), (0.3, -(0.25 ** 4) * math.log(0.75))):
+        logit = torch.tensor([[math.log(p / (1 - p))]], dtype=torch.float64)
+        loss = create_loss("asl")(logit, torch.zeros(1, 1)).item()
+        assert loss == pytest.approx(expected, rel=1e-6, abs=1e-12), f"ASL of a negative at p = {p} (clip 0.05)"
+    # A positive with gamma_pos 0 is plain cross-entropy: -log(p).
+    assert create_loss("asl")(torch.tensor([[0.0]]), torch.ones(1, 1)).item() == pytest.approx(math.log(2))
+
+
 def test_asl_clip_discards_easy_negatives_entirely():
     logits = torch.tensor([[-5.0]], requires_grad=True)  # p = 0.0067 < clip
     loss = AsymmetricLoss(clip=0.05)(logits, torch.zeros(1, 1))

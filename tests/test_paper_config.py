@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import subprocess
 import sys
 import time
@@ -27,7 +26,7 @@ from mld.data.adapters.common import ArraySplit
 from mld.data.overlap import check_no_shared_images
 from mld.engine.costing import MEMORY_KEY  # cost.json: the memory estimate's result
 from mld.experiments import Registry, build_registry, load_config
-from test_workflow import SLURM_OVERRIDES, job_counts, planned_runs, slurm_is_up, snakemake
+from test_workflow import SLURM_OVERRIDES, job_counts, planned_runs, snakemake
 from toy_paper import REPO, ToyPaper, covering_measurements, covering_runs
 
 
@@ -198,14 +197,9 @@ def test_a_run_over_its_memory_budget_is_an_infeasible_row(toy_paper: ToyPaper, 
 
 @pytest.mark.slow
 @pytest.mark.slurm
-def test_a_paper_target_through_slurm(toy_paper: ToyPaper, tmp_path: Path) -> None:
+def test_a_paper_target_through_slurm(slurm_cluster: None, toy_paper: ToyPaper, tmp_path: Path) -> None:
     """One named target of the toy paper config (Table 11: prepare VOC, train TResNet-L) through
     the single-node Slurm cluster with the repository's slurm profile."""
-    if not slurm_is_up():
-        message = "Slurm does not answer (sinfo); .ci/run starts it with .ci/start-slurm.sh"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
     registry = registry_of(toy_paper.config_file)
     run_ids, _ = registry.table_members("table11_voc")
     start = time.monotonic()

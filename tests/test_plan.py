@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mld import estimate, launch, weights
+from mld import cli, estimate, launch, weights
 from mld.atomic import file_sha256
 from mld.commands.plan import parse_overrides, plan, workflow_config
 from mld.experiments import build_registry
@@ -69,11 +69,18 @@ def test_plan_leaves_out_skipped_datasets_and_finished_runs(tmp_path: Path, monk
     assert plan(registry, ["heads"])[0][2].jobs == heads.jobs - 1
 
 
-def test_plan_command_prints_a_table() -> None:
-    result = subprocess.run([sys.executable, "-m", "mld", "plan", "heads", "--configfile", str(PAPER)],
-                            capture_output=True, text=True, cwd=REPO)
-    assert result.returncode == 0, result.stderr
-    assert "| heads | train | " in result.stdout
+def test_plan_command_prints_a_table(tmp_path: Path) -> None:
+    def mld_plan(*arguments: str) -> str:
+        result = subprocess.run([sys.executable, "-m", "mld", "plan", "heads", "openimages", "--configfile", str(PAPER),
+                                 *arguments], capture_output=True, text=True, cwd=tmp_path)  # no finished runs here
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    # Table 1's four heads, three seeds each; Open Images' runs are a target of their own.
+    everything = mld_plan()
+    assert "| heads | train | 12 | " in everything and "| openimages | train | " in everything
+    overridden = mld_plan("--config", "seeds=[0]", "skip_datasets=[openimages]")
+    assert "| heads | train | 4 | " in overridden and "| openimages |" not in overridden
 
 
 # ---------------------------------------------------------------- weights for offline nodes
@@ -106,7 +113,7 @@ def test_pretrained_while_offline_needs_the_cache() -> None:
 
 
 def test_fetch_fills_the_cache_with_checksums_and_jobs_load_from_it(tmp_path: Path) -> None:
-    torch = pytest.importorskip("torch")
+    import torch  # here: the rest of this module needs no torch
     calls = []
 
     def fake_download(name: str) -> dict:
@@ -155,9 +162,40 @@ def test_launcher_stops_a_slurm_job_before_its_limit(tmp_path: Path) -> None:
     assert launch.stop_after(60, 10) == 50 and launch.stop_after(8, 5) == 4  # short limits: halfway
 
 
+def test_fetch_weights_command_fills_the_cache_jobs_then_read_offline(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """`mld fetch-weights` itself, with timm's hub replaced by a model of known weights."""
+    import timm
+    import torch
+
+    downloaded = []
+
+    def from_the_hub(name: str, pretrained: bool = False, **options: object) -> torch.nn.Module:
+        assert pretrained, name
+        downloaded.append(name)
+        return torch.nn.Linear(2, 2)
+
+    monkeypatch.setattr(timm, "create_model", from_the_hub)
+    cache = tmp_path / "cache"
+    arguments = ["fetch-weights", "--configfile", str(PAPER), "--cache", str(cache)]
+    assert cli.main(arguments) == 0
+    roles = weights.pretrained_names(workflow_config([PAPER], {}))
+    wanted = set(roles.values())
+    assert "tresnet_m.miil_in21k" in wanted and sorted(downloaded) == sorted(wanted)  # each once
+    manifest = yaml.safe_load((cache / "manifest.yaml").read_text())
+    assert set(manifest) == wanted and weights.verify_cache(cache) == []
+    assert f"add `weights_cache: {cache.resolve()}` to your config" in capsys.readouterr().out
+    assert cli.main(arguments) == 0 and len(downloaded) == len(wanted)  # kept: checksums match
+    offline = workflow_config([PAPER], {"weights_cache": str(cache), "offline": True})
+    # Every pretrained role now loads from the cache with the hub off.
+    weights.check_weights({**offline, "backbones": {role: offline["backbones"][role] for role in roles}})
+    assert weights.backbone_weights(offline, "medium") == (str(cache / manifest["tresnet_m.miil_in21k"]["file"]),
+                                                            False)
+
+
 def test_a_cached_backbone_loads_into_the_model_the_run_builds(tmp_path: Path) -> None:
     """What a job does with the cache: the file fetch_weights wrote is the run's backbone_weights."""
-    timm = pytest.importorskip("timm")
+    import timm
     from mld.models import create_model
 
     reference = timm.create_model("test_resnet", num_classes=7)  # random weights stand in for the hub's

@@ -13,6 +13,8 @@ from typing import IO, Iterable, Iterator, TypeVar
 
 from tqdm import tqdm
 
+from mld.engine.signals import signal_on_event
+
 T = TypeVar("T")
 
 
@@ -39,6 +41,7 @@ class RunLog:
                 raise OSError(error.errno, f"cannot write {self.path}: {error.strerror or error}; free disk "
                               "space, then rerun the same command to resume") from error
         tqdm.write(line, file=self.stream)
+        signal_on_event(message)
 
     def close(self) -> None:
         if self._file is not None:

@@ -10,12 +10,14 @@ would take the main process down with them before it could save.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 from types import FrameType, TracebackType
 from typing import Iterator
 
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGUSR1") if hasattr(signal, name))
+TEST_SIGNAL_ENV = "MLD_TEST_SIGNAL"
 
 
 class RunInterrupted(RuntimeError):
@@ -67,8 +69,25 @@ def held_while_forking() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
+def signal_on_event(event: str) -> None:
+    """Test hook: signal this process's group when `event` contains the text MLD_TEST_SIGNAL names.
+
+    `MLD_TEST_SIGNAL="SIGTERM:epoch 2/4: 3/6 steps"` sends SIGTERM to the process group right after
+    the run logs a line containing "epoch 2/4: 3/6 steps". The events are the run's log lines and
+    "worker started" (a loader worker, before it ignores the stop signals). Tests stop or kill a
+    run at an exact point this way instead of racing it with sleeps; they start it in its own
+    session, as a batch job runs. Unset (always, outside tests) it does nothing.
+    """
+    wanted = os.environ.get(TEST_SIGNAL_ENV)
+    if wanted:
+        name, _, text = wanted.partition(":")
+        if text in event:
+            os.killpg(os.getpgrp(), getattr(signal, name))
+
+
 def ignore_in_worker(worker_id: int) -> None:
     """A DataLoader worker_init_fn: leave the stop signals to the main process."""
+    signal_on_event("worker started")
     for number in STOP_SIGNALS:
         signal.signal(number, signal.SIG_IGN)  # also discards a signal held since the fork
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)

@@ -1,0 +1,243 @@
+"""The paper's recipes and reported numbers, typed in from the papers (ML-Decoder's tables and
+appendices, HSVLT's summary and released config), checked against what the suite uses:
+config/paper.yaml's resolved run configs and mld/paper_values.yaml read through mld.paper.
+
+The code under test is never the source of an expected value here. A mismatch names the recipe
+and key, or the table, row and cell.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mld import paper
+from mld.experiments import build_registry, load_config
+from mld.experiments.records import Run
+
+REPO = Path(__file__).resolve().parents[1]
+
+# ---------------------------------------------------------------- recipes
+
+COCO_LOSS = {"name": "asl", "gamma_neg": 4, "gamma_pos": 0, "clip": 0.05}
+COCO = {  # ML-Decoder appendix C (MS-COCO); the base of the other datasets' recipes
+    "epochs": 40,
+    "optimizer": "adam",
+    "lr": 2.0e-4,               # the max lr of the 1-cycle schedule
+    "weight_decay": 1.0e-4,     # "true weight decay"
+    "schedule": "onecycle",
+    "loss": COCO_LOSS,          # gamma_neg 4, gamma_pos 0 (appendix C); clip 0.05 (official code)
+    "augment": {"cutout": 0.5, "randaugment": True},  # "auto-augment": the official code's RandAugment
+    # Not in the paper's text: the official train.py's values, which the config states it uses.
+    "batch_size": 56,
+    "pct_start": 0.2,
+    "ema_decay": 0.9997,
+}
+RECIPES: dict[str, dict[str, Any]] = {
+    "coco": COCO,
+    "voc": COCO,  # appendix G: ASL and the rest as MS-COCO
+    # Appendix F says "CE, to be compatible with previous works"; for multi-label training the
+    # config states that this is the per-label binary cross-entropy (see config/paper.yaml).
+    "nus_zsl": {**COCO, "loss": {"name": "bce"}},
+    "openimages": {**COCO, "epochs": 25, "loss": {**COCO_LOSS, "gamma_neg": 7}},  # appendix H
+    # Appendix I: "ResNet strikes back" procedure A2 (Wightman et al. 2021).
+    "imagenet_a2": {"epochs": 300, "batch_size": 2048, "optimizer": "lamb", "lr": 5.0e-3,
+                    "weight_decay": 0.02, "schedule": "cosine", "warmup_epochs": 5, "ema_decay": None,
+                    "loss": {"name": "bce"}, "augment": {"cutout": 0.0, "randaugment": True}},
+    # HSVLT's released COCO config. Its ReduceLROnPlateau cannot be encoded: the config states
+    # a constant lr instead.
+    "hsvlt": {"epochs": 100, "batch_size": 4, "optimizer": "adamw", "lr": 1.0e-5, "weight_decay": 1.0e-4,
+              "schedule": "constant", "ema_decay": None, "loss": {"name": "bce"}},
+}
+WHY = {("nus_zsl", "loss"): "paper CE = per-label BCE",
+       ("hsvlt", "schedule"): "ReduceLROnPlateau not encodable"}
+
+# Input resolution of each table's runs, in px (the resolution table's rows name their own).
+RESOLUTION = {
+    "table1_heads": 448, "table5_coco_sota": 448, "table7_query_types": 448, "stacked_layers": 448,
+    "figure5": 448, "table11_voc": 448, "table2_extreme": 224, "table12_openimages": 224,
+    "table3_query_aug": 224, "table4_zsl_groups": 224, "table6_zsl": 224, "table8_zsl_query_head": 224,
+    "table13_single_label": 224, "hsvlt_heads": 448, "hsvlt_reported": 448, "hsvlt_ablation": 448,
+}
+
+
+@pytest.fixture(scope="module")
+def paper_runs() -> dict[str, Run]:
+    return build_registry(load_config(REPO / "config" / "paper.yaml", root=REPO)).runs
+
+
+def expected_train(run: Run, table: str) -> dict[str, Any]:
+    expected = dict(RECIPES[run.recipes[table]])
+    if table == "table13_single_label" and run.rows[table]["activation"] == "softmax":
+        expected["loss"] = {"name": "softmax_ce"}  # Table 13's softmax rows: CE over the classes
+    return expected
+
+
+@pytest.mark.parametrize("recipe, key", [(recipe, key) for recipe, keys in RECIPES.items() for key in keys],
+                         ids=[f"{recipe}.{key}" + (f" ({WHY[recipe, key]})" if (recipe, key) in WHY else "")
+                              for recipe, keys in RECIPES.items() for key in keys])
+def test_each_recipe_value_is_the_papers(paper_runs, recipe, key):
+    checked = 0
+    for run in paper_runs.values():
+        for table, name in run.recipes.items():
+            if name == recipe:
+                actual, expected = run.config["train"].get(key), expected_train(run, table)[key]
+                assert actual == expected, (f"config/paper.yaml recipe {recipe}: train.{key} is {actual!r} "
+                                            f"in run {run.run_id} ({table}); the paper's is {expected!r}")
+                checked += 1
+    assert checked, f"no run of config/paper.yaml trains with recipe {recipe}"
+
+
+def test_every_recipe_of_the_paper_config_is_typed_here(paper_runs):
+    used = {name for run in paper_runs.values() for name in run.recipes.values()}
+    assert used == set(RECIPES)
+
+
+def test_each_tables_runs_train_at_the_papers_resolution(paper_runs):
+    for run in paper_runs.values():
+        for table in run.recipes:
+            expected = run.rows[table]["resolution"] if table == "resolution" else RESOLUTION[table]
+            assert run.config["train"]["resolution"] == expected, (
+                f"run {run.run_id} ({table}) trains at {run.config['train']['resolution']} px; "
+                f"the paper's {table} is at {expected} px")
+
+
+def test_the_resolution_tables_runs_are_the_papers_four(paper_runs):
+    rows = sorted((run.rows["resolution"]["backbone"], run.rows["resolution"]["resolution"])
+                  for run in paper_runs.values() if "resolution" in run.rows)
+    assert rows == [("tresnet_v2_l", 224), ("tresnet_v2_l", 448), ("tresnet_v2_l", 640), ("tresnet_xl", 640)]
+
+
+# ---------------------------------------------------------------- reported values
+
+M, TD, G = "ml_decoder", "transformer_decoder", "gap"
+REPORTED: dict[str, dict[tuple, dict[str, float | None]]] = {
+    "table1_heads": {  # [head, queries]: FLOPs, mAP
+        (G, None): {"flops_g": 23.0, "mAP": 87.0}, (TD, 80): {"flops_g": 24.1, "mAP": 88.1},
+        (M, 20): {"flops_g": 23.6, "mAP": 88.0}, (M, 80): {"flops_g": 23.9, "mAP": 88.1},
+    },
+    "table2_extreme": {  # the transformer-decoder ran out of memory: no mAP
+        (G, None): {"flops_g": 5.8, "mAP": 86.0}, (TD, 9600): {"flops_g": 178.6, "mAP": None},
+        (M, 100): {"flops_g": 6.3, "mAP": 86.7}, (M, 200): {"flops_g": 6.7, "mAP": 86.8},
+        (M, 400): {"flops_g": 7.6, "mAP": 86.8},
+    },
+    "table3_query_aug": {  # seen-class mAP is in the text only ("unchanged"), not per row
+        ("none",): {"mAP": 29.9, "mAP_seen": None}, ("additive_noise",): {"mAP": 30.6, "mAP_seen": None},
+        ("random_query",): {"mAP": 30.7, "mAP_seen": None}, ("both",): {"mAP": 31.1, "mAP_seen": None},
+    },
+    "table4_zsl_groups": {(M, 1006): {"mAP": 31.1}, (M, 100): {"mAP": 28.7}},
+    "table5_coco_sota": {  # [method, backbone]
+        ("ml_gcn", "resnet101"): {"mAP": 83.0}, ("kssnet", "resnet101"): {"mAP": 83.7},
+        ("ssgrl", "resnet101"): {"mAP": 83.8}, ("ms_cma", "resnet101"): {"mAP": 83.8},
+        ("asl", "resnet101"): {"mAP": 85.0}, ("asl", "tresnet_l"): {"mAP": 88.4},
+        ("q2l", "tresnet_l"): {"mAP": 89.2}, (M, "resnet101"): {"mAP": 87.1}, (M, "tresnet_l"): {"mAP": 90.0},
+    },
+    "table6_zsl": {  # [method, task]: mAP, F1@3, F1@5
+        (method, task): dict(zip(("mAP", "F1@3", "F1@5"), values))
+        for method, zsl, gzsl in [
+            ("conse", (9.4, 21.6, 20.2), (2.1, 7.0, 8.1)),
+            ("fast0tag", (15.1, 27.8, 26.4), (3.7, 11.5, 13.5)),
+            ("attention_per_label", (10.4, 25.8, 23.6), (3.7, 10.9, 13.2)),
+            ("attention_per_cluster", (12.9, 24.6, 22.9), (2.6, 6.4, 7.7)),
+            ("lesa", (19.4, 31.6, 28.7), (5.6, 14.4, 16.8)),
+            ("biam", (26.3, 33.1, 30.7), (9.3, 16.1, 19.0)),
+            ("sdl", (25.9, 30.5, 27.8), (12.1, 18.5, 21.0)),
+            (M, (31.1, 34.1, 30.8), (19.9, 23.3, 26.1)),
+        ] for task, values in (("zsl", zsl), ("gzsl", gzsl))
+    },
+    "table7_query_types": {("learnable",): {"mAP": 88.1}, ("nlp",): {"mAP": 88.1}, ("fixed_random",): {"mAP": 88.1}},
+    "table8_zsl_query_head": {  # [query type, head type]; the earlier OCR's "234" is 23.4
+        ("nlp", "learnable"): {"mAP": 2.4}, ("nlp", "learnable_shared"): {"mAP": 2.6},
+        ("learnable", "nlp"): {"mAP": 23.4}, ("nlp", "nlp"): {"mAP": 28.7},
+    },
+    "table9_throughput": {  # [head, classes]: train, inference (images/s), max train batch, FLOPs
+        (head, classes): dict(zip(("train_images_per_s", "inference_images_per_s", "max_train_batch", "flops_g"),
+                                  values))
+        for head, classes, values in [
+            (G, 100, (706, 2915, 520, 5.7)), (G, 1000, (703, 2910, 512, 5.7)), (G, 5000, (698, 2846, 504, 5.8)),
+            (TD, 100, (556, 2496, 424, 6.6)), (TD, 1000, (44, 916, 112, 14.2)), (TD, 5000, (2, 17, 4, 61.1)),
+            (M, 100, (575, 2588, 464, 6.3)), (M, 1000, (568, 2563, 456, 6.3)), (M, 5000, (562, 2512, 448, 6.4)),
+        ]
+    },
+    "resolution": {  # Table 10: TResNet-L (v2) by resolution, and the official TResNet-XL
+        ("tresnet_v2_l", 224): {"flops_g": 9.3, "mAP": 85.5}, ("tresnet_v2_l", 448): {"flops_g": 36.2, "mAP": 90.0},
+        ("tresnet_v2_l", 640): {"flops_g": 73.5, "mAP": 91.1}, ("tresnet_xl", 640): {"flops_g": 103.8, "mAP": 91.4},
+    },
+    "stacked_layers": {  # earlier version's Table 10: [head, layers]
+        (G, None): {"mAP": 87.02, "flops_g": 23.0}, (TD, 1): {"mAP": 88.09, "flops_g": 24.1},
+        (TD, 2): {"mAP": 88.16, "flops_g": 25.0}, (TD, 3): {"mAP": 88.21, "flops_g": 25.9},
+    },
+    "module_timing": {  # earlier version's Table 11, ms; ML-Decoder has no self-attention
+        (head, classes, module): {"time_ms": value}
+        for head, classes, times in [
+            (M, 100, (None, 1.4, 1.8)), (TD, 100, (1.5, 1.4, 1.8)),
+            (M, 4000, (None, 1.4, 1.8)), (TD, 4000, (612.8, 38.8, 85.3)),
+        ] for module, value in zip(("self_attention", "cross_attention", "mlp"), times)
+    },
+    "table11_voc": {(method,): {"mAP": value} for method, value in [
+        ("rnn", 91.9), ("fev_lv", 92.0), ("ml_gcn", 94.0), ("ssgrl", 95.0), ("bmml", 95.0), ("asl", 95.8),
+        ("q2l", 96.1), (M, 96.6)]},
+    "table12_openimages": {(method,): {"mAP": value} for method, value in [
+        ("ce", 84.8), ("focal_loss", 84.9), ("asl", 86.3), (M, 86.8)]},
+    "table13_single_label": {  # [recipe, activation, head]; A1 (600 epochs) from the text
+        ("a2", "sigmoid", G): {"top1": 79.7}, ("a2", "sigmoid", M): {"top1": 80.3},
+        ("a2", "softmax", G): {"top1": 79.3}, ("a2", "softmax", M): {"top1": 80.1},
+        ("a1", "sigmoid", M): {"top1": 80.7},
+    },
+    "table14_transfer": {(dataset, method): {"top1": value} for dataset, method, value in [
+        ("cifar100", "cvt_w24", 94.05), ("cifar100", "vit_h", 94.55), ("cifar100", "effnet_l2_sam", 96.08),
+        ("cifar100", "swin_l_ml_decoder", 95.1), ("stanford_cars", "effnet_l2_sam", 95.95),
+        ("stanford_cars", "align", 96.13), ("stanford_cars", "dat", 96.2),
+        ("stanford_cars", "tresnet_l_ml_decoder", 96.41)]},
+    "figure5": {  # only the TResNet-M points are numbers (Table 1's)
+        ("tresnet_m", G): {"flops_g": 23.0, "mAP": 87.0}, ("tresnet_m", M): {"flops_g": 23.9, "mAP": 88.1},
+    },
+    "hsvlt_reported": {  # HSVLT's summary; parameters from its released training log
+        ("voc2007",): {"mAP": 97.5, "params_m": None}, ("ms_coco",): {"mAP": 91.6, "params_m": 154.409466},
+        ("nus_wide",): {"mAP": 72.1, "params_m": None},
+    },
+}
+CELLS = [(table, key, metric, value) for table, rows in REPORTED.items()
+         for key, cells in rows.items() for metric, value in cells.items()]
+
+
+def plain(value: Any) -> Any:
+    """A frame's cell as the literals above write it: NaN is None."""
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def reported_rows(table_id: str) -> dict[tuple, dict[str, Any]]:
+    frame = paper.paper_table(table_id)
+    key, metrics = frame.attrs["key"], frame.attrs["metrics"]
+    return {tuple(plain(row[column]) for column in key): {metric: plain(row[metric]) for metric in metrics}
+            for _, row in frame.iterrows()}
+
+
+@pytest.mark.parametrize("table_id, key, metric, expected", CELLS,
+                         ids=[f"{table}[{', '.join(map(str, key))}].{metric}" for table, key, metric, _ in CELLS])
+def test_each_reported_cell_is_the_papers(table_id, key, metric, expected):
+    rows = reported_rows(table_id)
+    assert key in rows, f"mld/paper_values.yaml table {table_id} has no row {key}"
+    actual = rows[key][metric]
+    assert actual == expected, (f"mld/paper_values.yaml table {table_id}, row {key}, {metric}: "
+                                f"{actual!r}; the paper reports {expected!r}")
+
+
+@pytest.mark.parametrize("table_id", list(REPORTED))
+def test_every_reported_row_and_metric_has_a_literal_here(table_id):
+    rows = reported_rows(table_id)
+    assert set(rows) == set(REPORTED[table_id]), f"{table_id}: rows differ from the paper's"
+    for key, cells in rows.items():
+        assert set(cells) == set(REPORTED[table_id][key]), f"{table_id} row {key}: metrics differ"
+
+
+def test_every_reported_table_is_typed_here():
+    assert set(paper.table_ids()) == set(REPORTED)
+
+
+def test_table5_resolutions_are_the_papers():
+    frame = paper.paper_table("table5_coco_sota")
+    resolutions = {(row["method"], row["backbone"]): row["resolution"] for _, row in frame.iterrows()}
+    assert resolutions == {**dict.fromkeys(REPORTED["table5_coco_sota"], 448), ("ssgrl", "resnet101"): 576}
