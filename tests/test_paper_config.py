@@ -54,7 +54,8 @@ def test_toy_datasets_read_with_the_configured_class_counts(toy_paper: ToyPaper)
     config = load_config(toy_paper.config_file, root=REPO)
     entries = {entry["role"]: entry for entry in build_registry(config).datasets.values()}
     readers = {"coco": lambda e: read_coco(e["root"]), "voc": lambda e: read_voc(e["root"]),
-               "nuswide": lambda e: read_nuswide(e["root"]), "cifar100": lambda e: read_cifar100(e["root"]),
+               "nuswide": lambda e: read_nuswide(e["root"], concepts_only=e["options"].get("concepts_only", False)),
+               "cifar100": lambda e: read_cifar100(e["root"]),
                "stanford_cars": lambda e: read_stanford_cars(e["root"]),
                "openimages": lambda e: read_openimages(
                    **{key: e["options"][key] for key in ("class_descriptions", "train_labels", "val_labels",
@@ -78,8 +79,9 @@ def test_dry_run_plans_the_whole_paper_dag(toy_paper: ToyPaper, tmp_path: Path) 
     registry = registry_of(toy_paper.config_file)
     assert counts["train"] == sum(len(run.seeds) for run in registry.runs.values())
     assert counts["measure"] == len(registry.measurements)
-    # COCO, VOC, NUS-WIDE, Open Images, CIFAR-100, Stanford Cars; ImageNet comes prepared.
-    assert counts["prepare_dataset"] == 6
+    # COCO, VOC, NUS-WIDE (zero-shot, and its 81 concepts for HSVLT), Open Images, CIFAR-100,
+    # Stanford Cars; ImageNet comes prepared.
+    assert counts["prepare_dataset"] == 7
     assert counts["tables"] == 1
     assert {run_id for run_id, _ in planned_runs(result.stdout)} == set(registry.runs)
 

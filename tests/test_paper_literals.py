@@ -51,6 +51,8 @@ RECIPES: dict[str, dict[str, Any]] = {
     "imagenet_a1": {"epochs": 600, "batch_size": 2048, "optimizer": "lamb", "lr": 5.0e-3,
                     "weight_decay": 0.01, "schedule": "cosine", "warmup_epochs": 5, "ema_decay": None,
                     "loss": {"name": "bce", "reduction": "mean"}, "augment": {"cutout": 0.0, "randaugment": True}},
+    # HSVLT's NUS-WIDE (81 concepts): GAP and ML-Decoder beside it with the MS-COCO recipe.
+    "nus_concepts": COCO,
     # Appendix J (Table 14) gives no recipe: the config states MS-COCO's with sigmoid BCE.
     "cifar100": {**COCO, "loss": {"name": "bce"}},
     "stanford_cars": {**COCO, "loss": {"name": "bce"}},
@@ -62,6 +64,7 @@ RECIPES: dict[str, dict[str, Any]] = {
 WHY = {("nus_zsl", "loss"): "paper CE = per-label BCE",
        ("imagenet_a2", "lr"): "the official A2 command's; RSB gives 5e-3",
        ("cifar100", "loss"): "no recipe in the paper: the config's reading",
+       ("nus_concepts", "loss"): "no recipe in HSVLT's summary: MS-COCO's",
        ("stanford_cars", "loss"): "no recipe in the paper: the config's reading",
        ("hsvlt", "schedule"): "ReduceLROnPlateau not encodable"}
 

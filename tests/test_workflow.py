@@ -172,8 +172,9 @@ def test_paper_dry_run_lists_every_experiment(paper_data: Path, tmp_path: Path) 
     print(f"\npaper config dry run: {counts['total']} jobs: {counts}")
     assert counts["train"] == sum(len(run.seeds) for run in registry.runs.values())
     assert counts["measure"] == len(registry.measurements)
-    # COCO, VOC, NUS-WIDE, Open Images, CIFAR-100, Stanford Cars; ImageNet comes prepared.
-    assert counts["prepare_dataset"] == 6
+    # COCO, VOC, NUS-WIDE (zero-shot, and its 81 concepts for HSVLT), Open Images, CIFAR-100,
+    # Stanford Cars; ImageNet comes prepared.
+    assert counts["prepare_dataset"] == 7
     assert "pretrain_backbone" not in counts and "extract_features" not in counts  # end to end
     assert {run_id for run_id, _ in planned_runs(result.stdout)} == set(registry.runs)
 
