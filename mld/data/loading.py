@@ -10,6 +10,7 @@ multi-process run sees exactly the data of an uninterrupted one.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import weakref
 from pathlib import Path
@@ -28,7 +29,7 @@ from mld.engine.signals import held_while_forking, ignore_in_worker
 
 
 class PreparedDataset(Dataset):
-    """One split of a prepared dataset; item i is (image float [3, H, W] in [0, 1], labels int8 [N]).
+    """One split of a prepared dataset; item i is (image uint8 [3, H, W], labels int8 [N]).
 
     `transform` maps a PIL image to the image tensor; without one, images are returned at their
     stored size. Memory maps are opened lazily in each process, so the dataset pickles small.
@@ -94,52 +95,77 @@ def image_transform(meta: PreparedMeta, resolution: int,
 
 
 class Loader(DataLoader):
-    """A DataLoader whose worker processes leave a job's stop signals to the main process.
+    """A DataLoader whose persistent worker processes leave a job's stop signals to the main process.
 
     Slurm signals every process of a job; a worker killed by SIGTERM would end the main process
     with "DataLoader worker ... killed by signal" before it could save (see mld.engine.signals).
+    Workers start with the first pass and serve every later one (an epoch's training and
+    evaluation passes reuse them); a pass that does not run to its end (an error in a worker or in
+    the training step, a stop) stops them at once, and `stop_workers` (or leaving a
+    `workers_stopped` block) stops them when their user is done.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, worker_init_fn=ignore_in_worker, **kwargs)
 
     def __iter__(self) -> Iterator[Any]:
-        with held_while_forking():  # the workers start here
+        with held_while_forking():  # the workers start here, on the first pass
             batches = super().__iter__()
         if self.num_workers == 0:
             return batches
-        _passes.add(batches)
-        return _stopping_workers(batches)
+        _running.add(self)
+        if _scopes:
+            _scopes[-1].add(self)
+        return self._pass(batches)
+
+    def _pass(self, batches: Iterator[Any]) -> Iterator[Any]:
+        """The batches of one pass; the workers stop unless the pass reaches its end.
+
+        Without this a failed pass (a worker's broken JPEG, an error in the training step) kept its
+        workers alive for as long as the exception's traceback referenced the pass."""
+        finished = False
+        try:
+            yield from batches
+            finished = True
+        finally:
+            if not finished:
+                self.stop_workers()
+
+    def stop_workers(self) -> None:
+        """Stop the worker processes now (a later pass starts new ones)."""
+        batches, self._iterator = self._iterator, None
+        shutdown = getattr(batches, "_shutdown_workers", None)  # what torch itself calls at the end
+        if shutdown is not None:
+            shutdown()
+        _running.discard(self)
 
 
-# Worker passes not yet stopped. A worker ignores SIGTERM (see above), so one left running when the
+# Loaders whose workers run. A worker ignores SIGTERM (see above), so one left running when the
 # interpreter exits would block multiprocessing's exit handler, which terminates and then joins it,
 # for ever; stopping them first (atexit runs this before multiprocessing's handler) prevents that.
-_passes: "weakref.WeakSet[Any]" = weakref.WeakSet()
+_running: "weakref.WeakSet[Loader]" = weakref.WeakSet()
+_scopes: list["weakref.WeakSet[Loader]"] = []
 
 
-def _stop_workers(batches: Any) -> None:
-    shutdown = getattr(batches, "_shutdown_workers", None)  # what torch itself calls when a pass ends
-    if shutdown is not None:
-        shutdown()
-    _passes.discard(batches)
-
-
-def _stopping_workers(batches: Iterator[Any]) -> Iterator[Any]:
-    """The batches of one pass; its workers stop when the pass ends, fails or is closed.
-
-    Without this a failed pass (a worker's broken JPEG, an error in the training step) kept its
-    workers alive for as long as the exception's traceback referenced the pass."""
+@contextlib.contextmanager
+def workers_stopped() -> Iterator[None]:
+    """A block (a run, an evaluation) at whose end, however it ends, the workers of every loader
+    that iterated in it stop: at once, rather than when garbage collection frees the loader
+    (which stalls whatever runs then for seconds)."""
+    scope: "weakref.WeakSet[Loader]" = weakref.WeakSet()
+    _scopes.append(scope)
     try:
-        yield from batches
+        yield
     finally:
-        _stop_workers(batches)
+        _scopes.remove(scope)
+        for loader in list(scope):
+            loader.stop_workers()
 
 
 @atexit.register
 def _stop_all_workers() -> None:
-    for batches in list(_passes):
-        _stop_workers(batches)
+    for loader in list(_running):
+        loader.stop_workers()
 
 
 class PreparedLoader(Loader):
@@ -178,13 +204,12 @@ def make_loader(dataset: Dataset, batch_sampler: Any, collate: Callable[[Any], A
 
     The loader's own generator is fixed: sample randomness comes from the keys (see
     mld.data.sampling), and a fixed generator keeps loaders from drawing on the global one.
-    Workers are not persistent: each pass starts them and, when it ends, stops them, instead of
-    leaving them to garbage collection (which stalls whatever runs then for seconds).
+    Workers persist across passes (see Loader): iterate it inside `workers_stopped()`.
     """
     options: dict[str, Any] = {}
     num_workers = min(num_workers, len(os.sched_getaffinity(0)))  # more workers than CPUs only slow down
     if num_workers > 0:
-        options.update(prefetch_factor=4)
+        options.update(prefetch_factor=4, persistent_workers=True)
     return loader_class(dataset, batch_sampler=batch_sampler, num_workers=num_workers,
                       collate_fn=collate, pin_memory=device.type == "cuda",
                       generator=torch.Generator().manual_seed(0), **options)
