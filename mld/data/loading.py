@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 from mld.data.images import read_image
 from mld.data.prepared import PreparedMeta, open_prepared
 from mld.data.sampling import EvalBatchSampler, SeededSamples, TrainBatchSampler
+from mld.data.store import ImageStore
 from mld.data.transforms import ImageTransform, build_transform, to_tensor
 from mld.engine.signals import held_while_forking, ignore_in_worker
 
@@ -32,17 +33,22 @@ class PreparedDataset(Dataset):
     """One split of a prepared dataset; item i is (image uint8 [3, H, W], labels int8 [N]).
 
     `transform` maps a PIL image to the image tensor; without one, images are returned at their
-    stored size. Memory maps are opened lazily in each process, so the dataset pickles small.
+    stored size. With a `store` (mld.data.store, checked to match by the caller) the images come
+    from its array, not from the dataset's. Memory maps are opened lazily in each process, so the
+    dataset pickles small.
     """
 
     def __init__(self, path: str | Path | PreparedMeta, split: str,
-                 transform: Callable[[Image.Image], torch.Tensor] | None = None) -> None:
+                 transform: Callable[[Image.Image], torch.Tensor] | None = None,
+                 store: ImageStore | None = None) -> None:
         self.meta: PreparedMeta = path if isinstance(path, PreparedMeta) else open_prepared(path)
         self.split = split
         self.transform = transform
+        self.store = store
         self.meta.split_dir(split)  # refuses an unknown split, naming the dataset
         self.length = self.meta.splits[split]
-        self._paths = self.meta.image_paths(split) if self.meta.image_storage == "files" else None
+        decoded = store is None and self.meta.image_storage == "files"
+        self._paths = self.meta.image_paths(split) if decoded else None
         self._labels: np.ndarray | None = None
         self._images: np.ndarray | None = None
 
@@ -66,7 +72,7 @@ class PreparedDataset(Dataset):
             image = read_image(self._paths[index])
             return (self.transform or to_tensor)(image), labels
         if self._images is None:
-            self._images = self.meta.images(self.split)
+            self._images = (self.store or self.meta).images(self.split)
         pixels = np.asarray(self._images[index])
         if self.transform is None:
             return to_tensor(pixels), labels
@@ -76,20 +82,25 @@ class PreparedDataset(Dataset):
 class ImageDataset(PreparedDataset):
     """A split at a run's input resolution: with `augment` (a run config's `train.augment` block,
     keys `cutout` and `randaugment`, the paper's 0.5 and true when absent) the training
-    transform, without it resize only. Stored images already at the resolution skip PIL."""
+    transform, without it resize only. Stored images already at the resolution (an array
+    dataset at it, or a `store` of it) skip PIL for evaluation, and skip the resize for training."""
 
     def __init__(self, path: str | Path | PreparedMeta, split: str, resolution: int,
-                 augment: Mapping[str, Any] | None = None) -> None:
+                 augment: Mapping[str, Any] | None = None, store: ImageStore | None = None) -> None:
         meta = path if isinstance(path, PreparedMeta) else open_prepared(path)
-        super().__init__(meta, split, image_transform(meta, resolution, augment))
+        stored_size = meta.image_size if meta.image_storage == "array" else None
+        if store is not None:
+            stored_size = store.resolution
+        super().__init__(meta, split, image_transform(stored_size, resolution, augment), store)
 
 
-def image_transform(meta: PreparedMeta, resolution: int,
+def image_transform(stored_size: int | None, resolution: int,
                     augment: Mapping[str, Any] | None) -> ImageTransform | None:
+    """The transform of images stored at `stored_size` px (None: files of any size)."""
     if augment is not None:
         return build_transform(resolution, train=True, cutout=float(augment.get("cutout", 0.5)),
                                randaugment_enabled=bool(augment.get("randaugment", True)))
-    if meta.image_storage == "array" and meta.image_size == resolution:
+    if stored_size == resolution:
         return None
     return build_transform(resolution, train=False)
 

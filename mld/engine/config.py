@@ -23,7 +23,7 @@ PAPER_LOSS = SCHEMA["properties"]["train"]["properties"]["loss"]["default"]
 
 # Keys that change how a run executes but not what it computes: a run may resume with
 # different values (e.g. more loader workers on a bigger node).
-EXECUTION_KEYS = ("train.num_workers", "train.log_every_s", "train.device")
+EXECUTION_KEYS = ("train.num_workers", "train.log_every_s", "train.device", "dataset.store")
 
 
 class ConfigError(ValueError):

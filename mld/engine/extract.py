@@ -12,7 +12,7 @@ from mld.atomic import file_sha256
 from mld.engine import features
 from mld.data.loading import ImageDataset, make_loader, workers_stopped
 from mld.data.transforms import model_input
-from mld.engine.data import EVAL_SPLIT, TRAIN_SPLIT, open_run_data
+from mld.engine.data import EVAL_SPLIT, TRAIN_SPLIT, open_run_data, open_run_store
 from mld.engine.distributed import World
 from mld.engine.modeling import build_model
 from mld.engine.precision import Precision, choose_precision
@@ -42,9 +42,10 @@ def extract_features(config: Mapping[str, Any] | str | Path, out_dir: str | Path
     model = model.to(device).eval()
     precision = choose_precision(config["train"]["amp"], device)
     meta, shapes = data.meta, []
+    store = open_run_store(config, meta, source)
     with RunLog(None, stream=log_stream) as log:
         for split in (TRAIN_SPLIT, EVAL_SPLIT):
-            dataset = SeededSamples(ImageDataset(meta, split, config["train"]["resolution"]))
+            dataset = SeededSamples(ImageDataset(meta, split, config["train"]["resolution"], store=store))
             loader = make_loader(dataset, EvalBatchSampler(len(dataset), batch_size), None,
                                  config["train"]["num_workers"], device)
             batches = track(_feature_batches(model, loader, precision), len(loader), f"features of {split}", log,
