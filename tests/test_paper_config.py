@@ -74,6 +74,8 @@ def test_dry_run_plans_the_whole_paper_dag(toy_paper: ToyPaper, tmp_path: Path) 
     assert counts["train"] == sum(len(run.seeds) for run in registry.runs.values())
     assert counts["measure"] == len(registry.measurements)
     assert counts["prepare_dataset"] == 4  # COCO, VOC, NUS-WIDE, Open Images; ImageNet comes prepared
+    # Every real dataset's images decoded once per resolution its runs read, not once per epoch.
+    assert counts["prepare_store"] == len(registry.stores) > 0
     assert counts["tables"] == 1
     assert {run_id for run_id, _ in planned_runs(result.stdout)} == set(registry.runs)
 

@@ -219,6 +219,6 @@ def result_defining(config: Mapping[str, Any]) -> dict[str, Any]:
         *parents, last = dotted.split(".")
         section = out
         for part in parents:
-            section = section[part]
+            section = section.get(part) or {}  # a cost measurement's config has no dataset
         section.pop(last, None)
     return out
