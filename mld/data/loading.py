@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 from mld.data.images import read_image
 from mld.data.prepared import PreparedMeta, open_prepared
 from mld.data.sampling import EvalBatchSampler, SeededSamples, TrainBatchSampler
-from mld.data.store import ImageStore
+from mld.data.store import ImageStore, open_store
 from mld.data.transforms import ImageTransform, build_transform, to_tensor
 from mld.engine.signals import held_while_forking, ignore_in_worker
 
@@ -190,8 +190,9 @@ class PreparedLoader(Loader):
 
 def create_loader(path: str | Path, split: str, batch_size: int, resolution: int, train: bool,
                   num_workers: int = 0, seed: int = 0, cutout: float = 0.5, randaugment: bool = True,
-                  rank: int = 0, world_size: int = 1) -> PreparedLoader:
-    """A loader over one split at `resolution` px.
+                  rank: int = 0, world_size: int = 1, store: str | Path | None = None) -> PreparedLoader:
+    """A loader over one split at `resolution` px, its images read from `store` when given (an
+    image store of the dataset at that resolution: mld.data.store).
 
     Training (`train=True`): the paper's augmentation (`cutout` factor, `randaugment`), batches of
     `batch_size` images (the global batch over `world_size` processes; the last incomplete batch
@@ -199,7 +200,11 @@ def create_loader(path: str | Path, split: str, batch_size: int, resolution: int
     Evaluation: resize only, in order, this process's shard of the split.
     """
     augment = {"cutout": cutout, "randaugment": randaugment} if train else None
-    dataset = ImageDataset(path, split, resolution, augment)
+    meta = open_prepared(path)
+    image_store = None if store is None else open_store(store)
+    if image_store is not None:
+        image_store.check_matches(meta, resolution, f"the loader of {path}")
+    dataset = ImageDataset(meta, split, resolution, augment, image_store)
     if train:
         sampler = TrainBatchSampler(len(dataset), batch_size, seed, rank=rank, world_size=world_size)
     else:

@@ -62,15 +62,15 @@ def to_tensor(image: Image.Image | np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
 
 
-# Pixel value v -> v / 255 in float32, correctly rounded. Looked up rather than divided on the
-# device: CUDA divides a tensor by a scalar as a multiplication by its reciprocal, one bit off
-# for some values, and a table gives the same floats on every device.
-_UNIT_SCALE = torch.from_numpy(np.arange(256, dtype=np.float32) / np.float32(255.0))
+PIXEL_MAX = 255.0
 
 
 @functools.lru_cache(maxsize=None)
-def _unit_scale(device: torch.device) -> torch.Tensor:
-    return _UNIT_SCALE.to(device)
+def _pixel_max(device: torch.device) -> torch.Tensor:
+    """255 as a tensor on `device`: CUDA divides a tensor by a Python number as a product with its
+    reciprocal, which misses the correctly rounded v / 255 for 126 of the 256 values; divided by a
+    tensor, every device rounds the quotient itself, as NumPy did in the workers before."""
+    return torch.tensor(PIXEL_MAX, dtype=torch.float32, device=device)
 
 
 def model_input(inputs: torch.Tensor | list[torch.Tensor], device: torch.device
@@ -83,10 +83,9 @@ def model_input(inputs: torch.Tensor | list[torch.Tensor], device: torch.device
     inputs = inputs.to(device, non_blocking=True)
     if inputs.dtype != torch.uint8:
         return inputs
-    images = _unit_scale(inputs.device)[inputs.int()]
-    if images.device.type == "cuda" and images.dim() == 4:
-        images = images.contiguous(memory_format=torch.channels_last)
-    return images
+    if inputs.device.type == "cuda" and inputs.dim() == 4:
+        inputs = inputs.contiguous(memory_format=torch.channels_last)  # on bytes: the cheapest copy
+    return inputs.float().div_(_pixel_max(inputs.device))  # float() keeps the memory format
 
 
 def randaugment(resolution: int) -> Callable[[Image.Image], Image.Image]:
