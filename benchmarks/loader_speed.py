@@ -80,7 +80,7 @@ def loader_rate(path: Path, resolution: int, batch_size: int, workers: int, stor
         return _rate(count, time.perf_counter() - start)
 
 
-def photo_folder(directory: Path, count: int, size: tuple[int, int]) -> Path:
+def photo_folder(directory: Path, count: int, size: tuple[int, int], num_classes: int = 10) -> Path:
     """A prepared dataset of `count` JPEGs of `size` with photo-like detail (smooth shapes plus grain)."""
     rng = np.random.default_rng(0)
     width, height = size
@@ -93,8 +93,8 @@ def photo_folder(directory: Path, count: int, size: tuple[int, int]) -> Path:
         pixels = pixels + rng.integers(-24, 25, (height, width, 3))
         Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(path, quality=90)
         paths.append(path)
-    labels = rng.integers(0, 2, (count, 10)).astype(np.int8)
-    dataset = ReadDataset("photos", "benchmark JPEGs", [f"class {i}" for i in range(10)],
+    labels = (rng.random((count, num_classes)) < 0.05).astype(np.int8)
+    dataset = ReadDataset("photos", "benchmark JPEGs", [f"class {i}" for i in range(num_classes)],
                           {"train": FileSplit(paths, labels), "val": FileSplit(paths[:1], labels[:1])})
     return write_read_dataset(dataset, directory / "prepared").path
 
