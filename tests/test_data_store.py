@@ -93,10 +93,15 @@ def test_a_store_of_another_resolution_or_dataset_is_refused(photos, tmp_path):
         open_store(tmp_path / "empty")
 
 
-def test_a_run_reading_the_store_trains_and_scores_exactly_as_from_the_raw_images(photos, tmp_path):
+def test_a_run_reading_the_store_trains_and_scores_exactly_as_from_the_raw_images(photos, tmp_path, monkeypatch):
     dataset, store = photos
     config = run_config(dataset, train={"batch_size": 4, "resolution": RESOLUTION})
     raw = train(config, tmp_path / "raw")
+
+    def no_decoding(path):
+        raise AssertionError(f"{path} was decoded although the run reads the store")
+
+    monkeypatch.setattr(loading, "read_image", no_decoding)
     stored = train({**config, "dataset": {"path": str(dataset), "store": str(store)}}, tmp_path / "stored")
     assert stored["final"] == raw["final"]
     assert [entry["train_loss"] for entry in stored["history"]] == [entry["train_loss"] for entry in raw["history"]]
