@@ -91,6 +91,9 @@ def test_a_store_of_another_resolution_or_dataset_is_refused(photos, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(StoreError, match=r"store.json: missing; .* is not a complete image store"):
         open_store(tmp_path / "empty")
+    (tmp_path / "empty" / STORE_FILE).write_text(json.dumps({"format": "mld-store/1", "resolution": 24}))
+    with pytest.raises(StoreError, match=r"store.json: incomplete or malformed \(KeyError: 'dataset'\)"):
+        open_store(tmp_path / "empty")
 
 
 def test_a_run_reading_the_store_trains_and_scores_exactly_as_from_the_raw_images(photos, tmp_path, monkeypatch):

@@ -100,8 +100,13 @@ def open_store(path: str | Path) -> ImageStore:
         raise StoreError(f"{store_file}: not valid JSON ({error})") from None
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise StoreError(f"{store_file}: not an {FORMAT} store; write it again with `mld prepare store`")
-    return ImageStore(path=path, dataset=str(raw["dataset"]), dataset_sha256=str(raw["dataset_sha256"]),
-                      resolution=int(raw["resolution"]), splits={str(k): int(v) for k, v in raw["splits"].items()})
+    try:
+        return ImageStore(path=path, dataset=str(raw["dataset"]), dataset_sha256=str(raw["dataset_sha256"]),
+                          resolution=int(raw["resolution"]),
+                          splits={str(k): int(v) for k, v in raw["splits"].items()})
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise StoreError(f"{store_file}: incomplete or malformed ({type(error).__name__}: {error}); "
+                         "write it again with `mld prepare store`") from None
 
 
 def write_store(dataset: str | Path, resolution: int, out: str | Path, num_workers: int = 0,
