@@ -13,9 +13,13 @@ Sections (each prints its rows; --out writes every figure as JSON):
           ML-Decoder with 100 groups, at 100 / 1,000 / 5,000 classes), beside the V100 figures.
   ddp     the train step (bf16, channels_last) under DistributedDataParallel with synchronised
           BatchNorm, one process (nccl; gloo on CPU), as `torchrun --nproc-per-node 1` runs it.
-  loader  mld's training loader over a folder of JPEGs (decode, resize, Cutout + RandAugment) at
-          the train section's resolution, per worker count: images/s beside the training step's.
-          If the loader is slower, the GPU waits: use more workers (train.num_workers).
+  loader  mld's training loader over photo-like JPEGs (--jpeg-side x 3/4 px) decoded every epoch,
+          and over their image store (`mld prepare store`: decoded once), with Cutout +
+          RandAugment at the train section's resolution, per worker count; then the training step
+          (bf16, channels_last) fed by the store's loader with the most workers, beside the same
+          step on a batch already on the GPU: their ratio is how busy the loader keeps the GPU.
+          Also checks that the uint8 -> float scaling on the device (model_input) gives the CPU's
+          floats bit for bit.
 """
 from __future__ import annotations
 
@@ -34,11 +38,15 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from loader_speed import jpeg_folder, loader_rate  # noqa: E402  (the JPEG loader measurement)
+from loader_speed import loader_rate, photo_folder  # noqa: E402  (the loader measurements)
 
 import mld  # noqa: E402
 from mld import cost, paper  # noqa: E402
 from mld.atomic import write_json  # noqa: E402
+from mld.data import create_loader  # noqa: E402
+from mld.data.loading import PreparedLoader, make_loader, workers_stopped  # noqa: E402
+from mld.data.store import write_store  # noqa: E402
+from mld.data.transforms import model_input  # noqa: E402
 from mld.engine.config import validate_run_config  # noqa: E402
 from mld.engine.cuda_settings import configure_cuda, use_channels_last  # noqa: E402
 from mld.engine.distributed import synchronise_batchnorm  # noqa: E402
@@ -46,7 +54,7 @@ from mld.engine.ema import ModelEma  # noqa: E402
 from mld.engine.loop import Trainer  # noqa: E402
 from mld.engine.optim import build_optimizer, build_schedule  # noqa: E402
 from mld.engine.outputs import software_versions  # noqa: E402
-from mld.engine.precision import Precision  # noqa: E402
+from mld.engine.precision import Precision, choose_precision  # noqa: E402
 from mld.engine.targets import LabelPolicy  # noqa: E402
 from mld.losses import create_loss  # noqa: E402
 
@@ -187,18 +195,74 @@ def ddp_section(args: argparse.Namespace, device: torch.device) -> list[dict[str
     return [{"precision": "bf16", "channels_last": True, "world_size": 1, **figures}]
 
 
-def loader_section(args: argparse.Namespace) -> list[dict[str, Any]]:
+def engine_dtype(device: torch.device) -> torch.dtype | None:
+    """The autocast dtype a run takes on `device` (train.amp: auto): bf16 on GPUs, float32 on CPU."""
+    return choose_precision("auto", device).dtype
+
+
+def scaling_is_exact(device: torch.device) -> bool:
+    """model_input on `device` gives every pixel value the float it gives on the CPU, bit for bit."""
+    values = torch.arange(256, dtype=torch.uint8).reshape(1, 1, 16, 16).expand(1, 3, 16, 16).contiguous()
+    return torch.equal(model_input(values, device).cpu(), model_input(values, torch.device("cpu")))
+
+
+def fed_steps(args: argparse.Namespace, device: torch.device, dataset: Path, store: Path, workers: int
+              ) -> dict[str, Any]:
+    """Images/s of the training step on batches from the store's loader (pinned on a GPU), over epochs."""
+    trainer = make_trainer(device, engine_dtype(device), True, args.warmup + args.steps)
+    plain = create_loader(dataset, "train", args.batch_size, args.resolution, train=True, num_workers=workers,
+                          seed=0, store=store)
+    loader = make_loader(plain.dataset, plain.batch_sampler, None, workers, device, loader_class=PreparedLoader)
+    done, epoch, loss = 0, 0, float("nan")
+    with workers_stopped():
+        while done < args.warmup + args.steps:
+            loader.set_epoch(epoch)
+            for images, labels in loader:
+                if done == args.warmup:
+                    synchronize(device)
+                    started = time.perf_counter()
+                loss = trainer.step(images, labels, where=f"benchmark step {done + 1}")
+                done += 1
+                if done == args.warmup + args.steps:
+                    break
+            epoch += 1
+    synchronize(device)
+    seconds = time.perf_counter() - started
+    return {"images_per_s": args.steps * args.batch_size / seconds, "steps": args.steps, "workers": workers,
+            "last_loss": loss}
+
+
+def loader_section(args: argparse.Namespace, device: torch.device) -> list[dict[str, Any]]:
     rows = []
+    exact = scaling_is_exact(device)
+    print_row("loader", "uint8 -> float on the device equals the CPU's", None, "exact" if exact else "NOT EXACT")
     with tempfile.TemporaryDirectory() as scratch:
+        size = (args.jpeg_side, args.jpeg_side * 3 // 4)
+        dataset = photo_folder(Path(scratch), args.jpegs, size, num_classes=COCO_CLASSES)
+        store = Path(scratch) / "store"
         started = time.perf_counter()
-        dataset = jpeg_folder(Path(scratch), args.jpegs, side=args.jpeg_side)
-        written_s = time.perf_counter() - started
+        write_store(dataset, args.resolution, store, num_workers=max(args.workers))
+        store_s = time.perf_counter() - started
+        common = {"jpegs": args.jpegs, "jpeg_size": list(size), "resolution": args.resolution,
+                  "batch_size": args.batch_size, "store_write_s": store_s, "scaling_exact": exact}
         for workers in args.workers:
-            rate = loader_rate(dataset, args.resolution, args.batch_size, workers)
-            rows.append({"workers": workers, "images_per_s": rate, "jpegs": args.jpegs, "jpeg_side": args.jpeg_side,
-                         "resolution": args.resolution, "batch_size": args.batch_size, "write_s": written_s})
-            print_row("loader", f"{args.jpeg_side} px JPEGs, train augmentation, {workers} workers", rate,
-                      f"to {args.resolution} px, {args.jpegs} files")
+            for source, path in (("raw JPEGs", None), ("store", store)):
+                rate = loader_rate(dataset, args.resolution, args.batch_size, workers, path)
+                rows.append({"source": source, "workers": workers, "images_per_s": rate, **common})
+                print_row("loader", f"{size[0]}x{size[1]} {source}, train augmentation, {workers} workers", rate,
+                          f"to {args.resolution} px, {args.jpegs} files")
+        workers = max(args.workers)
+        fed = fed_steps(args, device, dataset, store, workers)
+        release(device)
+        resident = time_steps(make_trainer(device, engine_dtype(device), True, args.warmup + args.steps), device,
+                              args.resolution, args.batch_size, args.warmup, args.steps)
+        busy = fed["images_per_s"] / resident["images_per_s"]
+        rows.append({"source": "store, training step", **fed, "resident_images_per_s": resident["images_per_s"],
+                     "gpu_busy": busy, **common})
+        print_row("loader", f"train step fed by the store, {workers} workers, "
+                  f"{choose_precision('auto', device).name}", fed["images_per_s"],
+                  f"{busy:.0%} of the step on a resident batch ({resident['images_per_s']:.1f} images/s)")
+        release(device)
     return rows
 
 
@@ -231,13 +295,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, help="Table 9: timed steps, at least (default 5)")
     parser.add_argument("--min-seconds", type=float, default=0.0, help="Table 9: time at least this long")
     parser.add_argument("--jpegs", type=int, help="JPEG files the loader reads (default 400)")
-    parser.add_argument("--jpeg-side", type=int, help="side of the JPEG files, px (default 512)")
+    parser.add_argument("--jpeg-side", type=int, help="width of the JPEG files, px; height 3/4 of it (default 640: COCO-like)")
     parser.add_argument("--workers", type=int, nargs="+", help="loader workers to try (default 8 16)")
     parser.add_argument("--out", type=Path, help="JSON file for every figure")
     args = parser.parse_args(argv)
     recipe = paper_run_config()["train"]
     defaults = dict(steps=200, ddp_steps=100, warmup=10, batch_size=recipe["batch_size"],
-                    resolution=recipe["resolution"], table9_resolution=224, repeats=5, jpegs=400, jpeg_side=512,
+                    resolution=recipe["resolution"], table9_resolution=224, repeats=5, jpegs=400, jpeg_side=640,
                     workers=[8, 16])
     if args.quick:
         defaults.update(steps=2, ddp_steps=2, warmup=1, batch_size=2, resolution=64, table9_resolution=64,
@@ -261,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'section':7s} {'what':55s} {'images/s':>10s}  notes")
     sections: dict[str, Callable[[], list[dict[str, Any]]]] = {
         "train": lambda: train_section(args, device), "table9": lambda: table9_section(args, device),
-        "ddp": lambda: ddp_section(args, device), "loader": lambda: loader_section(args)}
+        "ddp": lambda: ddp_section(args, device), "loader": lambda: loader_section(args, device)}
     results: dict[str, Any] = {"device": str(device), "quick": args.quick, "versions": software_versions()}
     started = time.perf_counter()
     for name in args.sections:

@@ -117,6 +117,13 @@ def dataset_sizes(dataset_entry: Mapping[str, Any], hints: Mapping[str, Mapping[
                    "unknown before it is prepared; give {train: N, val: M}")
 
 
+def store_gb(registry: Any, store: Mapping[str, Any]) -> float:
+    """The disk size (GB) of an image store (mld.data.store): N images x R x R x 3 bytes."""
+    dataset = registry.datasets[store["dataset"]]
+    num_train, num_val, _ = dataset_sizes(dataset, registry.config["resources"].get("estimate", {}).get("images", {}))
+    return (num_train + num_val) * store["resolution"] ** 2 * 3 / 1e9
+
+
 def rule_resource(config: Mapping[str, Any], rule_name: str, key: str, default: Any = None) -> Any:
     """A rule's resource from the config's `resources:`, falling back to `default`."""
     resources = config["resources"]

@@ -15,6 +15,8 @@ DATASET = RESULTS + "/data/{dataset}"
 BACKBONE_RUN = RESULTS + "/backbones/{backbone}"
 BACKBONE_WEIGHTS = RESULTS + "/backbones/{backbone}.pt"
 FEATURES = RESULTS + "/features/{features}"
+# A real dataset's images decoded once at one input resolution (mld.data.store), for end-to-end runs.
+STORE = RESULTS + "/stores/{dataset}/{resolution}px"
 
 # One directory per (run, seed), and the cost measurements. A run's seeds live side by side in
 # its directory (`mld train --seeds` writes <out>/SEED_DIR for each seed).

@@ -150,7 +150,9 @@ def test_paper_config_trains_end_to_end_from_pretrained_backbones(paper_registry
     xl = paper_registry.runs["coco-640px/xlarge/ml_decoder-k80/fixed_random"].config["model"]
     assert (xl["backbone"], xl["backbone_options"]) == ("tresnet_v2_l", {"layers": [3, 8, 34, 5]})
     low, high = (paper_registry.runs[f"coco-{r}px/large/ml_decoder-k80/fixed_random"].config for r in (224, 640))
-    assert low["dataset"] == high["dataset"] and (low["train"]["resolution"], high["train"]["resolution"]) == (224, 640)
+    assert low["dataset"]["path"] == high["dataset"]["path"] and (low["train"]["resolution"], high["train"]["resolution"]) == (224, 640)
+    # One dataset, decoded once per resolution its runs read (mld.data.store).
+    assert (low["dataset"]["store"], high["dataset"]["store"]) == ("results/stores/coco/224px", "results/stores/coco/640px")
     assert paper_registry.datasets["coco"]["root"] == "/datasets/coco2014"
 
 

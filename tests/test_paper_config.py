@@ -82,6 +82,8 @@ def test_dry_run_plans_the_whole_paper_dag(toy_paper: ToyPaper, tmp_path: Path) 
     # COCO, VOC, NUS-WIDE (zero-shot, and its 81 concepts for HSVLT), Open Images, CIFAR-100,
     # Stanford Cars; ImageNet comes prepared.
     assert counts["prepare_dataset"] == 7
+    # Every real dataset's images decoded once per resolution its runs read, not once per epoch.
+    assert counts["prepare_store"] == len(registry.stores) > 0
     assert counts["tables"] == 1
     assert {run_id for run_id, _ in planned_runs(result.stdout)} == set(registry.runs)
 

@@ -11,7 +11,7 @@ import yaml
 
 from mld import cli, estimate, launch, weights
 from mld.atomic import file_sha256
-from mld.commands.plan import parse_overrides, plan, workflow_config
+from mld.commands.plan import format_plan, parse_overrides, plan, stores_to_write, workflow_config
 from mld.experiments import build_registry
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,6 +67,21 @@ def test_plan_leaves_out_skipped_datasets_and_finished_runs(tmp_path: Path, monk
     metrics.parent.mkdir(parents=True)
     metrics.write_text("{}")
     assert plan(registry, ["heads"])[0][2].jobs == heads.jobs - 1
+
+
+def test_plan_counts_the_disk_of_the_image_stores_still_to_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    registry = build_registry(workflow_config([PAPER], parse_overrides([f"data_root={tmp_path}"])))
+    stores = stores_to_write(registry, [])
+    # COCO's 82,081 + 40,137 images (resources.estimate.images) at 448 x 448 x 3 bytes.
+    assert stores["results/stores/coco/448px"] == pytest.approx((82081 + 40137) * 448 * 448 * 3 / 1e9)
+    assert "results/stores/coco/448px: 73.6 GB" in format_plan([], "paper", stores)
+    written = tmp_path / "results" / "stores" / "coco" / "448px" / "store.json"
+    written.parent.mkdir(parents=True)
+    written.write_text("{}")
+    assert "results/stores/coco/448px" not in stores_to_write(registry, [])
+    no_stores = build_registry(workflow_config([PAPER], parse_overrides([f"data_root={tmp_path}", "image_store=false"])))
+    assert not no_stores.stores and not stores_to_write(no_stores, [])
 
 
 def test_plan_command_prints_a_table(tmp_path: Path) -> None:

@@ -176,6 +176,11 @@ def test_paper_dry_run_lists_every_experiment(paper_data: Path, tmp_path: Path) 
     # Stanford Cars; ImageNet comes prepared.
     assert counts["prepare_dataset"] == 7
     assert "pretrain_backbone" not in counts and "extract_features" not in counts  # end to end
+    # Each real dataset decoded once per resolution its end-to-end runs read (6 stores).
+    assert counts["prepare_store"] == len(registry.stores) == len(
+        {(run.config["dataset"]["path"], run.config["train"]["resolution"]) for run in registry.runs.values()
+         if "store" in run.config["dataset"]})
+    assert "output: results/stores/coco/448px" in result.stdout
     assert {run_id for run_id, _ in planned_runs(result.stdout)} == set(registry.runs)
 
 

@@ -5,6 +5,7 @@
   mld prepare voc | nuswide | openimages | cifar100 | stanford_cars ...
   mld prepare validate results/data/coco-like
   mld prepare convert-pickle SRC --out DST.npz --names TAGS.txt ...
+  mld prepare store --dataset results/data/coco --resolution 448 --out results/stores/coco/448px
 
 Every dataset is written atomically: a crash leaves nothing where the finished dataset belongs.
 A dataset whose evaluation split shares an image with its training split is refused unless
@@ -19,6 +20,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from mld.data.overlap import OVERRIDE_FLAG
+from mld.commands.store import add_store_parser
 from mld.data.prepared import PreparedMeta, validate_prepared
 from mld.data.synthetic import PRESETS, prepare_synthetic
 from mld.data.synthetic.presets import DEFAULT_IMAGE_SIZE
@@ -83,6 +85,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     convert.add_argument("--names", nargs="+", type=Path, default=[],
                          help="for a pickled sequence of arrays: one class-name list per array")
     convert.set_defaults(func=_convert_pickle)
+
+    add_store_parser(kinds)
 
 
 def _add_output(parser: argparse.ArgumentParser) -> None:

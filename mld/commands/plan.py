@@ -4,8 +4,9 @@
 
 For each target (a named ablation such as `heads`, or `all`) and rule: the jobs still to run
 (finished runs are not counted), the GPU-hours requested from Slurm and the GPU-hours expected
-(mld/estimate.py). A run with a feasibility budget (Table 2's transformer-decoder) is measured
-first: one its budget will refuse at start is counted as refused, expected to cost minutes. Config files and `--config` overrides work as for `snakemake`, so the plan is
+(mld/estimate.py), and the disk the image stores still to write will take. A run with a feasibility
+budget (Table 2's transformer-decoder) is measured first: one its budget will refuse at start is
+counted as refused, expected to cost minutes. Config files and `--config` overrides work as for `snakemake`, so the plan is
 of exactly what `snakemake TARGET --configfile FILE --config ...` would submit, e.g.
 `--config seeds=[0] skip_datasets=[openimages]`.
 """
@@ -143,6 +144,23 @@ def expected_refusals(registry: Any, run_ids: Iterable[str]) -> dict[str, str]:
         if reason:
             refusals[run_id] = reason
     return refusals
+def stores_to_write(registry: Any, targets: Sequence[str]) -> dict[str, float]:
+    """The image stores the selected runs of `targets` (default: all) read that are not written
+    yet, with their disk size in GB (mld.estimate.store_gb)."""
+    named = dict(registry.targets)
+    named[ALL] = list(registry.tables)
+    skipped = set(registry.config.get("skip_datasets", []))
+    stores = {}
+    for target in targets or [ALL]:
+        for table_id in named.get(target, ()):
+            for run_id in registry.table_members(table_id)[0]:
+                path = registry.runs[run_id].config["dataset"].get("store")
+                if path is None or Path(path, "store.json").exists():
+                    continue
+                store = registry.stores[path]
+                if registry.datasets[store.dataset]["role"] not in skipped:
+                    stores[path] = estimate.store_gb(registry, store)
+    return dict(sorted(stores.items()))
 
 
 def plan(registry: Any, targets: Sequence[str]) -> list[tuple[str, str, RuleCost]]:
@@ -162,7 +180,7 @@ def plan(registry: Any, targets: Sequence[str]) -> list[tuple[str, str, RuleCost
     return rows
 
 
-def format_plan(rows: Sequence[tuple[str, str, RuleCost]], label: str) -> str:
+def format_plan(rows: Sequence[tuple[str, str, RuleCost]], label: str, stores: Mapping[str, float] | None = None) -> str:
     lines = [f"plan of: {label}", "(jobs still to run; GPU-hours = time limit x GPUs; expected from mld/estimate.py)",
              "(over cap: jobs expected to outlast the capped limit; each resubmission resumes from its checkpoint)",
              f"(refused: jobs their feasibility budget will refuse at start, expected at {REFUSED_MINUTES:g} min each)",
@@ -172,6 +190,10 @@ def format_plan(rows: Sequence[tuple[str, str, RuleCost]], label: str) -> str:
               f"| {cost.over_cap} | {cost.refused} |" for target, rule, cost in rows]
     if not rows:
         lines.append("| - | - | 0 | 0 | 0 | 0 | 0 |")
+    if stores:
+        lines += ["", f"image stores to write (`image_store: false` decodes the files instead): "
+                      f"{sum(stores.values()):,.1f} GB on disk",
+                  *(f"  {path}: {size:,.1f} GB" for path, size in stores.items())]
     return "\n".join(lines)
 
 
@@ -179,5 +201,6 @@ def _plan(args: argparse.Namespace) -> int:
     from mld.experiments import build_registry
 
     config = workflow_config(args.configfile, parse_overrides(args.config))
-    print(format_plan(plan(build_registry(config), args.targets), config["label"]))
+    registry = build_registry(config)
+    print(format_plan(plan(registry, args.targets), config["label"], stores_to_write(registry, args.targets)))
     return 0

@@ -10,6 +10,7 @@ multi-process run sees exactly the data of an uninterrupted one.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import weakref
 from pathlib import Path
@@ -23,25 +24,31 @@ from torch.utils.data import DataLoader, Dataset
 from mld.data.images import read_image
 from mld.data.prepared import PreparedMeta, open_prepared
 from mld.data.sampling import EvalBatchSampler, SeededSamples, TrainBatchSampler
+from mld.data.store import ImageStore, open_store
 from mld.data.transforms import ImageTransform, build_transform, to_tensor
 from mld.engine.signals import held_while_forking, ignore_in_worker
 
 
 class PreparedDataset(Dataset):
-    """One split of a prepared dataset; item i is (image float [3, H, W] in [0, 1], labels int8 [N]).
+    """One split of a prepared dataset; item i is (image uint8 [3, H, W], labels int8 [N]).
 
     `transform` maps a PIL image to the image tensor; without one, images are returned at their
-    stored size. Memory maps are opened lazily in each process, so the dataset pickles small.
+    stored size. With a `store` (mld.data.store, checked to match by the caller) the images come
+    from its array, not from the dataset's. Memory maps are opened lazily in each process, so the
+    dataset pickles small.
     """
 
     def __init__(self, path: str | Path | PreparedMeta, split: str,
-                 transform: Callable[[Image.Image], torch.Tensor] | None = None) -> None:
+                 transform: Callable[[Image.Image], torch.Tensor] | None = None,
+                 store: ImageStore | None = None) -> None:
         self.meta: PreparedMeta = path if isinstance(path, PreparedMeta) else open_prepared(path)
         self.split = split
         self.transform = transform
+        self.store = store
         self.meta.split_dir(split)  # refuses an unknown split, naming the dataset
         self.length = self.meta.splits[split]
-        self._paths = self.meta.image_paths(split) if self.meta.image_storage == "files" else None
+        decoded = store is None and self.meta.image_storage == "files"
+        self._paths = self.meta.image_paths(split) if decoded else None
         self._labels: np.ndarray | None = None
         self._images: np.ndarray | None = None
 
@@ -65,7 +72,7 @@ class PreparedDataset(Dataset):
             image = read_image(self._paths[index])
             return (self.transform or to_tensor)(image), labels
         if self._images is None:
-            self._images = self.meta.images(self.split)
+            self._images = (self.store or self.meta).images(self.split)
         pixels = np.asarray(self._images[index])
         if self.transform is None:
             return to_tensor(pixels), labels
@@ -75,71 +82,101 @@ class PreparedDataset(Dataset):
 class ImageDataset(PreparedDataset):
     """A split at a run's input resolution: with `augment` (a run config's `train.augment` block,
     keys `cutout` and `randaugment`, the paper's 0.5 and true when absent) the training
-    transform, without it resize only. Stored images already at the resolution skip PIL."""
+    transform, without it resize only. Stored images already at the resolution (an array
+    dataset at it, or a `store` of it) skip PIL for evaluation, and skip the resize for training."""
 
     def __init__(self, path: str | Path | PreparedMeta, split: str, resolution: int,
-                 augment: Mapping[str, Any] | None = None) -> None:
+                 augment: Mapping[str, Any] | None = None, store: ImageStore | None = None) -> None:
         meta = path if isinstance(path, PreparedMeta) else open_prepared(path)
-        super().__init__(meta, split, image_transform(meta, resolution, augment))
+        stored_size = meta.image_size if meta.image_storage == "array" else None
+        if store is not None:
+            stored_size = store.resolution
+        super().__init__(meta, split, image_transform(stored_size, resolution, augment), store)
 
 
-def image_transform(meta: PreparedMeta, resolution: int,
+def image_transform(stored_size: int | None, resolution: int,
                     augment: Mapping[str, Any] | None) -> ImageTransform | None:
+    """The transform of images stored at `stored_size` px (None: files of any size)."""
     if augment is not None:
         return build_transform(resolution, train=True, cutout=float(augment.get("cutout", 0.5)),
                                randaugment_enabled=bool(augment.get("randaugment", True)))
-    if meta.image_storage == "array" and meta.image_size == resolution:
+    if stored_size == resolution:
         return None
     return build_transform(resolution, train=False)
 
 
 class Loader(DataLoader):
-    """A DataLoader whose worker processes leave a job's stop signals to the main process.
+    """A DataLoader whose persistent worker processes leave a job's stop signals to the main process.
 
     Slurm signals every process of a job; a worker killed by SIGTERM would end the main process
     with "DataLoader worker ... killed by signal" before it could save (see mld.engine.signals).
+    Workers start with the first pass and serve every later one (an epoch's training and
+    evaluation passes reuse them); a pass that does not run to its end (an error in a worker or in
+    the training step, a stop) stops them at once, and `stop_workers` (or leaving a
+    `workers_stopped` block) stops them when their user is done.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, worker_init_fn=ignore_in_worker, **kwargs)
 
     def __iter__(self) -> Iterator[Any]:
-        with held_while_forking():  # the workers start here
+        with held_while_forking():  # the workers start here, on the first pass
             batches = super().__iter__()
         if self.num_workers == 0:
             return batches
-        _passes.add(batches)
-        return _stopping_workers(batches)
+        _running.add(self)
+        if _scopes:
+            _scopes[-1].add(self)
+        return self._pass(batches)
+
+    def _pass(self, batches: Iterator[Any]) -> Iterator[Any]:
+        """The batches of one pass; the workers stop unless the pass reaches its end.
+
+        Without this a failed pass (a worker's broken JPEG, an error in the training step) kept its
+        workers alive for as long as the exception's traceback referenced the pass."""
+        finished = False
+        try:
+            yield from batches
+            finished = True
+        finally:
+            if not finished:
+                self.stop_workers()
+
+    def stop_workers(self) -> None:
+        """Stop the worker processes now (a later pass starts new ones)."""
+        batches, self._iterator = self._iterator, None
+        shutdown = getattr(batches, "_shutdown_workers", None)  # what torch itself calls at the end
+        if shutdown is not None:
+            shutdown()
+        _running.discard(self)
 
 
-# Worker passes not yet stopped. A worker ignores SIGTERM (see above), so one left running when the
+# Loaders whose workers run. A worker ignores SIGTERM (see above), so one left running when the
 # interpreter exits would block multiprocessing's exit handler, which terminates and then joins it,
 # for ever; stopping them first (atexit runs this before multiprocessing's handler) prevents that.
-_passes: "weakref.WeakSet[Any]" = weakref.WeakSet()
+_running: "weakref.WeakSet[Loader]" = weakref.WeakSet()
+_scopes: list["weakref.WeakSet[Loader]"] = []
 
 
-def _stop_workers(batches: Any) -> None:
-    shutdown = getattr(batches, "_shutdown_workers", None)  # what torch itself calls when a pass ends
-    if shutdown is not None:
-        shutdown()
-    _passes.discard(batches)
-
-
-def _stopping_workers(batches: Iterator[Any]) -> Iterator[Any]:
-    """The batches of one pass; its workers stop when the pass ends, fails or is closed.
-
-    Without this a failed pass (a worker's broken JPEG, an error in the training step) kept its
-    workers alive for as long as the exception's traceback referenced the pass."""
+@contextlib.contextmanager
+def workers_stopped() -> Iterator[None]:
+    """A block (a run, an evaluation) at whose end, however it ends, the workers of every loader
+    that iterated in it stop: at once, rather than when garbage collection frees the loader
+    (which stalls whatever runs then for seconds)."""
+    scope: "weakref.WeakSet[Loader]" = weakref.WeakSet()
+    _scopes.append(scope)
     try:
-        yield from batches
+        yield
     finally:
-        _stop_workers(batches)
+        _scopes.remove(scope)
+        for loader in list(scope):
+            loader.stop_workers()
 
 
 @atexit.register
 def _stop_all_workers() -> None:
-    for batches in list(_passes):
-        _stop_workers(batches)
+    for loader in list(_running):
+        loader.stop_workers()
 
 
 class PreparedLoader(Loader):
@@ -153,8 +190,9 @@ class PreparedLoader(Loader):
 
 def create_loader(path: str | Path, split: str, batch_size: int, resolution: int, train: bool,
                   num_workers: int = 0, seed: int = 0, cutout: float = 0.5, randaugment: bool = True,
-                  rank: int = 0, world_size: int = 1) -> PreparedLoader:
-    """A loader over one split at `resolution` px.
+                  rank: int = 0, world_size: int = 1, store: str | Path | None = None) -> PreparedLoader:
+    """A loader over one split at `resolution` px, its images read from `store` when given (an
+    image store of the dataset at that resolution: mld.data.store).
 
     Training (`train=True`): the paper's augmentation (`cutout` factor, `randaugment`), batches of
     `batch_size` images (the global batch over `world_size` processes; the last incomplete batch
@@ -162,7 +200,11 @@ def create_loader(path: str | Path, split: str, batch_size: int, resolution: int
     Evaluation: resize only, in order, this process's shard of the split.
     """
     augment = {"cutout": cutout, "randaugment": randaugment} if train else None
-    dataset = ImageDataset(path, split, resolution, augment)
+    meta = open_prepared(path)
+    image_store = None if store is None else open_store(store)
+    if image_store is not None:
+        image_store.check_matches(meta, resolution, f"the loader of {path}")
+    dataset = ImageDataset(meta, split, resolution, augment, image_store)
     if train:
         sampler = TrainBatchSampler(len(dataset), batch_size, seed, rank=rank, world_size=world_size)
     else:
@@ -178,13 +220,12 @@ def make_loader(dataset: Dataset, batch_sampler: Any, collate: Callable[[Any], A
 
     The loader's own generator is fixed: sample randomness comes from the keys (see
     mld.data.sampling), and a fixed generator keeps loaders from drawing on the global one.
-    Workers are not persistent: each pass starts them and, when it ends, stops them, instead of
-    leaving them to garbage collection (which stalls whatever runs then for seconds).
+    Workers persist across passes (see Loader): iterate it inside `workers_stopped()`.
     """
     options: dict[str, Any] = {}
     num_workers = min(num_workers, len(os.sched_getaffinity(0)))  # more workers than CPUs only slow down
     if num_workers > 0:
-        options.update(prefetch_factor=4)
+        options.update(prefetch_factor=4, persistent_workers=True)
     return loader_class(dataset, batch_sampler=batch_sampler, num_workers=num_workers,
                       collate_fn=collate, pin_memory=device.type == "cuda",
                       generator=torch.Generator().manual_seed(0), **options)

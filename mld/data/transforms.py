@@ -1,8 +1,11 @@
-"""The paper's image transforms: PIL image in, float tensor [3, R, R] in [0, 1] out.
+"""The paper's image transforms: PIL image in, uint8 tensor [3, R, R] out; `model_input` scales.
 
 Training: resize to the square input resolution, Cutout (a random rectangle of `factor` times
-each side, painted a random colour), RandAugment (timm's), then scaling to [0, 1]. Validation:
-resize only. No mean/std normalisation, as the paper's recipe.
+each side, painted a random colour), RandAugment (timm's). Validation: resize only. Every step
+works on uint8 pixels, so loader workers ship bytes (a quarter of float32's to share and pin)
+and `model_input` scales them to [0, 1] on the device, giving exactly the floats that scaling
+in the worker gave. Mean/std normalisation, where a backbone's weights expect it, is the
+model's own first step (mld.models).
 
 The random choices use Python's and NumPy's global generators (timm's RandAugment does), which
 the engine seeds per sample (see mld.data.sampling), so an epoch's augmentations are a
@@ -10,6 +13,7 @@ function of (seed, epoch).
 """
 from __future__ import annotations
 
+import functools
 import random
 from typing import Callable
 
@@ -53,9 +57,35 @@ class Resize:
 
 
 def to_tensor(image: Image.Image | np.ndarray) -> torch.Tensor:
-    """HWC uint8 (PIL image or array) -> CHW float32 in [0, 1]."""
+    """HWC uint8 (PIL image or array) -> CHW uint8."""
     array = np.asarray(image, dtype=np.uint8)
-    return torch.from_numpy(array.transpose(2, 0, 1).astype(np.float32) / np.float32(255.0))
+    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
+
+
+PIXEL_MAX = 255.0
+
+
+@functools.lru_cache(maxsize=None)
+def _pixel_max(device: torch.device) -> torch.Tensor:
+    """255 as a tensor on `device`: CUDA divides a tensor by a Python number as a product with its
+    reciprocal, which misses the correctly rounded v / 255 for 126 of the 256 values; divided by a
+    tensor, every device rounds the quotient itself, as NumPy did in the workers before."""
+    return torch.tensor(PIXEL_MAX, dtype=torch.float32, device=device)
+
+
+def model_input(inputs: torch.Tensor | list[torch.Tensor], device: torch.device
+                ) -> torch.Tensor | list[torch.Tensor]:
+    """A loaded batch on `device`, as the model takes it: uint8 images [B, 3, R, R] become float32
+    in [0, 1] (channels_last on a GPU, as the model there); feature maps (cached features, a
+    tensor or a list) move unchanged. The copy does not wait for the device (pinned batches)."""
+    if isinstance(inputs, (list, tuple)):
+        return [model_input(tensor, device) for tensor in inputs]
+    inputs = inputs.to(device, non_blocking=True)
+    if inputs.dtype != torch.uint8:
+        return inputs
+    if inputs.device.type == "cuda" and inputs.dim() == 4:
+        inputs = inputs.contiguous(memory_format=torch.channels_last)  # on bytes: the cheapest copy
+    return inputs.float().div_(_pixel_max(inputs.device))  # float() keeps the memory format
 
 
 def randaugment(resolution: int) -> Callable[[Image.Image], Image.Image]:
@@ -67,7 +97,7 @@ def randaugment(resolution: int) -> Callable[[Image.Image], Image.Image]:
 
 
 class ImageTransform:
-    """Apply PIL steps in order, then scale to a float tensor (a class, so workers can pickle it)."""
+    """Apply PIL steps in order, then make a uint8 tensor (a class, so workers can pickle it)."""
 
     def __init__(self, steps: list[Callable[[Image.Image], Image.Image]]) -> None:
         self.steps = steps

@@ -23,7 +23,7 @@ PAPER_LOSS = SCHEMA["properties"]["train"]["properties"]["loss"]["default"]
 
 # Keys that change how a run executes but not what it computes: a run may resume with
 # different values (e.g. more loader workers on a bigger node).
-EXECUTION_KEYS = ("train.num_workers", "train.log_every_s", "train.device")
+EXECUTION_KEYS = ("train.num_workers", "train.log_every_s", "train.device", "dataset.store")
 
 
 class ConfigError(ValueError):
@@ -235,6 +235,6 @@ def result_defining(config: Mapping[str, Any]) -> dict[str, Any]:
         *parents, last = dotted.split(".")
         section = out
         for part in parents:
-            section = section[part]
+            section = section.get(part) or {}  # a cost measurement's config has no dataset
         section.pop(last, None)
     return out

@@ -15,6 +15,7 @@ from torch.utils.data import Dataset
 
 from mld.data.loading import ImageDataset
 from mld.data.prepared import PreparedMeta, open_prepared
+from mld.data.store import ImageStore, open_store
 from mld.engine.config import SOFTMAX_LOSS
 from mld.atomic import file_sha256
 from mld.engine.features import FeatureCache, keep_batch
@@ -83,9 +84,19 @@ def open_run_data(config: Mapping[str, Any], source: str) -> RunData:
                        eval_set=cache.dataset(EVAL_SPLIT, meta.labels(EVAL_SPLIT)),
                        collate=keep_batch, feature_channels=cache.in_channels,
                        backbone_cost=cache.meta.get("backbone_cost"), **common)
-    return RunData(train_set=SeededSamples(ImageDataset(meta, TRAIN_SPLIT, config["train"]["resolution"], config["train"]["augment"])),
-                   eval_set=SeededSamples(ImageDataset(meta, EVAL_SPLIT, config["train"]["resolution"])),
+    resolution, store = config["train"]["resolution"], open_run_store(config, meta, source)
+    return RunData(train_set=SeededSamples(ImageDataset(meta, TRAIN_SPLIT, resolution, config["train"]["augment"], store)),
+                   eval_set=SeededSamples(ImageDataset(meta, EVAL_SPLIT, resolution, store=store)),
                    collate=None, feature_channels=None, **common)
+
+
+def open_run_store(config: Mapping[str, Any], meta: PreparedMeta, source: str) -> ImageStore | None:
+    """The run's image store (dataset.store), checked to hold this dataset at train.resolution."""
+    if config["dataset"]["store"] is None:
+        return None
+    store = open_store(config["dataset"]["store"])
+    store.check_matches(meta, config["train"]["resolution"], source)
+    return store
 
 
 def _word_vectors_exist(meta: PreparedMeta) -> bool:

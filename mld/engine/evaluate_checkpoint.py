@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import IO, Any, Mapping
 
+from mld.data.loading import workers_stopped
 from mld.engine import outputs
 from mld.engine.checkpoint import load_checkpoint
 from mld.engine.data import open_run_data
@@ -42,7 +43,7 @@ def evaluate(config: Mapping[str, Any] | str | Path, checkpoint: str | Path, out
             model.load_state_dict(state_dict)
             candidates[name] = model.to(world.device)
         train = config["train"]
-        with RunLog(None, enabled=world.is_main, stream=log_stream) as log:
+        with RunLog(None, enabled=world.is_main, stream=log_stream) as log, workers_stopped():
             local_batch = train["batch_size"] // world.world_size
             evaluator = Evaluator(data, config["task"], evaluation_batch_size(local_batch), train["num_workers"], world,
                                   choose_precision(train["amp"], world.device), log, train["log_every_s"])

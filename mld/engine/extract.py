@@ -10,8 +10,9 @@ import torch
 from mld import cost
 from mld.atomic import file_sha256
 from mld.engine import features
-from mld.data.loading import ImageDataset, make_loader
-from mld.engine.data import EVAL_SPLIT, TRAIN_SPLIT, open_run_data
+from mld.data.loading import ImageDataset, make_loader, workers_stopped
+from mld.data.transforms import model_input
+from mld.engine.data import EVAL_SPLIT, TRAIN_SPLIT, open_run_data, open_run_store
 from mld.engine.distributed import World
 from mld.engine.modeling import build_model
 from mld.engine.precision import Precision, choose_precision
@@ -41,14 +42,16 @@ def extract_features(config: Mapping[str, Any] | str | Path, out_dir: str | Path
     model = model.to(device).eval()
     precision = choose_precision(config["train"]["amp"], device)
     meta, shapes = data.meta, []
+    store = open_run_store(config, meta, source)
     with RunLog(None, stream=log_stream) as log:
         for split in (TRAIN_SPLIT, EVAL_SPLIT):
-            dataset = SeededSamples(ImageDataset(meta, split, config["train"]["resolution"]))
+            dataset = SeededSamples(ImageDataset(meta, split, config["train"]["resolution"], store=store))
             loader = make_loader(dataset, EvalBatchSampler(len(dataset), batch_size), None,
                                  config["train"]["num_workers"], device)
             batches = track(_feature_batches(model, loader, precision), len(loader), f"features of {split}", log,
                             config["train"]["log_every_s"])
-            shapes = features.write_split(out_dir, split, len(dataset), batches)
+            with workers_stopped():
+                shapes = features.write_split(out_dir, split, len(dataset), batches)
             log(f"{split}: {len(dataset)} samples, feature shapes {shapes}")
     weights = config["model"]["backbone_weights"]
     meta_out = {"backbone": config["model"]["backbone"], "weights": weights,
@@ -67,4 +70,4 @@ def _feature_batches(model: torch.nn.Module, loader: Iterable, precision: Precis
                      ) -> Iterator[torch.Tensor | list[torch.Tensor]]:
     for images, _ in loader:
         with precision.autocast():
-            yield model.forward_features(images.to(precision.device, non_blocking=True))
+            yield model.forward_features(model_input(images, precision.device))

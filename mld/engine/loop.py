@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 import torch
 from torch import nn
 
+from mld.data.transforms import model_input
 from mld.engine.ema import ModelEma
 from mld.engine.precision import Precision
 from mld.engine.targets import LabelPolicy
@@ -215,6 +216,4 @@ def micro_batches(inputs: torch.Tensor | list[torch.Tensor], labels: torch.Tenso
 
 
 def _to_device(inputs: torch.Tensor | list[torch.Tensor], device: torch.device):
-    if isinstance(inputs, (list, tuple)):
-        return [tensor.to(device, non_blocking=True) for tensor in inputs]
-    return inputs.to(device, non_blocking=True)
+    return model_input(inputs, device)

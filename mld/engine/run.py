@@ -30,7 +30,7 @@ from mld.engine.costing import (
     memory_cost,
 )
 from mld.engine.cuda_settings import configure_cuda, use_channels_last
-from mld.data.loading import make_loader
+from mld.data.loading import make_loader, workers_stopped
 from mld.engine.data import RunData, open_run_data
 from mld.engine.distributed import World, synchronise_batchnorm
 from mld.engine.ema import ModelEma
@@ -92,7 +92,8 @@ def train(config: Mapping[str, Any] | str | Path, out_dir: str | Path,
     if finished is not None:
         RunLog(None, stream=log_stream)(f"{out_dir / outputs.METRICS} exists: the run is finished")
         return finished
-    with StopRequest() as stop:  # from here on a stop signal waits for the next step boundary
+    # From here on a stop signal waits for the next step boundary; loader workers end with the run.
+    with StopRequest() as stop, workers_stopped():
         world = World.from_environment(config["train"]["device"])
         try:
             if world.is_main:

@@ -9,12 +9,14 @@ from __future__ import annotations
 import copy
 from typing import Any, Mapping
 
+from mld import paths
 from mld.experiments.config import ExperimentConfigError, deep_merge
 from mld.weights import backbone_weights
 from mld.experiments.records import (
     RESULTS_DIR,
     DatasetEntry,
     FeatureCache,
+    ImageStoreEntry,
     Measurement,
     RANDOM_INIT,
     PretrainedBackbone,
@@ -257,6 +259,18 @@ class _Builder:
                 })
         return path
 
+    def image_store(self, dataset_id: str, resolution: int) -> str | None:
+        """Register the image store an end-to-end run on a real dataset reads; return its path.
+
+        None for synthetic datasets (already arrays, rendered at the resolution) and given prepared
+        ones, and when the config's `image_store: false` asks for decoding every epoch instead.
+        """
+        if not self.config.get("image_store", True) or self.registry.datasets[dataset_id].source != "adapter":
+            return None
+        path = paths.STORE.format(dataset=dataset_id, resolution=resolution)
+        self.registry.stores.setdefault(path, ImageStoreEntry(dataset=dataset_id, resolution=resolution, path=path))
+        return path
+
     # ---- runs
 
     def recipe(self, cell: Cell) -> Mapping[str, Any]:
@@ -289,11 +303,13 @@ class _Builder:
         dataset_id = self.dataset(cell.dataset, resolution)
         options, extra = self.head_options(cell)
         model = self.model_block(cell.backbone, cell.head, cell.k, options)
-        features = None
+        features, store = None, None
         if self.cached:
             features = self.feature_cache(self.backbone_id(cell.backbone), dataset_id, cell.head, resolution)
+        else:
+            store = self.image_store(dataset_id, resolution)
         config = {
-            "dataset": self._dataset_block(dataset_id),
+            "dataset": {**self._dataset_block(dataset_id), **({"store": store} if store else {})},
             "features": features,
             "model": model,
             "task": TASK_BY_ROLE.get(cell.dataset, "multilabel"),

@@ -76,6 +76,15 @@ class FeatureCache(Record):
 
 
 @dataclass(frozen=True)
+class ImageStoreEntry(Record):
+    """A real dataset's images decoded once at one resolution (mld.data.store), read by end-to-end runs."""
+
+    dataset: str
+    resolution: int
+    path: str
+
+
+@dataclass(frozen=True)
 class Measurement(Record):
     """A cost measurement (throughput, module timing) of an untrained model."""
 
@@ -127,6 +136,7 @@ class Registry:
     datasets: dict[str, DatasetEntry] = field(default_factory=dict)
     backbones: dict[str, PretrainedBackbone] = field(default_factory=dict)
     features: dict[str, FeatureCache] = field(default_factory=dict)
+    stores: dict[str, ImageStoreEntry] = field(default_factory=dict)  # by path
     measurements: dict[str, Measurement] = field(default_factory=dict)
     targets: dict[str, list[str]] = field(default_factory=dict)
 

@@ -144,13 +144,14 @@ def job_config_content(wildcards):
 
 
 def execution_flags(kind, name):
-    """`--set train.num_workers=8 ...`: a job's execution settings, for mld.launch (not a trigger)."""
-    train = job_engine_config(kind, name).get("train", {})
+    """`--set train.num_workers=8 ...`: a job's execution settings (the image store too), for
+    mld.launch (not a trigger)."""
+    engine = job_engine_config(kind, name)
     flags = []
     for key in EXECUTION_KEYS:
         section, option = key.split(".")
-        if section == "train" and option in train:
-            flags += ["--set", f"{key}={train[option]}"]
+        if option in engine.get(section, {}):
+            flags += ["--set", f"{key}={engine[section][option]}"]
     return command_line(flags)
 
 
@@ -272,6 +273,8 @@ def train_inputs(wildcards):
         inputs["features"] = run.config["features"]
     else:
         inputs["dataset"] = dataset_path(DATASET_BY_PATH[run.config["dataset"]["path"]])
+        if run.config["dataset"].get("store"):
+            inputs["store"] = run.config["dataset"]["store"]
     if run.config["model"]["backbone_weights"]:
         inputs["weights"] = run.config["model"]["backbone_weights"]
     return inputs

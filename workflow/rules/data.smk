@@ -22,6 +22,30 @@ rule prepare_dataset:
         launched("prepare {params.arguments} --out {output} > {log} 2>&1")
 
 
+rule prepare_store:
+    """Decode a real dataset's images once at one input resolution, for its end-to-end runs."""
+    input:
+        dataset=lambda wildcards: dataset_path(wildcards.dataset),
+    output:
+        directory(paths.STORE),
+    log:
+        paths.LOG.format(rule="prepare_store", name="{dataset}-{resolution}px"),
+    benchmark:
+        paths.BENCHMARK.format(rule="prepare_store", name="{dataset}-{resolution}px")
+    wildcard_constraints:
+        resolution=r"\d+",
+    conda:
+        "../envs/mld.yaml"
+    threads: resource("prepare_store", "threads")
+    resources:
+        **rule_resources("prepare_store"),
+    shell:
+        launched(
+            "prepare store --dataset {input.dataset} --resolution {wildcards.resolution}"
+            " --workers {threads} --out {output} > {log} 2>&1"
+        )
+
+
 rule pretrain_backbone:
     """Train a backbone once with a GAP head on the pretraining set and keep its weights."""
     input:
