@@ -36,7 +36,8 @@ def photo_dataset(root: Path, count: int = 12) -> Path:
     labels[np.arange(count), np.arange(count) % 3] = 1
     dataset = ReadDataset("photos", "test", ["a", "b", "c"],
                           {"train": FileSplit(paths, labels), "val": FileSplit(paths[:5], labels[:5])})
-    return write_read_dataset(dataset, root / "prepared").path
+    # Validation reuses training files on purpose (few files): the overlap check is told so.
+    return write_read_dataset(dataset, root / "prepared", allow_overlap=True).path
 
 
 @pytest.fixture(scope="module")
