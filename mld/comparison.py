@@ -83,23 +83,11 @@ def cell_changes(before: long_form.Collected, after: long_form.Collected,
 
 
 @dataclass(frozen=True)
-class EffectChange:
-    """One effect (a row minus its baseline row) in both files: its seed means and the change's interval."""
+class EffectChange(CellChange):
+    """One effect (`run`'s row minus its `baseline` row) in both files: its seed means and the
+    change's interval."""
 
-    table: str
-    run: str
-    baseline: str
-    metric: str
-    before: float
-    after: float
-    change: float
-    margin: float | None
-    seeds: int
-
-    @property
-    def beyond_noise(self) -> bool | None:
-        """Whether the 95% interval of the change excludes 0 (None: noise unknown)."""
-        return None if self.margin is None else abs(self.change) > self.margin
+    baseline: str = ""
 
 
 def _effect(own: Observation, base: Observation, metric: str, seeds: Sequence[int]) -> Observation:
@@ -139,9 +127,9 @@ def effect_changes(before: long_form.Collected, after: long_form.Collected,
                     continue
                 new_effect, old_effect = _effect(own, base, metric, seeds), _effect(*sides[2:], metric, seeds)
                 difference = compare(new_effect, old_effect, metric)
-                changes.append(EffectChange(table_id, own.origin, base.origin, metric,
-                                            _mean(old_effect, metric, seeds), _mean(new_effect, metric, seeds),
-                                            difference.value, difference.margin(), len(seeds)))
+                changes.append(EffectChange(table_id, own.origin, metric, _mean(old_effect, metric, seeds),
+                                            _mean(new_effect, metric, seeds), difference.value, difference.margin(),
+                                            len(seeds), baseline=base.origin))
     return changes
 
 
