@@ -46,6 +46,11 @@ class CellChange:
         """Whether the 95% interval of the change excludes 0 (None: noise unknown)."""
         return None if self.margin is None else abs(self.change) > self.margin
 
+    @property
+    def margin_text(self) -> str:
+        """The margin as the markdown reports show it: "± 0.49", or "± unknown"."""
+        return "± unknown" if self.margin is None else f"± {self.margin:.2f}"
+
 
 def _observations(table: TableResult) -> dict[str, Observation]:
     return {observation.origin: observation for observation in table.observations if observation is not None}
@@ -158,9 +163,8 @@ def render_effects(changes: Sequence[EffectChange]) -> str:
              "| table | run | baseline | metric | from | to | change | margin | beyond noise |",
              "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | --- |"]
     for c in changes:
-        margin = "unknown" if c.margin is None else f"{c.margin:.2f}"
         lines.append(f"| {c.table} | {c.run} | {c.baseline} | {c.metric} | {c.before:+.2f} | {c.after:+.2f} | "
-                     f"{c.change:+.2f} | ± {margin} | {_verdict(c.beyond_noise)} |")
+                     f"{c.change:+.2f} | {c.margin_text} | {_verdict(c.beyond_noise)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -179,9 +183,8 @@ def render_markdown(changes: Sequence[CellChange], before: str, after: str,
                   "| run | metric | from | to | change | margin | beyond noise |",
                   "| --- | --- | ---: | ---: | ---: | ---: | --- |"]
         for c in rows:
-            margin = "unknown" if c.margin is None else f"{c.margin:.2f}"
             lines.append(f"| {c.run} | {c.metric} | {c.before:.2f} | {c.after:.2f} | {c.change:+.2f} | "
-                         f"± {margin} | {_verdict(c.beyond_noise)} |")
+                         f"{c.margin_text} | {_verdict(c.beyond_noise)} |")
         lines.append("")
     if not changes:
         lines.append("No accuracy cell is reproduced in both files.")

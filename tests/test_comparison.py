@@ -14,13 +14,19 @@ from tests.test_tables import HEADER, TABLE1_RUNS, make_results
 REPO = Path(__file__).resolve().parent.parent
 
 
-def collected(tmp_path: Path, name: str, shift: dict[str, list[float]]) -> Path:
-    """A results tree like test_tables' with some runs' per-seed mAP moved; its runs.csv."""
+def collected(tmp_path: Path, name: str, shift: dict[str, list[float]], synthetic: bool = False) -> Path:
+    """A results tree like test_tables' with some runs' per-seed mAP moved; its runs.csv. With
+    `synthetic`, on synthetic stand-ins: Table 1 then shows effects against its GAP row."""
     runs = {run_id: (row, [None if value is None else value + step
                            for value, step in zip(maps, shift.get(run_id, [0.0, 0.0, 0.0]))])
             for run_id, (row, maps) in TABLE1_RUNS.items()}
     results = tmp_path / name
     registry = make_results(results, runs)
+    if synthetic:
+        registry.datasets["coco-like"] = {"name": "coco-like", "role": "coco", "source": "synthetic",
+                                          "preset": "coco-like", "image_size": 64, "path": "results/data/coco-like"}
+        for run_id in TABLE1_RUNS:
+            registry.runs[run_id].config = {"dataset": {"path": "results/data/coco-like"}, "task": "multilabel"}
     path = results / "runs.csv"
     long_form.write(long_form.collect(registry, results, HEADER), path)
     return path
@@ -64,28 +70,13 @@ def test_the_command_prints_the_changes_and_gates_on_them(tmp_path):
     assert "no accuracy cell of table99 is reproduced in both files" in unknown.stderr
 
 
-def synthetic_collected(tmp_path: Path, name: str, shift: dict[str, list[float]]) -> Path:
-    """`collected` on synthetic stand-ins: Table 1 shows effects against its GAP row."""
-    runs = {run_id: (row, [None if value is None else value + step
-                           for value, step in zip(maps, shift.get(run_id, [0.0, 0.0, 0.0]))])
-            for run_id, (row, maps) in TABLE1_RUNS.items()}
-    results = tmp_path / name
-    registry = make_results(results, runs)
-    registry.datasets["coco-like"] = {"name": "coco-like", "role": "coco", "source": "synthetic",
-                                      "preset": "coco-like", "image_size": 64, "path": "results/data/coco-like"}
-    for run_id in TABLE1_RUNS:
-        registry.runs[run_id].config = {"dataset": {"path": "results/data/coco-like"}, "task": "multilabel"}
-    path = results / "runs.csv"
-    long_form.write(long_form.collect(registry, results, HEADER), path)
-    return path
-
-
 def test_effects_moved_beyond_noise_are_reported_beside_the_cells(tmp_path):
     """GAP and the transformer-decoder move together: both cells move, their effect does not; the
     ML-Decoder row stays: its cell does not move, its effect against GAP does."""
     shift = [2.0, 2.5, 1.5]
-    before = synthetic_collected(tmp_path, "before", {})
-    after = synthetic_collected(tmp_path, "after", {"coco-like/gap": shift, "coco-like/transformer_decoder": shift})
+    before = collected(tmp_path, "before", {}, synthetic=True)
+    after = collected(tmp_path, "after", {"coco-like/gap": shift, "coco-like/transformer_decoder": shift},
+                      synthetic=True)
     cells, effects = comparison.compare_all(before, after, ["table1_heads"])
     assert {c.run for c in cells if c.beyond_noise} == {"coco-like/gap", "coco-like/transformer_decoder"}
     by_run = {e.run: e for e in effects}
