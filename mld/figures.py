@@ -42,11 +42,13 @@ def _points(frame: pd.DataFrame, side: str) -> pd.DataFrame:
     return points.dropna(subset=["flops", "map"]).sort_values("flops")
 
 
-def _draw(axes: Axes, points: pd.DataFrame, title: str) -> None:
+def _draw(axes: Axes, points: pd.DataFrame, title: str, x: str = "flops", y: str = "map",
+          xlabel: str = "FLOPs [G multiply-accumulates]", ylabel: str = "mAP [%]") -> None:
+    """One panel: a line per head through its backbones' (x, y) points, with y's std as error bars."""
     axes.set_title(textwrap.fill(title, TITLE_WIDTH), fontsize=9)
     axes.margins(0.15)
-    axes.set_xlabel("FLOPs [G multiply-accumulates]")
-    axes.set_ylabel("mAP [%]")
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel(ylabel)
     axes.grid(alpha=0.3)
     if points.empty:
         axes.text(0.5, 0.5, "no values yet", ha="center", va="center", transform=axes.transAxes)
@@ -54,19 +56,22 @@ def _draw(axes: Axes, points: pd.DataFrame, title: str) -> None:
     for head, group in points.groupby("head", sort=False):
         label, marker, colour = HEAD_STYLES.get(head, (str(head), "x", "tab:gray"))
         errors = None if group["std"].isna().all() else group["std"].fillna(0.0)
-        axes.errorbar(group["flops"], group["map"], yerr=errors, marker=marker, color=colour, label=label,
+        axes.errorbar(group[x], group[y], yerr=errors, marker=marker, color=colour, label=label,
                       capsize=3, linestyle="-" if len(group) > 1 else "none")
-        for row in group.itertuples(index=False):
-            axes.annotate(str(row.backbone), (row.flops, row.map), textcoords="offset points", xytext=(4, 4),
-                          fontsize=8)
+        for backbone, x_value, y_value in zip(group["backbone"], group[x], group[y]):
+            axes.annotate(str(backbone), (x_value, y_value), textcoords="offset points", xytext=(4, 4), fontsize=8)
     axes.legend(fontsize=8)
+
+
+def _require_key_columns(table: TableResult) -> None:
+    missing = {"backbone", "head"} - set(table.frame.columns)
+    if missing:
+        raise ValueError(f"table {table.spec.table_id} lacks the column(s) {sorted(missing)} the figure needs")
 
 
 def map_vs_flops(table: TableResult, reproduced_label: str) -> Figure:
     """The two-panel figure from the `figure5` table (key columns `backbone` and `head`)."""
-    missing = {"backbone", "head"} - set(table.frame.columns)
-    if missing:
-        raise ValueError(f"table {table.spec.table_id} lacks the column(s) {sorted(missing)} the figure needs")
+    _require_key_columns(table)
     figure = Figure(figsize=(10, 4.2), layout="constrained")
     paper_axes, reproduced_axes = figure.subplots(1, 2)
     _draw(paper_axes, _points(table.frame, "paper"), f"Paper: {table.spec.source}")
@@ -90,9 +95,7 @@ def top1_vs_speed(top1: TableResult, speed: TableResult, reproduced_label: str) 
     joined on their key (backbone, head), in Figure 5's style. The paper plots its points without
     giving their speeds, so it gets no panel: its known top-1 values are named in the title."""
     for table in (top1, speed):
-        missing = {"backbone", "head"} - set(table.frame.columns)
-        if missing:
-            raise ValueError(f"table {table.spec.table_id} lacks the column(s) {sorted(missing)} the figure needs")
+        _require_key_columns(table)
     accuracy = pd.DataFrame({"backbone": top1.frame["backbone"].map(plain_value),
                              "head": top1.frame["head"].map(plain_value),
                              "top1": top1.frame[metric_column("top1", "mean")],
@@ -107,23 +110,8 @@ def top1_vs_speed(top1: TableResult, speed: TableResult, reproduced_label: str) 
         f"{row[metric_column('top1', 'paper')]:g}" for _, row in reported.iterrows())
     figure = Figure(figsize=(7.5, 5.2), layout="constrained")
     axes = figure.subplots()
-    axes.set_title(textwrap.fill(f"Reproduced: {reproduced_label} (mean ± std over seeds). Paper "
-                                 f"({top1.spec.source}): {paper_values or 'no values'}", TITLE_WIDTH), fontsize=9)
-    axes.margins(0.15)
-    axes.set_xlabel("inference speed [images/s, measured]")
-    axes.set_ylabel("top-1 [%]")
-    axes.grid(alpha=0.3)
-    if points.empty:
-        axes.text(0.5, 0.5, "no values yet", ha="center", va="center", transform=axes.transAxes)
-    for head, group in points.groupby("head", sort=False):
-        label, marker, colour = HEAD_STYLES.get(head, (str(head), "x", "tab:gray"))
-        errors = None if group["std"].isna().all() else group["std"].fillna(0.0)
-        axes.errorbar(group["speed"], group["top1"], yerr=errors, marker=marker, color=colour, label=label,
-                      capsize=3, linestyle="-" if len(group) > 1 else "none")
-        for row in group.itertuples(index=False):
-            axes.annotate(str(row.backbone), (row.speed, row.top1), textcoords="offset points", xytext=(4, 4),
-                          fontsize=8)
-    if not points.empty:
-        axes.legend(fontsize=8)
+    _draw(axes, points, f"Reproduced: {reproduced_label} (mean ± std over seeds). Paper ({top1.spec.source}): "
+          f"{paper_values or 'no values'}", x="speed", y="top1",
+          xlabel="inference speed [images/s, measured]", ylabel="top-1 [%]")
     figure.suptitle(textwrap.fill(top1.spec.title, TITLE_WIDTH + 10), fontsize=11)
     return figure
