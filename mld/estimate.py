@@ -136,7 +136,7 @@ def run_minutes(registry: Any, run_id: str, seed: int) -> tuple[float, int]:
     settings = config["resources"].get("estimate", {})
     run = registry.runs[run_id]
     train, model = run.config_for_seed(int(seed))["train"], run.config["model"]
-    dataset = next(entry for entry in registry.datasets.values() if entry["path"] == run.config["dataset"]["path"])
+    dataset = registry.run_dataset(run_id)
     num_classes = dataset.get("num_classes") or 1
     speed = measured_speed(registry.measurements, model["head"], num_classes) \
         or paper_speed(model["head"], num_classes, settings.get("speedup", 1.0))

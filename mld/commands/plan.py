@@ -106,7 +106,7 @@ def target_costs(registry: Any, tables: Iterable[str], refusals: Mapping[str, st
     train_gpus = estimate.rule_resource(config, "train", "gpu")
     for run_id in sorted(run_ids):
         run = registry.runs[run_id]
-        dataset = next(entry for entry in registry.datasets.values() if entry["path"] == run.config["dataset"]["path"])
+        dataset = registry.run_dataset(run_id)
         if dataset["role"] in skipped:
             continue
         for seed in run.seeds:
@@ -132,7 +132,7 @@ def expected_refusals(registry: Any, run_ids: Iterable[str]) -> dict[str, str]:
     skipped = set(registry.config.get("skip_datasets", []))
     for run_id in sorted(set(run_ids)):
         run = registry.runs[run_id]
-        dataset = next(entry for entry in registry.datasets.values() if entry["path"] == run.config["dataset"]["path"])
+        dataset = registry.run_dataset(run_id)
         if dataset["role"] in skipped or not any(value is not None for value in
                                                  run.config["train"].get("feasibility", {}).values()):
             continue

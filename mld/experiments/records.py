@@ -140,6 +140,11 @@ class Registry:
     measurements: dict[str, Measurement] = field(default_factory=dict)
     targets: dict[str, list[str]] = field(default_factory=dict)
 
+    def run_dataset(self, run_id: str) -> DatasetEntry:
+        """The prepared dataset a run reads (the entry whose path its run config names)."""
+        path = self.runs[run_id].config["dataset"]["path"]
+        return next(entry for entry in self.datasets.values() if entry.path == path)
+
     def table_members(self, table_id: str) -> tuple[list[str], list[str]]:
         """The (run ids, measurement ids) a table reads."""
         if table_id not in self.tables:
