@@ -1,7 +1,8 @@
 """How long a training job takes, and what to ask Slurm for: an estimate instead of a flat 48 h.
 
 expected minutes = (epochs x training images / training images per second
-                    + evaluations x validation images / inference images per second) / GPUs
+                    + evaluations x validation images / inference images per second)
+                   / (GPUs x scaling efficiency, the efficiency counting only from 2 GPUs)
 
 The speeds are the throughput measured on the cluster's GPU (`snakemake throughput`, the
 results/cost/throughput/*.json files, when present) or else the paper's Table 9 (TResNet-M at
@@ -9,6 +10,10 @@ results/cost/throughput/*.json files, when present) or else the paper's Table 9 
 is scaled to the run's resolution (by pixels) and backbone (by `backbone_cost`, relative to the
 measured one). The request is the expectation times a margin plus a fixed overhead, capped; a
 retry asks for more only up to the cap (a resumed job needs only what is left).
+
+A run's job has `resources.train.gpu` GPUs unless its recipe gives it more (`recipes.<name>.gpu`):
+then it is that many one-GPU jobs in one, with N times their CPU threads, memory and loader
+workers (`train_job`), and its N processes (torchrun, DDP) split the recipe's global batch.
 Light: no torch (Snakemake calls it while planning).
 """
 from __future__ import annotations
@@ -22,10 +27,15 @@ from typing import Any, Mapping
 
 import yaml
 
+from mld.experiments import ExperimentConfigError
+
 PAPER_VALUES = Path(__file__).resolve().parent / "paper_values.yaml"
 THROUGHPUT_TABLE = "table9_throughput"
 # Heads without a Table 9 row are timed like this one (the closest in cost).
 FALLBACK_HEAD = "ml_decoder"
+# What an N-GPU job's speed is of N one-GPU jobs' (resources.estimate.scaling_efficiency), unless
+# the config says: the suite's assumption for DDP on one node, not a measurement.
+DEFAULT_SCALING_EFFICIENCY = 0.9
 
 
 @dataclass(frozen=True)
@@ -88,12 +98,12 @@ def evaluations(train: Mapping[str, Any]) -> int:
 
 
 def expected_minutes(train: Mapping[str, Any], num_train: int, num_val: int, speed: Speed, *,
-                     gpus: int = 1, backbone_cost: float = 1.0) -> float:
-    """GPU-time of one run in minutes of wall time on `gpus` GPUs (perfect scaling)."""
+                     gpus: int = 1, efficiency: float = 1.0, backbone_cost: float = 1.0) -> float:
+    """Minutes of wall time of one run on `gpus` GPUs: linear scaling times `efficiency` from 2 GPUs."""
     scale = (int(train["resolution"]) / speed.resolution) ** 2 * backbone_cost
     seconds = (int(train.get("epochs", 1)) * num_train / speed.train
                + evaluations(train) * num_val / speed.inference) * scale
-    return seconds / 60 / max(1, gpus)
+    return seconds / 60 / (gpus * efficiency if gpus > 1 else 1)
 
 
 def requested_minutes(expected: float, *, margin: float, overhead: float, cap: float, attempt: int = 1) -> int:
@@ -130,6 +140,47 @@ def rule_resource(config: Mapping[str, Any], rule_name: str, key: str, default: 
     return resources.get(rule_name, {}).get(key, resources["default"].get(key, default))
 
 
+@dataclass(frozen=True)
+class TrainJob:
+    """What one training job asks for: GPUs (one process each), and CPU threads, memory (MB) and
+    loader workers for all its processes together."""
+
+    gpus: int
+    threads: int
+    mem_mb: int
+    num_workers: int
+
+
+def run_gpus(config: Mapping[str, Any], run: Any) -> int:
+    """GPUs of a run's training job: `recipes.<name>.gpu` of the recipe(s) its rows train with (the
+    most, for a run that several tables share), else `resources.train.gpu`. Refused, naming the key,
+    when the recipe's global batch does not split evenly across them."""
+    given = {name: config["recipes"][name]["gpu"] for name in sorted(set(run.recipes.values()))
+             if config["recipes"].get(name, {}).get("gpu") is not None}
+    key = max(given, key=given.get) if given else None
+    gpus = given[key] if key else rule_resource(config, "train", "gpu")
+    batch = run.config["train"]["batch_size"]
+    if gpus > 1 and batch % gpus:
+        where = f"recipes.{key}.gpu" if key else "resources.train.gpu"
+        raise ExperimentConfigError(
+            f"config key {where} = {gpus}: run {run.run_id} has train.batch_size = {batch}, the global batch "
+            f"that its {gpus} processes (one per GPU) split evenly; give a GPU count that divides {batch}")
+    return gpus
+
+
+def train_job(config: Mapping[str, Any], run: Any) -> TrainJob:
+    """A run's training job: `resources.train` (threads, mem_mb) and the run's `train.num_workers`
+    are those of a job with `resources.train.gpu` GPUs; a run given N times the GPUs gets N times them."""
+    gpus = run_gpus(config, run)
+    scale = max(1, gpus) / max(1, rule_resource(config, "train", "gpu"))
+
+    def scaled(value: int) -> int:
+        return int(math.ceil(value * scale))
+
+    return TrainJob(gpus, scaled(rule_resource(config, "train", "threads")),
+                    scaled(rule_resource(config, "train", "mem_mb")), scaled(run.config["train"].get("num_workers", 0)))
+
+
 def run_minutes(registry: Any, run_id: str, seed: int) -> tuple[float, int]:
     """(expected, requested) minutes of the training job of one run and seed (first attempt)."""
     config = registry.config
@@ -143,7 +194,8 @@ def run_minutes(registry: Any, run_id: str, seed: int) -> tuple[float, int]:
     num_train, num_val, _ = dataset_sizes(dataset, settings.get("images", {}))
     role = next((role for role, spec in config["backbones"].items()
                  if isinstance(spec, Mapping) and spec["name"] == model["backbone"]), None)
-    expected = expected_minutes(train, num_train, num_val, speed, gpus=max(1, rule_resource(config, "train", "gpu")),
+    expected = expected_minutes(train, num_train, num_val, speed, gpus=run_gpus(config, run),
+                                efficiency=settings.get("scaling_efficiency", DEFAULT_SCALING_EFFICIENCY),
                                 backbone_cost=settings.get("backbone_cost", {}).get(role, 1.0))
     requested = requested_minutes(expected, margin=settings.get("margin", 1.5),
                                   overhead=settings.get("overhead_min", 10),

@@ -14,6 +14,13 @@ job's time limit T (inside a Slurm job), so the engine saves its checkpoint and 
 resubmitted job resumes from it. Slurm's own `--signal` cannot do this: it signals every process
 of the job step, Snakemake's included, which dies of SIGUSR1 and takes the step down with it.
 Signals the launcher receives (SIGTERM at preemption, SIGUSR1) are passed on to the processes.
+
+torchrun starts each process in a session of its own, out of reach of a signal to the launcher's
+process group: it is told to pass SIGUSR1 on too (by default it passes SIGTERM, SIGINT, SIGHUP
+and SIGQUIT), and gives its processes `SHUTDOWN_TIMEOUT_S` to save their checkpoint before it
+kills them with their loader workers; it does the same to every process when one of them fails.
+A job stopped by a signal the launcher passed on exits with 128 + that signal, as a one-process
+job does (torchrun itself exits with 1).
 """
 from __future__ import annotations
 
@@ -32,6 +39,12 @@ from mld.engine.config import EXECUTION_KEYS
 
 # Execution settings counted per job that each of a job's processes gets a share of.
 PER_JOB_KEYS = ("train.num_workers",)
+# The signals torchrun passes on to its processes: its defaults and the early stop's SIGUSR1.
+TORCHRUN_SIGNALS = "SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1"
+# Seconds torchrun's processes get to checkpoint and exit after a stop signal (or after another
+# process failed) before it kills them: a checkpoint of the largest paper model is written in
+# seconds; a process stuck in a collective with a dead peer never finishes on its own.
+SHUTDOWN_TIMEOUT_S = 120
 
 
 def parse_setting(text: str) -> tuple[str, Any]:
@@ -68,6 +81,7 @@ def command(gpus: int, arguments: Sequence[str]) -> list[str]:
     """`python -m mld ARGS`, or under torchrun with one process per GPU (DDP) when gpus > 1."""
     if gpus > 1:
         return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={gpus}",
+                f"--signals-to-handle={TORCHRUN_SIGNALS}", f"--shutdown-timeout={SHUTDOWN_TIMEOUT_S}",
                 "-m", "mld", *arguments]
     return [sys.executable, "-m", "mld", *arguments]
 
@@ -111,11 +125,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def supervise(full: Sequence[str], stop_after_min: float | None) -> int:
-    """Run the command in its own process group; signal the group at the deadline; return its status."""
+    """Run the command in its own process group; signal the group at the deadline; return its
+    status (128 + the signal passed on, when the command failed after one)."""
     sys.stdout.flush()
     child = subprocess.Popen(list(full), start_new_session=True)
+    forwarded: list[int] = []
 
     def forward(signal_number: int, _frame: object = None) -> None:
+        forwarded.append(signal_number)
         try:
             os.killpg(child.pid, signal_number)
         except ProcessLookupError:
@@ -132,7 +149,9 @@ def supervise(full: Sequence[str], stop_after_min: float | None) -> int:
     if timer is not None:
         timer.cancel()
     # A child ended by a signal reports -N; the shell convention is 128 + N.
-    return 128 - status if status < 0 else status
+    if status < 0:
+        return 128 - status
+    return 128 + forwarded[0] if status and forwarded else status
 
 
 if __name__ == "__main__":

@@ -1,17 +1,22 @@
-"""Two processes (torchrun, gloo, CPU) train like one process with the same global batch."""
+"""Two processes (torchrun, gloo, CPU) train like one process with the same global batch, also
+when the job launcher starts them, stops them and resumes them."""
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import uuid
+from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
-from mld.engine import train
-from test_engine_support import make_dataset, run_config
+from mld.engine import outputs, train
+from mld.engine.signals import TEST_SIGNAL_ENV, TEST_SIGNAL_GROUP_ENV
+from test_engine_support import make_dataset, one_thread, run_config  # noqa: F401 (one thread, autouse)
 
 pytestmark = pytest.mark.slow
 
@@ -46,3 +51,80 @@ def test_two_processes_follow_the_single_process_loss_trajectory(tmp_path):
     lrs = [[entry["lr"] for entry in run["history"]] for run in (single, double)]
     assert lrs[0] == lrs[1]
     assert double["final"]["mAP"] == pytest.approx(single["final"]["mAP"], abs=2.0)
+
+
+# ---- a two-GPU job as the workflow starts it: mld.launch --gpus 2 runs torchrun (here on CPU, gloo)
+
+def processes_with(marker: str) -> list[int]:
+    """Live processes (not zombies) whose environment holds `marker`: a job's launcher, torchrun,
+    its ranks and their loader workers all inherit it, whatever session torchrun starts them in."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environment = (entry / "environ").read_bytes()
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:  # ended meanwhile, or another user's
+            continue
+        if marker.encode() in environment and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def launch_job(config_file: Path, out: Path, marker: str, signal_at: str | None = None) -> subprocess.CompletedProcess:
+    """`python -m mld.launch --gpus 2 ... -- train` in its own session, as a batch job runs; with
+    `signal_at`, rank 0 signals the launcher's group at that event (as Slurm signals the job)."""
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "MLD_TEST_JOB": marker}
+    if signal_at is not None:
+        environment[TEST_SIGNAL_ENV] = signal_at
+    # The shell becomes the launcher (exec): its pid is the group rank 0 signals.
+    command = ["sh", "-c", f'export {TEST_SIGNAL_GROUP_ENV}=$$; exec "$@"', "sh",
+               sys.executable, "-m", "mld.launch", "--gpus", "2", "--threads", "2", "--set", "train.num_workers=2",
+               "--", "train", "--config", str(config_file), "--out", str(out)]
+    return subprocess.run(command, env=environment, capture_output=True, text=True, timeout=300,
+                          start_new_session=True)
+
+
+def test_a_two_gpu_job_stops_on_the_launchers_signal_leaves_no_rank_and_resumes_as_one_process(tmp_path):
+    dataset = make_dataset(tmp_path, "coco-like", num_train=64, num_val=32)
+    config = run_config(dataset, model={"head_options": {"decoder_dim": 16, "num_heads": 2, "ff_dim": 32,
+                                                         "dropout": 0.0}},
+                        train={"epochs": 3, "batch_size": 16, "eval_every": 1, "device": "cpu"})
+    config_file = tmp_path / "run.yaml"
+    config_file.write_text(yaml.safe_dump(config))
+    single = train(config, tmp_path / "one")
+    out, marker = tmp_path / "two", f"mld-test-{uuid.uuid4()}"
+
+    # SIGUSR1 (the early stop before a time limit) reaches the launcher as the ranks start training:
+    # torchrun passes it on, both ranks save the resume point together and end, and so does the job.
+    stopped = launch_job(config_file, out, marker, signal_at="SIGUSR1:steps/epoch")
+    assert stopped.returncode == 128 + signal.SIGUSR1, stopped.stdout + stopped.stderr
+    assert processes_with(marker) == []
+    assert (out / "last.pt").exists() and not (out / "metrics.json").exists()
+    assert "stopped by signal" in (out / outputs.PARTIAL_LOG).read_text()
+
+    finished = launch_job(config_file, out, marker)
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    assert processes_with(marker) == []
+    log = (out / "train.log").read_text()
+    assert "x 2 processes" in log and "resuming from" in log
+    double = json.loads((out / "metrics.json").read_text())
+    losses = [[entry["train_loss"] for entry in run["history"]] for run in (single, double)]
+    assert losses[0] == pytest.approx(losses[1], rel=1e-4)
+
+
+def test_a_rank_killed_in_a_two_gpu_job_takes_every_rank_and_worker_down(tmp_path):
+    dataset = make_dataset(tmp_path, "coco-like", num_train=64, num_val=32)
+    config_file = tmp_path / "run.yaml"
+    config_file.write_text(yaml.safe_dump(run_config(dataset, train={"epochs": 2, "batch_size": 16,
+                                                                      "device": "cpu"})))
+    marker = f"mld-test-{uuid.uuid4()}"
+    kill = "SIGKILL:steps/epoch"  # rank 0 dies at once, as when the kernel's OOM killer ends it
+    result = subprocess.run(
+        [sys.executable, "-m", "mld.launch", "--gpus", "2", "--threads", "2", "--set", "train.num_workers=2",
+         "--", "train", "--config", str(config_file), "--out", str(tmp_path / "run")],
+        env={**os.environ, "OMP_NUM_THREADS": "1", "MLD_TEST_JOB": marker, TEST_SIGNAL_ENV: kill},
+        capture_output=True, text=True, timeout=300, start_new_session=True)
+    assert result.returncode != 0 and not (tmp_path / "run" / "metrics.json").exists()
+    assert processes_with(marker) == []

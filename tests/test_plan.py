@@ -27,6 +27,8 @@ def test_estimate_scales_with_epochs_images_and_resolution() -> None:
     assert estimate.expected_minutes({**train, "epochs": 20}, 70600, 0, speed) == pytest.approx(2 * base)
     assert estimate.expected_minutes({**train, "resolution": 448}, 70600, 0, speed) == pytest.approx(4 * base)
     assert estimate.expected_minutes(train, 70600, 0, speed, gpus=2) == pytest.approx(base / 2)
+    assert estimate.expected_minutes(train, 70600, 0, speed, gpus=8, efficiency=0.9) == pytest.approx(base / 7.2)
+    assert estimate.expected_minutes(train, 70600, 0, speed, gpus=1, efficiency=0.9) == pytest.approx(base)
 
 
 def test_requests_have_a_margin_and_retries_never_pass_the_cap() -> None:
@@ -43,7 +45,14 @@ def test_plan_of_the_paper_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     total = rows[("all", "train")]
     assert total.jobs == sum(len(run.seeds) for run in registry.runs.values())
     cap_h = config["resources"]["default"]["max_runtime"] / 60
-    assert 0 < total.requested_gpu_h <= total.jobs * cap_h
+    gpus = {run_id: estimate.run_gpus(config, run) for run_id, run in registry.runs.items()}
+    assert 0 < total.requested_gpu_h <= sum(len(run.seeds) * gpus[run_id] * cap_h
+                                            for run_id, run in registry.runs.items())
+    # ImageNet's A1 and A2 runs train on 8 GPUs (the official A2 command's), every other run on one.
+    assert {run_id for run_id, count in gpus.items() if count == 8} == {
+        run_id for run_id, run in registry.runs.items() if set(run.recipes.values()) & {"imagenet_a1", "imagenet_a2"}}
+    assert set(gpus.values()) == {1, 8} and total.gpus_per_job == {1, 8}
+    assert rows[("single_label", "train")].gpus_per_job == {8} and rows[("single_label", "train")].over_cap == 0
     assert rows[("heads", "train")].jobs < total.jobs
     # Table 2's transformer-decoder at 9,605 classes is far over its 16 GB budget: refused at start, its
     # three jobs expected at minutes (the plan once counted them at 95,177 GPU-hours).
@@ -96,6 +105,39 @@ def test_plan_command_prints_a_table(tmp_path: Path) -> None:
     assert "| heads | train | 12 | " in everything and "| openimages | train | " in everything
     overridden = mld_plan("--config", "seeds=[0]", "skip_datasets=[openimages]")
     assert "| heads | train | 4 | " in overridden and "| openimages |" not in overridden
+
+
+def test_a_recipe_on_two_gpus_halves_the_time_and_doubles_the_job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """recipes.<name>.gpu: the estimate divides by the GPUs (times the stated efficiency), the job
+    asks for that many GPUs and as many times the threads, memory and loader workers."""
+    monkeypatch.chdir(tmp_path)
+    test_config = REPO / "config" / "test.yaml"
+    exact = {"resources": {"estimate": {"scaling_efficiency": 1.0}}}
+    one = build_registry(workflow_config([test_config], exact))
+    two = build_registry(workflow_config([test_config], {**exact, "recipes": {"voc": {"gpu": 2}}}))
+    run_id = "voc-like/large/ml_decoder-k20/fixed_random"
+    assert two.runs[run_id].recipes == {"table11_voc": "voc"}
+    assert estimate.run_minutes(two, run_id, 0)[0] == pytest.approx(estimate.run_minutes(one, run_id, 0)[0] / 2)
+    job = estimate.train_job(two.config, two.runs[run_id])
+    assert job == estimate.TrainJob(gpus=2, threads=2, mem_mb=4000, num_workers=0)  # the default's 1 thread, 2000 MB
+    assert estimate.train_job(one.config, one.runs[run_id]) == estimate.TrainJob(0, 1, 2000, 0)  # CPU
+    voc = dict(((t, r), c) for t, r, c in plan(two, ["voc"]))[("voc", "train")]
+    assert voc.gpus_per_job == {2} and "| voc | train | 1 | " in format_plan(plan(two, ["voc"]), "two")
+    others = [run for run in two.runs.values() if "voc" not in run.recipes.values()]
+    assert all(estimate.run_gpus(two.config, run) == 0 for run in others)  # the embedded default's CPU jobs
+
+
+def test_a_gpu_count_that_does_not_split_the_batch_is_refused_naming_the_key() -> None:
+    from mld.experiments import ExperimentConfigError
+
+    test_config = REPO / "config" / "test.yaml"
+    registry = build_registry(workflow_config([test_config], {"recipes": {"voc": {"gpu": 7}}}))
+    run = registry.runs["voc-like/large/ml_decoder-k20/fixed_random"]
+    with pytest.raises(ExperimentConfigError, match=r"config key recipes\.voc\.gpu = 7: run voc-like/large/"
+                                                     r"ml_decoder-k20/fixed_random has train\.batch_size = 64"):
+        estimate.run_gpus(registry.config, run)
+    with pytest.raises(ExperimentConfigError, match=r"recipes\.voc\.gpu: 0 is less than the minimum of 1"):
+        workflow_config([test_config], {"recipes": {"voc": {"gpu": 0}}})
 
 
 # ---------------------------------------------------------------- weights for offline nodes
@@ -165,6 +207,8 @@ def test_launcher_divides_workers_among_processes_and_refuses_result_keys() -> N
     with pytest.raises(ValueError, match="train.epochs"):
         launch.parse_setting("train.epochs=5")
     assert "--nproc-per-node=2" in launch.command(2, ["train"]) and "torch.distributed.run" not in launch.command(1, [])
+    # torchrun passes the early stop's SIGUSR1 on to its processes, not only its default signals.
+    assert "--signals-to-handle=SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1" in launch.command(2, ["train"])
 
 
 def test_launcher_stops_a_slurm_job_before_its_limit(tmp_path: Path) -> None:

@@ -233,6 +233,27 @@ def test_named_target_makes_only_its_ablation(tmp_path: Path) -> None:
     assert counts["pretrain_backbone"] == 1 and counts["extract_features"] == 1
 
 
+def test_a_recipe_on_two_gpus_asks_slurm_for_them_and_launches_two_processes(tmp_path: Path) -> None:
+    """recipes.<name>.gpu reaches the job: its `gpu` resource (the Slurm executor's --gpus), twice
+    the threads and memory, and `mld.launch --gpus 2` (torchrun, one process per GPU)."""
+    from types import SimpleNamespace
+
+    from snakemake_executor_plugin_slurm.utils import set_gres_string
+
+    two = tmp_path / "two.yaml"
+    two.write_text(yaml.safe_dump({"base": str(TEST_CONFIG), "recipes": {"voc": {"gpu": 2}}}))
+    result = snakemake("--dry-run", "--printshellcmds", "--cores", "8", "--configfile", two, "--", "voc",
+                       workdir=tmp_path)
+    assert result.returncode == 0, result.stdout[-5000:]
+    job = result.stdout[result.stdout.index("rule train:"):]
+    job = job[:job.index("exit 1")]
+    assert "threads: 2\n" in job  # the embedded default's one thread per job, twice
+    resources = dict(item.split("=", 1) for item in re.search(r"resources: (.*)", job).group(1).split(", "))
+    assert (resources["gpu"], resources["mem_mb"]) == ("2", "4000")
+    assert "python -m mld.launch --gpus 2 --threads 2 " in job
+    assert set_gres_string(SimpleNamespace(resources={"gpu": int(resources["gpu"])})).strip() == "--gpus=2"
+
+
 def test_slurm_profile_selects_the_paper_config_and_the_slurm_executor(paper_data: Path, tmp_path: Path) -> None:
     profile = yaml.safe_load((REPO / "slurm" / "config.yaml").read_text())
     assert profile["executor"] == "slurm" and profile["configfile"] == "config/paper.yaml"

@@ -13,7 +13,7 @@ of exactly what `snakemake TARGET --configfile FILE --config ...` would submit, 
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -82,9 +82,11 @@ class RuleCost:
     expected_gpu_h: float = 0.0
     over_cap: int = 0  # jobs expected to outlast their (capped) limit: resubmitted, resuming
     refused: int = 0  # jobs whose feasibility budget will refuse them at start (expected: minutes)
+    gpus_per_job: set[int] = field(default_factory=set)  # several: recipes.<name>.gpu gives some runs more
 
     def add(self, requested_min: float, expected_min: float, gpus: int, refused: bool = False) -> None:
         self.jobs += 1
+        self.gpus_per_job.add(gpus)
         self.refused += refused
         expected_min = min(expected_min, REFUSED_MINUTES) if refused else expected_min
         self.over_cap += expected_min > requested_min
@@ -103,7 +105,6 @@ def target_costs(registry: Any, tables: Iterable[str], refusals: Mapping[str, st
         runs, measurements = registry.table_members(table_id)
         run_ids.update(runs)
         measurement_ids.update(measurements)
-    train_gpus = estimate.rule_resource(config, "train", "gpu")
     for run_id in sorted(run_ids):
         run = registry.runs[run_id]
         dataset = registry.run_dataset(run_id)
@@ -116,7 +117,7 @@ def target_costs(registry: Any, tables: Iterable[str], refusals: Mapping[str, st
                 expected, requested = estimate.run_minutes(registry, run_id, seed)
             else:
                 expected = requested = estimate.rule_resource(config, "train", "runtime")
-            costs["train"].add(requested, expected, train_gpus, refused=run_id in refusals)
+            costs["train"].add(requested, expected, estimate.run_gpus(config, run), refused=run_id in refusals)
     measure_gpus = estimate.rule_resource(config, "measure", "gpu")
     measure_minutes = estimate.rule_resource(config, "measure", "runtime")
     for measurement_id in sorted(measurement_ids):
@@ -184,12 +185,15 @@ def format_plan(rows: Sequence[tuple[str, str, RuleCost]], label: str, stores: M
     lines = [f"plan of: {label}", "(jobs still to run; GPU-hours = time limit x GPUs; expected from mld/estimate.py)",
              "(over cap: jobs expected to outlast the capped limit; each resubmission resumes from its checkpoint)",
              f"(refused: jobs their feasibility budget will refuse at start, expected at {REFUSED_MINUTES:g} min each)",
-             "", "| target | rule | jobs | GPU-h requested | GPU-h expected | over cap | refused |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+             "(GPUs per job: a recipe's `gpu` runs its jobs on several, one DDP process each; time scaled by"
+             " resources.estimate.scaling_efficiency)",
+             "", "| target | rule | jobs | GPU-h requested | GPU-h expected | over cap | refused | GPUs per job |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     lines += [f"| {target} | {rule} | {cost.jobs} | {cost.requested_gpu_h:,.1f} | {cost.expected_gpu_h:,.1f} "
-              f"| {cost.over_cap} | {cost.refused} |" for target, rule, cost in rows]
+              f"| {cost.over_cap} | {cost.refused} | {', '.join(map(str, sorted(cost.gpus_per_job)))} |"
+              for target, rule, cost in rows]
     if not rows:
-        lines.append("| - | - | 0 | 0 | 0 | 0 | 0 |")
+        lines.append("| - | - | 0 | 0 | 0 | 0 | 0 | - |")
     if stores:
         lines += ["", f"image stores to write (`image_store: false` decodes the files instead): "
                       f"{sum(stores.values()):,.1f} GB on disk",

@@ -65,6 +65,14 @@ class World:
         dist.all_reduce(value, op=dist.ReduceOp.MAX)
         return bool(value.item())
 
+    def largest(self, value: int) -> int:
+        """The largest of every process's `value` (e.g. micro-batches each GPU's memory needs)."""
+        if not self.distributed:
+            return value
+        found = torch.tensor([value], device=self.device)
+        dist.all_reduce(found, op=dist.ReduceOp.MAX)
+        return int(found.item())
+
     def sum(self, values: torch.Tensor) -> torch.Tensor:
         if self.distributed:
             values = values.to(self.device).clone()

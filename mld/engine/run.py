@@ -215,7 +215,8 @@ class _Run:
                  f"{self.precision.name}, {self.steps_per_epoch} steps/epoch x {train['epochs']} epochs")
 
     def _choose_accumulation(self) -> int:
-        """train.accumulation as a number: given, or (auto) the fewest micro-batches that fit this GPU."""
+        """train.accumulation as a number: given, or (auto) the fewest micro-batches that fit this GPU
+        (under DDP: the most that any process's GPU needs)."""
         setting, batch = self.train_config["accumulation"], self.sampler.local_batch_size
         if setting != ACCUMULATION_AUTO:
             return min(int(setting), batch)
@@ -226,6 +227,8 @@ class _Run:
         steps = fitting_accumulation(self.config, self.model, self.data, self._training_step(), capacity_gb)
         if steps is None:
             raise torch.OutOfMemoryError(f"even one image per micro-batch is estimated above {capacity_gb:.1f} GB")
+        # Every process must take as many micro-batches (DDP averages gradients on the last one).
+        steps = self.world.largest(steps)
         self.log(f"accumulation: {steps} micro-batch(es) of at most {-(-batch // steps)} images per step "
                  f"(estimated to fit {capacity_gb:.1f} GB)")
         return steps

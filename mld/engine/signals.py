@@ -18,6 +18,7 @@ from typing import Iterator
 
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGUSR1") if hasattr(signal, name))
 TEST_SIGNAL_ENV = "MLD_TEST_SIGNAL"
+TEST_SIGNAL_GROUP_ENV = "MLD_TEST_SIGNAL_GROUP"
 
 
 class RunInterrupted(RuntimeError):
@@ -76,13 +77,15 @@ def signal_on_event(event: str) -> None:
     the run logs a line containing "epoch 2/4: 3/6 steps". The events are the run's log lines and
     "worker started" (a loader worker, before it ignores the stop signals). Tests stop or kill a
     run at an exact point this way instead of racing it with sleeps; they start it in its own
-    session, as a batch job runs. Unset (always, outside tests) it does nothing.
+    session, as a batch job runs. MLD_TEST_SIGNAL_GROUP names another process group to signal
+    instead: a job launcher's (mld.launch), whose torchrun starts each process in a session of its
+    own. Unset (always, outside tests) it does nothing.
     """
     wanted = os.environ.get(TEST_SIGNAL_ENV)
     if wanted:
         name, _, text = wanted.partition(":")
         if text in event:
-            os.killpg(os.getpgrp(), getattr(signal, name))
+            os.killpg(int(os.environ.get(TEST_SIGNAL_GROUP_ENV) or os.getpgrp()), getattr(signal, name))
 
 
 def ignore_in_worker(worker_id: int) -> None:

@@ -53,6 +53,8 @@ try:
     config.clear()
     config.update(_resolved)
     REGISTRY = build_registry(config)
+    for _run in REGISTRY.runs.values():  # every run's GPUs split its batch (named key otherwise)
+        estimate.run_gpus(config, _run)
 except (ExperimentConfigError, WeightsConfigError) as error:
     raise WorkflowError(str(error)) from None
 
@@ -143,10 +145,12 @@ def job_config_content(wildcards):
     return yaml.safe_dump(content, sort_keys=False)
 
 
-def execution_flags(kind, name):
+def execution_flags(kind, name, job=None):
     """`--set train.num_workers=8 ...`: a job's execution settings (the image store too), for
-    mld.launch (not a trigger)."""
+    mld.launch (not a trigger); a training `job` (mld.estimate.TrainJob) brings its loader workers."""
     engine = job_engine_config(kind, name)
+    if job is not None:
+        engine["train"]["num_workers"] = job.num_workers
     flags = []
     for key in EXECUTION_KEYS:
         section, option = key.split(".")
@@ -177,13 +181,21 @@ def base_runtime(rule_name):
     )
 
 
-def rule_resources(rule_name, execution_settings=None):
+def train_job(wildcards):
+    """The size of a run's training job (mld.estimate.train_job): its GPUs, and the threads,
+    memory and loader workers that grow with them."""
+    return estimate.train_job(config, lookup(REGISTRY.runs, wildcards.run_id, "run"))
+
+
+def rule_resources(rule_name, execution_settings=None, job=None):
     """Memory and time (growing with each retry, up to the rule's caps), GPUs, and the execution
-    settings mld.launch passes on: resources, not params, so changing them reruns nothing."""
+    settings mld.launch passes on: resources, not params, so changing them reruns nothing. `job`
+    (train_job) sizes each job by its run's GPUs instead of the rule's flat values."""
+    mem_mb = (lambda w: job(w).mem_mb) if job else (lambda w: resource(rule_name, "mem_mb"))
     return dict(
-        mem_mb=capped(rule_name, "mem_mb", "max_mem_mb", lambda w: resource(rule_name, "mem_mb")),
+        mem_mb=capped(rule_name, "mem_mb", "max_mem_mb", mem_mb),
         runtime=capped(rule_name, "runtime", "max_runtime", base_runtime(rule_name)),
-        gpu=resource(rule_name, "gpu"),
+        gpu=(lambda w: job(w).gpus) if job else resource(rule_name, "gpu"),
         execution=execution_settings or "",
     )
 
@@ -201,9 +213,9 @@ def launched(command):
     )
 
 
-def execution(kind, name_of):
+def execution(kind, name_of, job=None):
     """The `execution` resource of a rule: its jobs' execution settings (see execution_flags)."""
-    return lambda wildcards: execution_flags(kind, name_of(wildcards))
+    return lambda wildcards: execution_flags(kind, name_of(wildcards), job(wildcards) if job else None)
 
 
 # ------------------------------------------------------------------ input functions and arguments

@@ -54,9 +54,13 @@ if config["mode"] == "cached_features":
             paths.BENCHMARK.format(rule="train", name="{run_id}/seeds")
         conda:
             "../envs/mld.yaml"
-        threads: resource("train", "threads")
+        threads: lambda w: train_job(w).threads
         resources:
-            **rule_resources("train", execution("runs", lambda w: paths.run_job_name(w.run_id, config["seeds"][0]))),
+            **rule_resources(
+                "train",
+                execution("runs", lambda w: paths.run_job_name(w.run_id, config["seeds"][0]), train_job),
+                train_job,
+            ),
         params:
             out_dir=lambda w: paths.RUN_ROOT.format(run_id=w.run_id),
             seeds="--seeds " + " ".join(map(str, config["seeds"])),
@@ -78,9 +82,11 @@ else:
             paths.BENCHMARK.format(rule="train", name="{run_id}/seed{seed}")
         conda:
             "../envs/mld.yaml"
-        threads: resource("train", "threads")
+        threads: lambda w: train_job(w).threads
         resources:
-            **rule_resources("train", execution("runs", lambda w: paths.run_job_name(w.run_id, w.seed))),
+            **rule_resources(
+                "train", execution("runs", lambda w: paths.run_job_name(w.run_id, w.seed), train_job), train_job
+            ),
         params:
             out_dir=paths.RUN_DIR,
             seeds="",
