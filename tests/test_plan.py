@@ -107,7 +107,8 @@ def test_plan_command_prints_a_table(tmp_path: Path) -> None:
     assert "| heads | train | 4 | " in overridden and "| openimages |" not in overridden
 
 
-def test_a_recipe_on_two_gpus_halves_the_time_and_doubles_the_job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_recipe_on_two_gpus_halves_the_time_and_doubles_the_job(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """recipes.<name>.gpu: the estimate divides by the GPUs (times the stated efficiency), the job
     asks for that many GPUs and as many times the threads, memory and loader workers."""
     monkeypatch.chdir(tmp_path)
@@ -125,6 +126,13 @@ def test_a_recipe_on_two_gpus_halves_the_time_and_doubles_the_job(tmp_path: Path
     assert voc.gpus_per_job == {2} and "| voc | train | 1 | " in format_plan(plan(two, ["voc"]), "two")
     others = [run for run in two.runs.values() if "voc" not in run.recipes.values()]
     assert all(estimate.run_gpus(two.config, run) == 0 for run in others)  # the embedded default's CPU jobs
+    # A user config on top of the paper's takes a recipe back to the train rule's GPUs with null.
+    from types import SimpleNamespace
+
+    a2 = SimpleNamespace(run_id="a2", recipes={"table13_single_label": "imagenet_a2"},
+                         config={"train": {"batch_size": 2048}})
+    assert estimate.run_gpus(workflow_config([PAPER], {}), a2) == 8
+    assert estimate.run_gpus(workflow_config([PAPER], {"recipes": {"imagenet_a2": {"gpu": None}}}), a2) == 1
 
 
 def test_a_gpu_count_that_does_not_split_the_batch_is_refused_naming_the_key() -> None:

@@ -470,6 +470,8 @@ def make_toy_paper(root: Path) -> ToyPaper:
         # (time limits stay the paper config's: the train rule's come from its estimate).
         "resources": {rule: {"threads": 1, "mem_mb": 3000, "gpu": 0} for rule, spec in paper["resources"].items()
                       if "mem_mb" in spec},
+        # Recipes the paper trains on several GPUs (ImageNet's: 8) take the train rule's (none) too.
+        "recipes": {name: {"gpu": None} for name, spec in paper["recipes"].items() if spec.get("gpu")},
     })
     config_file = root / "toy-paper.yaml"
     config_file.write_text(yaml.safe_dump({"base": "config/paper.yaml", **overrides}, sort_keys=False))
