@@ -1,6 +1,7 @@
 """The image store: a dataset's images decoded once at a run's resolution, read as the raw files."""
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -121,3 +122,27 @@ def test_prepare_store_command_writes_the_store(tmp_path, capsys):
     assert "8 images of" in capsys.readouterr().out
     meta = json.loads((tmp_path / "store" / STORE_FILE).read_text())
     assert meta["resolution"] == 16 and meta["splits"] == {"train": 4, "val": 4}
+
+
+def test_a_compressed_store_holds_the_jpegs_of_the_exact_pixels(photos, tmp_path, capsys):
+    """`--compress`: each image is the JPEG (at --quality) of the exact store's image, read back
+    by the loaders as any store; store.json says so."""
+    dataset, exact_store = photos
+    assert main(["prepare", "store", "--dataset", str(dataset), "--resolution", str(RESOLUTION), "--out",
+                 str(tmp_path / "jpeg"), "--workers", "0", "--compress", "--quality", "95"]) == 0
+    assert "(JPEG quality 95)" in capsys.readouterr().out
+    exact, compressed = open_store(exact_store), open_store(tmp_path / "jpeg")
+    assert (compressed.encoding, compressed.quality, compressed.splits) == ("jpeg", 95, exact.splits)
+    for split, count in exact.splits.items():
+        images = compressed.images(split)
+        assert len(images) == count
+        for index in range(count):
+            encoded = io.BytesIO()
+            pixels = np.asarray(exact.images(split)[index])
+            Image.fromarray(pixels).save(encoded, format="JPEG", quality=95, subsampling=0)  # colour at full size
+            assert np.array_equal(images[index], np.asarray(Image.open(encoded)))
+    first = batches(dataset, tmp_path / "jpeg", train=False, epoch=0)[0]
+    assert first.dtype == torch.uint8 and first.shape == (4, 3, RESOLUTION, RESOLUTION)
+    (tmp_path / "jpeg" / "val.offsets.npy").unlink()
+    with pytest.raises(StoreError, match="val's JPEG file or offsets missing"):
+        open_store(tmp_path / "jpeg").images("val")
