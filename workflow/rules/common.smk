@@ -24,7 +24,7 @@ from mld.experiments import (
     resolve_base,
     validate_config,
 )
-from mld.weights import WeightsConfigError, check_weights
+from mld.weights import WeightsConfigError, check_shipped_backbones, check_weights
 
 REPO = Path(workflow.basedir)
 
@@ -53,6 +53,7 @@ try:
     config.clear()
     config.update(_resolved)
     REGISTRY = build_registry(config)
+    check_shipped_backbones(config, REGISTRY.backbones)
 except (ExperimentConfigError, WeightsConfigError) as error:
     raise WorkflowError(str(error)) from None
 
