@@ -173,7 +173,7 @@ def _ratio(numerator: Estimate, denominator: Estimate, what: str, bound: float, 
         return Verdict(UNDETERMINED, f"{what}: {numerator} / {denominator} has a value that is not positive")
     ratio = numerator.mean / denominator.mean
     needs = f"needs {'>=' if at_least else '<='} {bound:g}"
-    if not timed:
+    if not timed or numerator.n is None and denominator.n is None:  # a cost, or the paper's two numbers
         return Verdict(_holds(ratio >= bound if at_least else ratio <= bound),
                        f"{what}: {numerator} / {denominator} = {ratio:.3f} ({needs})")
     error = log_ratio_error(numerator, denominator)
@@ -352,8 +352,13 @@ def _self_attention_growth(values: Values, rows: list[dict[str, Any]]) -> Verdic
     verdict = ratio_at_least(last, first, "", (most / fewest) ** SUPERLINEAR_SLOPE, timed=True)
     slope = math.log(last.mean / first.mean) / span
     error = log_ratio_error(last, first)
-    interval = ", from a single timing round: no spread to judge it by" if error is None else \
-        f", 95% interval {slope - stats.Z_TWO_SIDED * error / span:.2f}-{slope + stats.Z_TWO_SIDED * error / span:.2f}"
+    if error is None:
+        interval = ", from a single timing round: no spread to judge it by"
+    elif first.n is None and last.n is None:  # the paper's numbers
+        interval = ""
+    else:
+        interval = f", 95% interval {slope - stats.Z_TWO_SIDED * error / span:.2f}-" \
+                   f"{slope + stats.Z_TWO_SIDED * error / span:.2f}"
     return Verdict(verdict.verdict,
                    f"transformer-decoder self-attention {first} -> {last} ms from {fewest} to {most} classes: "
                    f"log-log slope {slope:.2f}{interval} (needs >= {SUPERLINEAR_SLOPE:g}; quadratic is 2)")

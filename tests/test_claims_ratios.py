@@ -39,4 +39,5 @@ def test_a_single_timing_round_leaves_a_speed_claim_undetermined_but_not_a_cost_
 
 
 def test_the_papers_single_numbers_are_compared_as_they_are():
-    assert ratio_at_least(Estimate(562.0), Estimate(575.0), "paper speed", 0.9, timed=True).verdict == stats.HOLDS
+    paper = ratio_at_least(Estimate(562.0), Estimate(575.0), "paper speed", 0.9, timed=True)
+    assert paper.verdict == stats.HOLDS and paper.text == "paper speed: 562 / 575 = 0.977 (needs >= 0.9)"
