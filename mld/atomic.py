@@ -6,6 +6,8 @@ disk, quota, permissions) removes the temporary file and raises an OSError namin
 so a killed or failed job never leaves a truncated `metrics.json` for the workflow to trust.
 A SIGKILL gives no chance to remove the temporary file: `remove_stale_temporaries` clears them
 from a directory when the job that owns it starts again.
+
+Also the content hashes that tell files and configs apart (a weights file's SHA-256, a config's).
 """
 from __future__ import annotations
 
@@ -93,3 +95,13 @@ def file_sha256(path: str | Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def canonical_json(config: Any) -> str:
+    """A config as canonical JSON (sorted keys, no spaces): equal texts, equal configs."""
+    return json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def config_hash(config: Any) -> str:
+    """A short hash of a run config (canonical JSON): equal hashes, equal configs."""
+    return hashlib.sha256(canonical_json(config).encode()).hexdigest()[:16]

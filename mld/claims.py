@@ -150,22 +150,51 @@ def at_most(values: Values, table: str, metric: str, a: Mapping[str, Any], b: Ma
     return replace(verdict, text=verdict.text + paper)
 
 
-def _ratio(numerator: Estimate, denominator: Estimate, what: str, bound: float, at_least: bool) -> Verdict:
-    """Compare `numerator / denominator` with a bound (cost and speed ratios: measured, not seed-noisy)."""
-    if denominator.mean <= 0:
-        return Verdict(UNDETERMINED, f"{what}: the denominator {denominator} is not positive")
+def log_ratio_error(numerator: Estimate, denominator: Estimate) -> float | None:
+    """The standard error of log(numerator / denominator) from each measured side's spread over its
+    replicates (timing rounds); a reported value (n None) counts as exact. None when a measured side
+    has fewer than two replicates: no spread to judge the ratio by."""
+    variance = 0.0
+    for estimate in (numerator, denominator):
+        if estimate.n is None:
+            continue
+        if estimate.n < 2 or estimate.std is None or math.isnan(estimate.std):
+            return None
+        variance += (estimate.std / estimate.mean) ** 2 / estimate.n
+    return math.sqrt(variance)
+
+
+def _ratio(numerator: Estimate, denominator: Estimate, what: str, bound: float, at_least: bool,
+           timed: bool) -> Verdict:
+    """Compare `numerator / denominator` with a bound. A cost ratio (FLOPs) is exact; a speed ratio
+    (`timed`) is decided by its 95% interval over the timing rounds, undetermined while it straddles
+    the bound or when there is a single round."""
+    if denominator.mean <= 0 or numerator.mean <= 0:
+        return Verdict(UNDETERMINED, f"{what}: {numerator} / {denominator} has a value that is not positive")
     ratio = numerator.mean / denominator.mean
-    holds = ratio >= bound if at_least else ratio <= bound
-    return Verdict(_holds(holds), f"{what}: {numerator} / {denominator} = {ratio:.3f} "
-                                  f"(needs {'>=' if at_least else '<='} {bound:g})")
+    needs = f"needs {'>=' if at_least else '<='} {bound:g}"
+    if not timed or numerator.n is None and denominator.n is None:  # a cost, or the paper's two numbers
+        return Verdict(_holds(ratio >= bound if at_least else ratio <= bound),
+                       f"{what}: {numerator} / {denominator} = {ratio:.3f} ({needs})")
+    error = log_ratio_error(numerator, denominator)
+    if error is None:
+        return Verdict(UNDETERMINED, f"{what}: {numerator} / {denominator} = {ratio:.3f} ({needs}), from a single "
+                                     "timing round: no spread to judge it by (measurements.options.rounds >= 2)")
+    low, high = ratio * math.exp(-stats.Z_TWO_SIDED * error), ratio * math.exp(stats.Z_TWO_SIDED * error)
+    supports, contradicts = (low >= bound, high < bound) if at_least else (high <= bound, low > bound)
+    verdict = HOLDS if supports else FAILS if contradicts else UNDETERMINED
+    return Verdict(verdict, f"{what}: {numerator} / {denominator} = {ratio:.3f}, 95% interval {low:.3f}-{high:.3f} "
+                            f"over the timing rounds ({needs})")
 
 
-def ratio_at_least(numerator: Estimate, denominator: Estimate, what: str, minimum: float) -> Verdict:
-    return _ratio(numerator, denominator, what, minimum, at_least=True)
+def ratio_at_least(numerator: Estimate, denominator: Estimate, what: str, minimum: float,
+                   timed: bool = False) -> Verdict:
+    return _ratio(numerator, denominator, what, minimum, at_least=True, timed=timed)
 
 
-def ratio_at_most(numerator: Estimate, denominator: Estimate, what: str, maximum: float) -> Verdict:
-    return _ratio(numerator, denominator, what, maximum, at_least=False)
+def ratio_at_most(numerator: Estimate, denominator: Estimate, what: str, maximum: float,
+                  timed: bool = False) -> Verdict:
+    return _ratio(numerator, denominator, what, maximum, at_least=False, timed=timed)
 
 
 # ---- row selection by role (counts differ between the paper and the embedded default) ----------
@@ -312,15 +341,27 @@ def _zsl_needs_nlp_queries_and_head(values: Values, claim: Mapping[str, Any]) ->
 
 def _self_attention_growth(values: Values, rows: list[dict[str, Any]]) -> Verdict:
     """How the transformer-decoder's self-attention time grows with the class count: the slope of
-    log time vs log classes between the fewest and the most classes (quadratic: 2)."""
+    log time vs log classes between the fewest and the most classes (quadratic: 2), its interval
+    from the timing rounds' spread."""
     fewest, most = rows[0]["classes"], rows[-1]["classes"]
     first, last = (values.get("module_timing", "time_ms", **row) for row in (rows[0], rows[-1]))
     if min(first.mean, last.mean, fewest) <= 0 or fewest == most:
         return Verdict(UNDETERMINED, "self-attention growth needs positive times at two class counts")
-    slope = math.log(last.mean / first.mean) / math.log(most / fewest)
-    return Verdict(_holds(slope >= SUPERLINEAR_SLOPE),
+    # The slope is log(time ratio) / log(class ratio): the time ratio's test, on the log scale.
+    span = math.log(most / fewest)
+    verdict = ratio_at_least(last, first, "", (most / fewest) ** SUPERLINEAR_SLOPE, timed=True)
+    slope = math.log(last.mean / first.mean) / span
+    error = log_ratio_error(last, first)
+    if error is None:
+        interval = ", from a single timing round: no spread to judge it by"
+    elif first.n is None and last.n is None:  # the paper's numbers
+        interval = ""
+    else:
+        interval = f", 95% interval {slope - stats.Z_TWO_SIDED * error / span:.2f}-" \
+                   f"{slope + stats.Z_TWO_SIDED * error / span:.2f}"
+    return Verdict(verdict.verdict,
                    f"transformer-decoder self-attention {first} -> {last} ms from {fewest} to {most} classes: "
-                   f"log-log slope {slope:.2f} (needs >= {SUPERLINEAR_SLOPE:g}; quadratic is 2)")
+                   f"log-log slope {slope:.2f}{interval} (needs >= {SUPERLINEAR_SLOPE:g}; quadratic is 2)")
 
 
 @claim_check("throughput_independent_of_classes")
@@ -332,12 +373,13 @@ def _throughput_independent_of_classes(values: Values, claim: Mapping[str, Any])
     outcomes = [
         ratio_at_least(values.get(table, metric, **decoder[-1]), values.get(table, metric, **decoder[0]),
                        f"ML-Decoder inference at {decoder[-1]['classes']} vs {decoder[0]['classes']} classes",
-                       FLAT_THROUGHPUT_RATIO),
+                       FLAT_THROUGHPUT_RATIO, timed=True),
         ratio_at_least(values.get(table, metric, **decoder[-1]), gap,
-                       f"ML-Decoder vs GAP inference at {decoder[-1]['classes']} classes", BELOW_GAP_RATIO),
+                       f"ML-Decoder vs GAP inference at {decoder[-1]['classes']} classes", BELOW_GAP_RATIO,
+                       timed=True),
         ratio_at_most(values.get(table, metric, **baseline[-1]), values.get(table, metric, **baseline[0]),
                       f"transformer-decoder inference at {baseline[-1]['classes']} vs {baseline[0]['classes']} "
-                      "classes", COLLAPSE_RATIO),
+                      "classes", COLLAPSE_RATIO, timed=True),
     ]
     timing = "module_timing"
     attention = ranked(values, timing, "classes", head="transformer_decoder", module="self_attention")
@@ -345,8 +387,8 @@ def _throughput_independent_of_classes(values: Values, claim: Mapping[str, Any])
     self_time = values.get(timing, "time_ms", **attention[-1])
     for module in ("cross_attention", "mlp"):
         other = values.get(timing, "time_ms", head="transformer_decoder", classes=most, module=module)
-        outcomes.append(Verdict(_holds(self_time.mean > other.mean),
-                                f"at {most} classes self-attention {self_time} ms vs {module} {other} ms"))
+        outcomes.append(ratio_at_least(self_time, other, f"at {most} classes self-attention over {module} time (ms)",
+                                       1.0, timed=True))
     if len(attention) >= 2:
         outcomes.append(_self_attention_growth(values, attention))
     return all_hold(outcomes)

@@ -19,7 +19,9 @@ Row kinds (column `kind`):
   metric name prefix: "mAP" stays one metric, its protocol a key beside run and seed (runs.csv
   files written before the column hold final values only, and read back with it empty).
 * measurement: one row per (measurement, metric); a metric given per part (module timing's
-  time_ms per module) is one row per part, "time_ms/self_attention".
+  time_ms per module) is one row per part, "time_ms/self_attention". A timing taken in rounds
+  (mld.cost) has one row per round and metric, the round numbered in `seed`: the replicates whose
+  spread decides a speed claim, as seeds decide an mAP one.
 * report: the header (label, config, mode, seeds, git commit, one row per dataset and backbone).
 * config: one row per run and measurement, its config (without the seed) as canonical JSON in
   `note`, so results from several places can be merged and compared key by key (mld.merge).
@@ -47,9 +49,10 @@ import numpy as np
 import pandas as pd
 
 from mld import history, stats
-from mld.atomic import write_npz, write_text
+from mld.atomic import canonical_json, config_hash, write_npz, write_text
 from mld.data.prepared import images_with_positive
 from mld.experiments import CHECKOUT, Registry, measurement_path, paper_class_count, run_dir
+from mld.weights import read_manifest, shipped_file
 
 COLUMNS = ("kind", "run_id", "seed", "table_ids", "metric", "selection", "value", "status", "reason", "mode", "task",
            "dataset", "dataset_stands_for", "backbone", "backbone_role", "backbone_stands_for", "rows", "versions",
@@ -106,16 +109,6 @@ def describe_environment(versions: Any) -> str:
     if not isinstance(versions, Mapping) or not versions:
         return "not recorded"
     return ", ".join(f"{name} {value}" for name, value in versions.items())
-
-
-def canonical_json(config: Any) -> str:
-    """A config as canonical JSON (sorted keys, no spaces): equal texts, equal configs."""
-    return json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
-
-
-def config_hash(config: Any) -> str:
-    """A short hash of a run config (canonical JSON): equal hashes, equal configs."""
-    return hashlib.sha256(canonical_json(config).encode()).hexdigest()[:16]
 
 
 def git_commit(root: Path = CHECKOUT) -> str:
@@ -179,6 +172,11 @@ def describe_backbone(config: Mapping[str, Any], role: str) -> str:
         return f"`{role}`: the `{spec}` backbone"
     options = spec.get("options") or {}
     text = f"`{role}`: {spec['name']}" + (f" {json.dumps(options, sort_keys=True)}" if options else "")
+    shipped = (config.get("pretraining") or {}).get("weights") if config.get("mode") == "cached_features" else None
+    if shipped:
+        entry = read_manifest(shipped).get(role) or {}
+        return text + (f", pretrained weights {shipped_file(shipped, role)} (shipped; sha256 "
+                       f"{str(entry.get('sha256'))[:12]}, made on {entry.get('made_on', 'unknown')})")
     return text + (f", weights {spec['weights']}" if spec.get("weights") else "")
 
 
@@ -323,10 +321,15 @@ def _collect_measurement(registry: Registry, measurement_id: str, results: Path,
                                                  **{k: report[k] for k in ("device", "amp") if k in report}}),
                   device=str(report.get("device")))
     status, reason = (STATUS_INFEASIBLE, str(report.get("reason"))) if report.get("infeasible") else (STATUS_OK, None)
-    skip = {"num_classes", "resolution", "batch_size", "warmup", "repeats", "min_seconds", "layers", "amp"}
-    values = {key: value for key, value in report.items() if key not in skip and key != "model"}
-    return [_base_row(**common, metric=name, value=value, status=status, reason=reason)
-            for name, value in flatten(values)] or [_base_row(**common, status=status, reason=reason)]
+    skip = {"num_classes", "resolution", "batch_size", "warmup", "repeats", "min_seconds", "layers", "amp", "model",
+            "rounds"}
+    values = {key: value for key, value in report.items() if key not in skip}
+    # A timing taken in rounds: one row set per round, the round in the seed column (a replicate,
+    # as a seed is a run's), so its spread reaches the tables and the claims.
+    rounds = list(enumerate(report["rounds"])) if report.get("rounds") else [(None, {})]
+    return [_base_row(**common, seed=index, metric=name, value=value, status=status, reason=reason)
+            for index, timing in rounds for name, value in flatten({**values, **timing})] \
+        or [_base_row(**common, status=status, reason=reason)]
 
 
 def _report_rows(registry: Registry, header: Mapping[str, Any], commit: str) -> list[dict]:

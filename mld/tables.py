@@ -864,6 +864,18 @@ def _margin_cell(value: Any) -> str:
     return "—" if number is None else f"{number:.2f}"
 
 
+# What the noise margins cover, by training mode (the header's "What produced these results").
+MARGIN_SCOPE = {
+    "cached_features": "the heads' seeds and the validation images. The backbones are fixed, one pretrained "
+                       "weights file per role (listed above), as the paper's runs start from fixed ImageNet "
+                       "weights: every verdict is conditional on those weights, and a backbone pretrained "
+                       "elsewhere (another CPU ends its pretraining elsewhere) moves the cells by more than "
+                       "these margins (docs/data.md).",
+    "end_to_end": "the seeds of whole training runs (backbone fine-tuning included) and the validation images; "
+                  "every run of a backbone starts from the same pretrained weights (listed above).",
+}
+
+
 def reading_guide(synthetic: bool) -> list[str]:
     """The opening of tables.md: how to read a row, what the verdicts mean, where the pictures are."""
     from mld.stats import FAILS, HOLDS, UNDETERMINED
@@ -918,7 +930,9 @@ def render_markdown(tables: Sequence[TableResult], claims: pd.DataFrame, header:
         "- Reproduced cells: mean ± sample standard deviation over seeds (n = seeds with outputs; a spread "
         "that is float noise prints as 0); \"—\": no such row on that side; NA: the paper reports none. "
         "Effects: mAP-like metrics as differences to the baseline row, ± the 95% noise margin of that "
-        "difference; costs and speeds as ratios (×).",
+        "difference; costs and speeds as ratios (×). A speed's n counts its timing rounds, taken with nothing "
+        "else of the workflow running; a speed claim is decided by its ratio's 95% interval over the rounds.",
+        f"- What the margins cover: {MARGIN_SCOPE.get(header.mode, MARGIN_SCOPE['end_to_end'])}",
         f"- Verdicts: {NOISE_DEFINITION}",
         f"- Claims on the reproduced values: {summary or 'none'} (of {len(claims)}).",
     ]

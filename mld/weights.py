@@ -10,6 +10,11 @@ Which weights a backbone role uses, in order: its own `weights: FILE`; with `pre
 the cache's file when `weights_cache` is set, else timm's hub (refused when `offline: true`).
 `check_weights` finds every mistake in this when the config is validated, before any job starts,
 naming the config key. Light: no torch unless fetching.
+
+The embedded default's own pretrained backbones are shipped the same way: `pretraining.weights:
+DIR` holds one `<role>.pt` per backbone and a manifest.yaml with each file's SHA-256, the
+backbone it is and the hash of the pretraining run config that made it (`shipped_backbone` checks
+all three); `make backbones` pretrains them again and `ship_backbones` writes the directory.
 """
 from __future__ import annotations
 
@@ -20,10 +25,11 @@ from typing import Any, Callable, Iterable, Mapping
 
 import yaml
 
-from mld.atomic import file_sha256
+from mld.atomic import config_hash, file_sha256
 
 MANIFEST = "manifest.yaml"
 FETCH_HINT = "mld fetch-weights --configfile YOUR_CONFIG --cache DIR"
+SHIP_HINT = "`make backbones` (pretrains them here and rewrites the directory)"
 
 
 class WeightsConfigError(ValueError):
@@ -132,3 +138,75 @@ def verify_cache(cache: str | Path) -> list[str]:
     manifest = read_manifest(cache)
     return sorted(name for name, entry in manifest.items()
                   if not cache_file(cache, name).is_file() or file_sha256(cache_file(cache, name)) != entry["sha256"])
+
+
+# ---- shipped pretrained backbones (the embedded default) --------------------------------------
+
+def pretraining_identity(run_config: Mapping[str, Any], dataset_arguments: list[Any]) -> str:
+    """What makes a pretrained backbone what it is: its pretraining run config and how its
+    pretraining set is made (`mld prepare` arguments), file paths left out."""
+    identity = {key: value for key, value in run_config.items() if key not in ("run_id", "dataset")}
+    identity["dataset"] = {**{k: v for k, v in run_config["dataset"].items() if k != "path"},
+                           "made_by": [str(argument) for argument in dataset_arguments]}
+    return config_hash(identity)
+
+
+_VERIFIED: dict[tuple[str, int, int], str] = {}
+
+
+def _sha256_once(path: Path) -> str:
+    """A file's SHA-256, computed once per (path, size, mtime): the registry is built many times."""
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _VERIFIED:
+        _VERIFIED[key] = file_sha256(path)
+    return _VERIFIED[key]
+
+
+def shipped_file(directory: str | Path, backbone_id: str) -> str:
+    """Where a shipped backbone's weights lie (relative paths: to the working directory, as every path)."""
+    return str(Path(directory) / f"{backbone_id}.pt")
+
+
+def check_shipped_backbones(config: Mapping[str, Any], backbones: Mapping[str, Any]) -> None:
+    """Every shipped backbone the runs start from is there, intact (SHA-256) and pretrained by this
+    config's own `pretraining:` (the manifest's identity), or the error names each problem and the fix.
+    `backbones`: the registry's PretrainedBackbone records by role."""
+    directory = (config.get("pretraining") or {}).get("weights")
+    if not directory:
+        return
+    manifest = read_manifest(directory)
+    key, problems = "config key pretraining.weights", []
+    for backbone_id, backbone in sorted(backbones.items()):
+        path, entry = Path(backbone.weights), manifest.get(backbone_id)
+        if entry is None or not path.is_file():
+            problems.append(f"{key}: {directory} has no shipped backbone {backbone_id!r} ({path} and its {MANIFEST} "
+                            f"entry; relative to the working directory); set pretraining.weights: null to "
+                            f"pretrain it here, or run {SHIP_HINT}")
+        elif _sha256_once(path) != entry["sha256"]:
+            problems.append(f"{key}: {path} does not match its SHA-256 in {Path(directory) / MANIFEST} (changed or "
+                            f"corrupt); restore it (`git checkout {path}`) or run {SHIP_HINT}")
+        elif entry["pretraining"] != backbone.identity:
+            problems.append(f"{key}: {path} was pretrained with another backbone or `pretraining:` than this "
+                            f"config's (backbones.{backbone_id}, pretraining, datasets.pretrain, resolution); set "
+                            f"pretraining.weights: null to pretrain here, or run {SHIP_HINT}")
+    if problems:
+        raise WeightsConfigError("shipped backbones:\n  " + "\n  ".join(problems))
+
+
+def ship_backbones(trained: Mapping[str, tuple[str | Path, str]], directory: str | Path,
+                   made_on: str) -> dict[str, dict[str, Any]]:
+    """Copy freshly pretrained backbones ({role: (weights file, pretraining_identity)}) into
+    `directory` with a manifest recording what `shipped_backbone` checks; return the manifest."""
+    import shutil
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    manifest = {}
+    for backbone_id, (source, identity) in sorted(trained.items()):
+        path = directory / f"{backbone_id}.pt"
+        shutil.copyfile(source, path)
+        manifest[backbone_id] = {"file": path.name, "sha256": file_sha256(path), "bytes": path.stat().st_size,
+                                 "pretraining": identity, "made_on": made_on}
+    (directory / MANIFEST).write_text(yaml.safe_dump(manifest, sort_keys=True))
+    return manifest

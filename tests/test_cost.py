@@ -280,3 +280,34 @@ def test_a_memory_cap_limits_the_process_to_the_papers_gpu(monkeypatch):
     assert cost.cap_gpu_memory("cpu", 16) is None and len(fractions) == 2
     result = cost.throughput_report(tiny_model("gap"), 32, batch_size=2, warmup=0, repeats=1, memory_cap_gb=16)
     assert result["memory_cap_gb"] is None and result["amp_dtype"] is None
+
+
+class SlowingModel(CountingModel):
+    """Each forward takes 1/16 s more than the one before: every timing round is slower than the last."""
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        self.clock.now += 0.0625 * self.calls
+        return super().forward(images)
+
+
+def test_a_timing_in_rounds_reports_each_round_and_their_median(monkeypatch):
+    clock = FakeClock()
+    monkeypatch.setattr(cost, "time", clock)
+    model = SlowingModel(clock)
+    result = cost.throughput_report(model, 8, batch_size=1, warmup=2, repeats=1, train=False, rounds=3)
+    # Calls: 2 warm-up + 1 timed (round 0), then 1 warm-up + 1 timed per later round. The timed step
+    # of call c (0-based) takes (c + 1) / 16 s: calls 2, 4 and 6 -> 16/3, 16/5 and 16/7 images/s.
+    assert model.calls == 7
+    assert [r["inference_images_per_s"] for r in result["rounds"]] == [16 / 3, 16 / 5, 16 / 7]
+    assert result["inference_images_per_s"] == 16 / 5 and result["train_images_per_s"] is None
+    with pytest.raises(ValueError, match="need rounds >= 1, got 0"):
+        cost.throughput_report(model, 8, batch_size=1, rounds=0)
+
+
+def test_module_timing_in_rounds_reports_each_round():
+    result = cost.time_decoder_modules(tiny_model("transformer_decoder"), 32, 1, warmup=0, repeats=1, rounds=2)
+    assert len(result["rounds"]) == 2
+    assert set(result["rounds"][0]["time_ms"]) == set(cost.DECODER_MODULES)
+    for name in cost.DECODER_MODULES:
+        per_round = [r["time_ms"][name] for r in result["rounds"]]
+        assert result["time_ms"][name] == pytest.approx(sum(per_round) / 2)  # the median of two

@@ -113,7 +113,7 @@ def test_listing_covers_every_run_with_the_required_columns(capsys: pytest.Captu
     registry = experiments.build_registry(experiments.load_config(REPO / "config" / "config.yaml"))
     assert {row["run_id"] for row in rows} == set(registry.runs)
     assert len(rows) == sum(len(run.rows) for run in registry.runs.values())
-    assert all(row["mode"] == "cached_features" and row["weights"].startswith("results/backbones/") for row in rows)
+    assert all(row["mode"] == "cached_features" and row["weights"].startswith("backbones/") for row in rows)
     assert all(row["num_queries"] == "" for row in rows if row["head"] == "gap")
 
 

@@ -20,6 +20,9 @@ from mld.experiments import build_registry, load_config
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_CONFIG = REPO / "config" / "test.yaml"
+# The embedded default's shipped backbones, for runs in another working directory (relative
+# config paths are relative to the working directory).
+SHIPPED = f"pretraining={{weights: {REPO / 'backbones'}}}"
 # The single-node test cluster has one partition, `debug`: every rule the profile places goes there.
 SLURM_OVERRIDES = ("--default-resources", "slurm_partition=debug",
                    "--set-resources", "train:slurm_partition=debug", "measure:slurm_partition=debug",
@@ -133,7 +136,7 @@ def test_a_fresh_clone_runs_the_whole_workflow(paper_data: Path, tmp_path: Path)
 
 
 def test_seeds_and_datasets_are_chosen_on_the_command_line(tmp_path: Path) -> None:
-    result = snakemake("--dry-run", "--config", "seeds=[0]", "skip_datasets=[openimages]", workdir=tmp_path)
+    result = snakemake("--dry-run", "--config", "seeds=[0]", "skip_datasets=[openimages]", SHIPPED, workdir=tmp_path)
     assert result.returncode == 0, result.stdout[-3000:]
     runs = planned_runs(result.stdout)
     assert runs and {seed for _, seed in runs} == {"0"}
@@ -223,14 +226,15 @@ def test_bad_config_stops_before_any_job_naming_the_key(tmp_path: Path) -> None:
 
 
 def test_named_target_makes_only_its_ablation(tmp_path: Path) -> None:
-    result = snakemake("--dry-run", "query_types", workdir=tmp_path)
+    result = snakemake("--dry-run", "query_types", "--config", SHIPPED, workdir=tmp_path)
     assert result.returncode == 0, result.stdout[-5000:]
     counts = job_counts(result.stdout)
-    # On cached features one job trains all seeds of a run (mld train --seeds): 3 runs, 3 jobs.
+    # On cached features one job trains all seeds of a run (mld train --seeds): 3 runs, 3 jobs,
+    # from the shipped backbone (nothing pretrained).
     assert counts["train"] == 3 and "measure" not in counts and "tables" not in counts
     assert {run_id for run_id, _ in planned_runs(result.stdout)} == {
         "coco-like/ml_decoder-k80/learnable", "coco-like/ml_decoder-k80/nlp", "coco-like/ml_decoder-k80/fixed_random"}
-    assert counts["pretrain_backbone"] == 1 and counts["extract_features"] == 1
+    assert counts["extract_features"] == 1 and "pretrain_backbone" not in counts
 
 
 def test_a_recipe_on_two_gpus_asks_slurm_for_them_and_launches_two_processes(tmp_path: Path) -> None:
@@ -431,3 +435,19 @@ def test_a_tiny_target_through_slurm_trains_the_same_runs(slurm_cluster: None, t
             through_slurm = json.loads((tmp_path / relative).read_text())["final"]
             local = json.loads((tiny_results / relative).read_text())["final"]
             assert through_slurm["mAP"] == local["mAP"], (run_id, seed)
+
+
+def test_a_changed_shipped_backbone_stops_the_workflow_naming_the_file_and_the_fix(tmp_path: Path) -> None:
+    shipped = shutil.copytree(REPO / "backbones", tmp_path / "shipped")
+    with open(shipped / "medium.pt", "r+b") as handle:  # one byte changed
+        first = handle.read(1)
+        handle.seek(0)
+        handle.write(bytes([first[0] ^ 1]))
+    (shipped / "small.pt").unlink()
+    result = snakemake("--dry-run", "query_types", "--config", f"pretraining={{weights: {shipped}}}",
+                       workdir=tmp_path)
+    assert result.returncode != 0
+    assert f"{shipped}/medium.pt does not match its SHA-256 in {shipped}/manifest.yaml" in result.stdout
+    assert f"{shipped} has no shipped backbone 'small'" in result.stdout
+    assert "make backbones" in result.stdout and "Traceback" not in result.stdout
+    assert not (tmp_path / "results").exists()

@@ -73,6 +73,8 @@ def _timing_arguments(parser: argparse.ArgumentParser, batch_help: str) -> None:
     parser.add_argument("--repeats", type=int, default=5, help="timed steps, at least (default 5)")
     parser.add_argument("--min-seconds", type=float, default=0.0,
                         help="time more steps until they add up to this (default 0)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="take the whole timing this many times; their spread is the noise (default 1)")
     parser.add_argument("--memory-cap-gb", type=float, default=None,
                         help="on CUDA, let this process use at most this much GPU memory (e.g. 16: the "
                              "paper's V100 16 GB column, whatever the GPU); default: the whole GPU")
@@ -212,7 +214,7 @@ def _throughput(args: argparse.Namespace) -> int:
     measured.update(cost.throughput_report(
         model, resolution, device=device, batch_size=batch_size, amp=args.amp,
         warmup=args.warmup, repeats=args.repeats, min_seconds=args.min_seconds, train=args.train,
-        memory_cap_gb=args.memory_cap_gb))
+        memory_cap_gb=args.memory_cap_gb, rounds=args.rounds))
     _write(args.out, "throughput", identity, measured)
     return 0
 
@@ -224,6 +226,6 @@ def _modules(args: argparse.Namespace) -> int:
     cost.cap_gpu_memory(_device(args), args.memory_cap_gb)
     measured = cost.time_decoder_modules(
         model, identity["resolution"], args.batch_size or 1, device=_device(args), amp=args.amp,
-        warmup=args.warmup, repeats=args.repeats, min_seconds=args.min_seconds)
+        warmup=args.warmup, repeats=args.repeats, min_seconds=args.min_seconds, rounds=args.rounds)
     _write(args.out, "module_timing", identity, measured)
     return 0

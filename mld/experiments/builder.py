@@ -11,7 +11,7 @@ from typing import Any, Mapping
 
 from mld import paths
 from mld.experiments.config import ExperimentConfigError, deep_merge
-from mld.weights import backbone_weights
+from mld.weights import backbone_weights, pretraining_identity, shipped_file
 from mld.experiments.records import (
     RESULTS_DIR,
     DatasetEntry,
@@ -206,7 +206,9 @@ class _Builder:
         return {key: value for key, value in options.items() if defaults.get(key, object()) != value}
 
     def pretrained_backbone(self, backbone_id: str) -> str:
-        """Register the pretraining run of a backbone (embedded default); return its weights file."""
+        """Register the pretraining run of a backbone (embedded default); return its weights file: the
+        shipped one of `pretraining.weights` (checked by mld.weights.check_shipped_backbones when the
+        workflow starts), else the one the pretraining job writes."""
         if backbone_id not in self.registry.backbones:
             pretraining = self.config["pretraining"]
             resolution = self.config["resolution"]
@@ -225,9 +227,12 @@ class _Builder:
                 "task": "multilabel",
                 "train": deep_merge(pretraining["train"], {"resolution": resolution}),
             }
+            shipped = pretraining.get("weights")
             self.registry.backbones[backbone_id] = PretrainedBackbone(
                 config=config, dataset=dataset_id, run_dir=f"{RESULTS_DIR}/backbones/{backbone_id}",
-                weights=f"{RESULTS_DIR}/backbones/{backbone_id}.pt")
+                weights=shipped_file(shipped, backbone_id) if shipped else f"{RESULTS_DIR}/backbones/{backbone_id}.pt",
+                identity=pretraining_identity(config, dataset_prepare_arguments(self.registry.datasets[dataset_id])),
+                shipped=bool(shipped))
         return self.registry.backbones[backbone_id].weights
 
     def feature_cache(self, backbone_id: str, dataset_id: str, head: str, resolution: int) -> str:

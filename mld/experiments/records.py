@@ -56,12 +56,15 @@ class DatasetEntry(Record):
 
 @dataclass(frozen=True)
 class PretrainedBackbone(Record):
-    """A backbone pretrained once (embedded default) before its feature maps are cached."""
+    """A backbone pretrained once (embedded default) before its feature maps are cached: by the
+    pretraining job (`config`, into `run_dir`), or shipped with the suite (`shipped`, mld.weights)."""
 
     config: dict[str, Any]
     dataset: str
     run_dir: str
     weights: str
+    identity: str                    # mld.weights.pretraining_identity: the manifest's `pretraining`
+    shipped: bool = False
 
 
 @dataclass(frozen=True)

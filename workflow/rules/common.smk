@@ -24,7 +24,7 @@ from mld.experiments import (
     resolve_base,
     validate_config,
 )
-from mld.weights import WeightsConfigError, check_weights
+from mld.weights import WeightsConfigError, check_shipped_backbones, check_weights
 
 REPO = Path(workflow.basedir)
 
@@ -55,6 +55,7 @@ try:
     REGISTRY = build_registry(config)
     for _run in REGISTRY.runs.values():  # every run's GPUs split its batch (named key otherwise)
         estimate.run_gpus(config, _run)
+    check_shipped_backbones(config, REGISTRY.backbones)
 except (ExperimentConfigError, WeightsConfigError) as error:
     raise WorkflowError(str(error)) from None
 

@@ -70,6 +70,14 @@ rule pretrain_backbone:
         )
 
 
+rule pretrained_backbones:
+    """Every backbone the runs start from, pretrained here when `pretraining.weights` is null
+    (`make backbones` then ships them with `mld ship-backbones`)."""
+    input:
+        [backbone["weights"] for backbone in REGISTRY.backbones.values()],
+    localrule: True
+
+
 rule extract_features:
     """Cache a dataset's feature maps under a pretrained backbone (one map, or every stage)."""
     input:
