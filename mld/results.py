@@ -49,7 +49,7 @@ import pandas as pd
 from mld import history, stats
 from mld.atomic import write_npz, write_text
 from mld.data.prepared import images_with_positive
-from mld.experiments import CHECKOUT, Registry, measurement_path, paper_class_count, run_dir
+from mld.experiments import Registry, measurement_path, paper_class_count, run_dir
 
 COLUMNS = ("kind", "run_id", "seed", "table_ids", "metric", "selection", "value", "status", "reason", "mode", "task",
            "dataset", "dataset_stands_for", "backbone", "backbone_role", "backbone_stands_for", "rows", "versions",
@@ -118,8 +118,9 @@ def config_hash(config: Any) -> str:
     return hashlib.sha256(canonical_json(config).encode()).hexdigest()[:16]
 
 
-def git_commit(root: Path = CHECKOUT) -> str:
-    """The checkout's commit when the results are collected ("+dirty" with uncommitted changes)."""
+def git_commit(root: Path = Path(".")) -> str:
+    """The commit of the checkout (the working directory, where the results are) when the results
+    are collected ("+dirty" with uncommitted changes)."""
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
                                 timeout=10, check=True).stdout.strip()

@@ -209,6 +209,25 @@ def test_base_configs_merge_and_cycles_fail(tmp_path: Path) -> None:
         resolve_base({"base": "missing.yaml"}, root=tmp_path)
 
 
+def test_one_loader_merges_files_then_typed_overrides_from_any_directory(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the Snakefile and every `mld` command resolve: files in order, `--config` overrides typed
+    as YAML (Snakemake's list items arrive as strings), and `base:` found beside the checkout of the
+    file that names it when the working directory is elsewhere."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mine.yaml").write_text("label: mine\nseeds: [5]\n")
+    config = load_config([REPO / "config" / "test.yaml", tmp_path / "mine.yaml"], ["seeds=[0, 1]"])
+    assert (config["label"], config["seeds"]) == ("mine", [0, 1])
+    assert config == load_config([REPO / "config" / "test.yaml", tmp_path / "mine.yaml"], {"seeds": ["0", "1"]})
+    assert experiments.parse_overrides({"seeds": ["0"], "image_store": "false", "label": "x"}) == {
+        "seeds": [0], "image_store": False, "label": "x"}
+    with pytest.raises(ExperimentConfigError, match=r"--config 'seeds': give KEY=VALUE"):
+        load_config(REPO / "config" / "test.yaml", ["seeds"])
+    with pytest.raises(ExperimentConfigError, match=r"the embedded default config/config.yaml is not in the "
+                                                    r"working directory .*give the config file by path"):
+        load_config()
+
+
 @pytest.mark.parametrize("updates, message", [
     ({"seeds": "0"}, r"config key seeds: '0' is not of type 'array'"),
     ({"mode": "fast"}, r"config key mode: 'fast' is not one of"),

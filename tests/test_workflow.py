@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from mld import numerics, paths
-from mld.experiments import build_registry, load_config
+from mld.experiments import SCHEMA_PATH, build_registry, load_config
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_CONFIG = REPO / "config" / "test.yaml"
@@ -57,11 +57,7 @@ def planned_runs(output: str) -> set[tuple[str, str]]:
 
 def load_config_dict(config: dict) -> dict:
     """A config given as a mapping, resolved and validated as the Snakefile does."""
-    from mld.experiments import resolve_base, validate_config
-
-    resolved = resolve_base(config, root=REPO)
-    validate_config(resolved)
-    return resolved
+    return load_config(config, root=REPO)
 
 
 def write_raw_release(config: dict, roles: tuple[str, ...] | None = None) -> None:
@@ -105,7 +101,7 @@ def test_rules_are_snakefmt_formatted() -> None:
 
 
 def test_config_readme_describes_every_config_key() -> None:
-    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())
     readme = (REPO / "config" / "README.md").read_text()
     missing = [key for key in schema["properties"] if f"| `{key}" not in readme]
     assert not missing, f"config/README.md lacks {missing}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mld.commands.plan import add_config_arguments, parse_overrides, workflow_config
+from mld.commands import add_config_arguments, workflow_config
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,8 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _fetch(args: argparse.Namespace) -> int:
     from mld.weights import fetch_weights, pretrained_names
 
-    overrides = {**parse_overrides(args.config), "weights_cache": None, "offline": False}
-    names = pretrained_names(workflow_config(args.configfile, overrides))
+    names = pretrained_names(workflow_config(args, check_weights=True, weights_cache=None, offline=False))
     if not names:
         print("no backbone of this config has `pretrained: true`: nothing to fetch")
         return 0

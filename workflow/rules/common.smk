@@ -1,4 +1,4 @@
-"""Config resolution and validation, the experiment registry, and the helpers the rules call.
+"""The resolved workflow config, the experiment registry, and the helpers the rules call.
 
 Only functions and set-up live here; the rules are in data.smk, train.smk, cost.smk, report.smk.
 Paths come from mld.paths (the one layout mld and the rules share).
@@ -19,37 +19,18 @@ from mld.experiments import (
     build_registry,
     check_dataset_source,
     dataset_prepare_arguments,
-    deep_merge,
+    load_config,
     option_flags,
-    resolve_base,
-    validate_config,
 )
-from mld.weights import WeightsConfigError, check_weights
+from mld.weights import WeightsConfigError
 
 REPO = Path(workflow.basedir)
 
 
-def typed_overrides(value):
-    """`--config seeds=[0]` reaches the workflow as ["0"] (Snakemake reads lists as strings): read
-    each scalar as YAML would, so command-line values mean what they mean in a config file."""
-    if isinstance(value, dict):
-        return {key: typed_overrides(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [typed_overrides(item) for item in value]
-    if isinstance(value, str):
-        parsed = yaml.safe_load(value) if value.strip() else value
-        return parsed if isinstance(parsed, (int, float, bool, type(None))) else value
-    return value
-
-
-# Validate before anything is scheduled: a bad key fails here, naming the key and the fix.
+# Resolved by the one loader (mld.experiments.load_config) and validated before anything is
+# scheduled: a bad key fails here, naming the key and the fix. `base:` is relative to the checkout.
 try:
-    _resolved = resolve_base(
-        deep_merge(config, typed_overrides(dict(workflow.config_settings.config))),
-        root=REPO,
-    )
-    validate_config(_resolved, REPO / "workflow" / "schemas" / "config.schema.yaml")
-    check_weights(_resolved)
+    _resolved = load_config(config, dict(workflow.config_settings.config), root=REPO, check_weights=True)
     config.clear()
     config.update(_resolved)
     REGISTRY = build_registry(config)
