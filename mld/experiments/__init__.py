@@ -33,6 +33,7 @@ from mld.experiments.config import (
     SCHEMA_PATH,
     ExperimentConfigError,
     check_dataset_source,
+    check_dataset_sources,
     deep_merge,
     load_config,
     parse_overrides,
@@ -63,7 +64,7 @@ __all__ = [
     "EXTRACTION_TRAIN_KEYS", "MULTISCALE_HEADS", "PAPER_BACKBONE", "PAPER_DATASET", "PRETRAIN_ROLE", "RESULTS_DIR",
     "SCHEMA_PATH", "TABLE_PATH", "TARGETS", "TASK_BY_ROLE", "ZSL_AUGMENTATIONS", "ZSL_HEAD_TYPES", "Cell",
     "DatasetEntry", "ExperimentConfigError", "FeatureCache", "Measurement", "PretrainedBackbone", "Registry", "Run",
-    "build_registry", "check_dataset_source", "dataset_prepare_arguments", "deep_merge", "expand", "load_config",
+    "build_registry", "check_dataset_source", "check_dataset_sources", "dataset_prepare_arguments", "deep_merge", "expand", "load_config",
     "measurement_path", "option_flags", "paper_class_count", "parse_overrides", "read_table", "resolve_base", "run_dir",
     "validate_config",
 ]

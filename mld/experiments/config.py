@@ -184,3 +184,17 @@ def check_dataset_source(dataset: Mapping[str, Any]) -> None:
             f"config key {key}: {path} is not a prepared dataset (no meta.json); prepare it with "
             f"`mld prepare ... --out {path}` or use `adapter` + `root` to let the workflow prepare it"
         )
+
+
+def check_dataset_sources(datasets: Iterable[Mapping[str, Any]]) -> None:
+    """Every real dataset among `datasets` whose files are missing, in one error (one line each, as
+    `check_dataset_source` words it): a fresh clone learns everything it must provide at once."""
+    problems = []
+    for dataset in datasets:
+        try:
+            check_dataset_source(dataset)
+        except ExperimentConfigError as error:
+            problems.append(str(error))
+    if problems:
+        raise ExperimentConfigError(f"{len(problems)} dataset(s) of the requested targets missing:\n  "
+                                    + "\n  ".join(problems))

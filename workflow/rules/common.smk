@@ -11,6 +11,7 @@ from pathlib import Path
 
 import yaml
 from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
 
 from mld import estimate, paths
 from mld.engine.config import EXECUTION_KEYS, result_defining
@@ -18,6 +19,7 @@ from mld.experiments import (
     ExperimentConfigError,
     build_registry,
     check_dataset_source,
+    check_dataset_sources,
     dataset_prepare_arguments,
     load_config,
     option_flags,
@@ -90,6 +92,30 @@ def run_outputs(run_ids):
         if selected(run_id)
         for seed in REGISTRY.runs[run_id].seeds
     ]
+
+
+def target_inputs(table_ids):
+    """The input function of the targets (`tables` and each named ablation); see checked_outputs."""
+    return lambda wildcards: checked_outputs(table_ids)
+
+
+def checked_outputs(table_ids):
+    """`table_outputs`, once every real dataset their selected runs read is there; the missing ones
+    all named in one message, while the jobs are planned."""
+    needed = {
+        DATASET_BY_PATH[REGISTRY.runs[run_id].config["dataset"]["path"]]
+        for table_id in table_ids
+        for run_id in REGISTRY.table_members(table_id)[0]
+        if selected(run_id)
+    }
+    try:
+        check_dataset_sources(REGISTRY.datasets[dataset_id] for dataset_id in sorted(needed))
+    except ExperimentConfigError as error:
+        # Snakemake would word an input function's error under a traceback: this one is the
+        # user's to fix, so it is said alone and planning stops (no job exists yet).
+        logger.error(f"Error: {error}")
+        raise SystemExit(1) from None
+    return table_outputs(table_ids)
 
 
 def table_outputs(table_ids):
