@@ -31,7 +31,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from mld import comparison  # noqa: E402
+from mld.report import comparison  # noqa: E402
 from mld.experiments import TARGETS, load_config  # noqa: E402
 
 DEFAULT_TARGETS = ("heads", "query_types", "query_augmentation", "zsl_groups", "zsl_query_head")

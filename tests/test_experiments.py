@@ -34,7 +34,7 @@ def changed(config: dict, **updates: dict) -> dict:
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_every_table_of_the_paper_gets_runs_or_measurements(name: str) -> None:
     registry = build_registry(CONFIGS[name])
-    from mld import paper
+    from mld.report import paper
 
     assert set(paper.table_ids()) <= set(registry.tables)
     skipped = set(CONFIGS[name].get("skip_tables", []))
@@ -68,7 +68,7 @@ PLOTTED_ONLY = {"figure5", "figure6", "figure6_speed"}
 
 
 def test_rows_use_the_key_columns_of_the_papers_tables(paper_registry: experiments.Registry) -> None:
-    from mld import paper
+    from mld.report import paper
 
     for table_id in set(paper.table_ids()) & set(paper_registry.tables):
         key = set(paper.table_spec(table_id)["key"])
@@ -388,7 +388,7 @@ def test_registry_entries_are_frozen_records_read_as_mappings(default_registry: 
 
 def test_the_paper_tresnet_xl_is_the_reported_architecture() -> None:
     """config/paper.yaml's `xlarge` is the network whose FLOPs the paper reports for TResNet-XL."""
-    from mld import paper
+    from mld.report import paper
 
     reported = paper.paper_table("resolution").to_dict("records")
     (xl,) = [row for row in reported if row["backbone"] == "tresnet_xl"]

@@ -14,8 +14,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mld import claims, experiments, paper, tables
-from mld import results as long_form
+from mld import experiments
+from mld.report import claims, paper, tables
+from mld.report import results as long_form
 from mld.experiments import Registry, Run
 
 REPO = Path(__file__).resolve().parent.parent

@@ -30,8 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from mld import comparison
-    from mld import results as long_form
+    from mld.report import comparison
+    from mld.report import results as long_form
     from mld.atomic import write_text
 
     for path in (args.before, args.after):

@@ -3,7 +3,7 @@
 Two ways in, one way out:
 * `mld tables --config CONFIG --results DIR` (the workflow's): collect the run outputs and cost
   measurements of the config's registry into the long-form `runs.csv` (and its bootstrap and
-  history companions, see mld.results), written beside tables.md; then render from that file;
+  history companions, see mld.report.results), written beside tables.md; then render from that file;
 * `mld tables --from runs.csv --out DIR`: render from a runs.csv alone (no run directories, no
   config): DIR/tables.md, DIR/environments.csv (software and hardware of every run),
   DIR/tables/<table>.csv, DIR/tables/claims.csv, DIR/figures/ (the mAP-vs-FLOPs figure, the
@@ -66,8 +66,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _collect(args: argparse.Namespace, runs_csv: Path) -> None:
     """Collect the results tree of the config's registry into runs_csv (and its companion)."""
     from mld import experiments
-    from mld import results as long_form
-    from mld.tables import header_fields
+    from mld.report import results as long_form
+    from mld.report.tables import header_fields
 
     config = experiments.load_config(args.config)
     registry = experiments.build_registry(config)
@@ -82,13 +82,13 @@ def _collect(args: argparse.Namespace, runs_csv: Path) -> None:
 
 def write_report(args: argparse.Namespace) -> int:
     """Collect (with --config), then build every table, check every claim, draw the figure, write them all."""
-    from mld import paper
-    from mld import results as long_form
-    from mld.claims import evaluate_claims
-    from mld.claims_figure import claims_figure
-    from mld.curves import curve_figures
-    from mld.figures import figure_bytes, map_vs_flops, top1_vs_speed
-    from mld.tables import TableValues, build_tables, read_header, render_markdown
+    from mld.report import paper
+    from mld.report import results as long_form
+    from mld.report.claims import evaluate_claims
+    from mld.report.claims_figure import claims_figure
+    from mld.report.curves import curve_figures
+    from mld.report.figures import figure_bytes, map_vs_flops, top1_vs_speed
+    from mld.report.tables import TableValues, build_tables, read_header, render_markdown
 
     out = Path(args.out) if args.out else Path(args.results if args.config else ".")
     out_md = Path(args.out_md) if args.out_md else out / "tables.md"

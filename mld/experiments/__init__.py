@@ -55,7 +55,7 @@ from mld.experiments.table import DEFAULT_BACKBONE, TABLE_PATH, Cell, expand, pa
 
 # Named ablations: `snakemake <name>` runs exactly the runs and measurements of these tables.
 TARGETS: dict[str, list[str]] = read_table()["targets"]
-# The paper's names of each dataset and backbone role (row keys of mld/paper_values.yaml).
+# The paper's names of each dataset and backbone role (row keys of mld/report/paper_values.yaml).
 PAPER_DATASET: dict[str, str] = read_table()["paper_names"]["datasets"]
 PAPER_BACKBONE: dict[str, str] = read_table()["paper_names"]["backbones"]
 
@@ -64,7 +64,8 @@ __all__ = [
     "EXTRACTION_TRAIN_KEYS", "MULTISCALE_HEADS", "PAPER_BACKBONE", "PAPER_DATASET", "PRETRAIN_ROLE", "RESULTS_DIR",
     "SCHEMA_PATH", "TABLE_PATH", "TARGETS", "TASK_BY_ROLE", "ZSL_AUGMENTATIONS", "ZSL_HEAD_TYPES", "Cell",
     "DatasetEntry", "ExperimentConfigError", "FeatureCache", "Measurement", "PretrainedBackbone", "Registry", "Run",
-    "build_registry", "check_dataset_source", "check_dataset_sources", "dataset_prepare_arguments", "deep_merge", "expand", "load_config",
+    "build_registry", "check_dataset_source", "check_dataset_sources", "dataset_prepare_arguments", "deep_merge",
+    "expand", "load_config",
     "measurement_path", "option_flags", "paper_class_count", "parse_overrides", "read_table", "resolve_base", "run_dir",
     "validate_config",
 ]

@@ -1,14 +1,14 @@
 """The long-form results frame -> one pandas frame per paper table, the reproduced values beside the reported ones.
 
-For every table (the papers' tables from `mld.paper`, then registry tables the papers do not
-report) this reads the rows of `mld.results` (one per run, seed and metric), summarises every
+For every table (the papers' tables from `mld.report.paper`, then registry tables the papers do not
+report) this reads the rows of `mld.report.results` (one per run, seed and metric), summarises every
 metric over seeds (mean, sample std, n) and pairs the reproduced rows with the reported rows.
 Missing and infeasible runs become rows with a status instead of errors, so a partial results
 tree still reports.
 
 What a table compares depends on its data. On the papers' datasets a reproduced value sits beside
 the reported one with their difference. On synthetic stand-ins absolute values mean nothing next
-to the paper's, so a table with a baseline row (`baseline` in mld/paper_values.yaml) shows each
+to the paper's, so a table with a baseline row (`baseline` in mld/report/paper_values.yaml) shows each
 row's effect against it (an mAP difference with its noise margin, a FLOPs or speed ratio) beside
 the paper's effect, and the paper's absolute values only for reference.
 
@@ -30,9 +30,9 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from mld import results as long_form
-from mld import stats
-from mld.claims import MissingValue, Estimate
+from mld.report import results as long_form
+from mld.report import stats
+from mld.report.claims import MissingValue, Estimate
 
 # A key column that picks the section of metrics.json "final" a row reads (Table 6: one zero-shot
 # run gives a "zsl" row and a "gzsl" row): its metrics are "<section>/<metric>" in the frame.
@@ -41,7 +41,7 @@ SECTION_COLUMN = "task"
 UNREPORTED_TABLE_METRICS = ("mAP", "flops_g", "params_m")
 # Metrics whose effect is a difference (percentage points); every other metric's is a ratio.
 DIFFERENCE_METRICS = frozenset({"mAP", "mAP_seen", "top1", "F1@3", "F1@5"})
-# A metric's "mean", "std" and "n" are of the final selection (mld.results); its "best epoch mean",
+# A metric's "mean", "std" and "n" are of the final selection (mld.report.results); its "best epoch mean",
 # "best epoch std" and "best epoch n" of the official train.py's, shown beside the paper's value.
 BEST_EPOCH = "best epoch"
 METRIC_FIELDS = ("paper", "mean", "std", "n", f"{BEST_EPOCH} mean", f"{BEST_EPOCH} std", f"{BEST_EPOCH} n", "diff",
@@ -105,8 +105,8 @@ class TableSpec:
 
 
 def reported_spec(table_id: str) -> TableSpec:
-    """A table as the papers report it (through mld.paper, the single source of reported numbers)."""
-    from mld import paper
+    """A table as the papers report it (through mld.report.paper, the single source of reported numbers)."""
+    from mld.report import paper
 
     spec = paper.table_spec(table_id)
     return TableSpec(table_id, spec["title"], spec["source"], tuple(spec["key"]), tuple(spec["metrics"]),
@@ -327,7 +327,7 @@ def pair_rows(spec: TableSpec, observations: list[Observation]) -> list[tuple[di
 # ---- effects and their uncertainty --------------------------------------------------------------
 
 def compare(a: Observation, b: Observation, metric: str) -> stats.Difference | None:
-    """a - b of one metric over the seeds both have, with its standard error (mld.stats).
+    """a - b of one metric over the seeds both have, with its standard error (mld.report.stats).
 
     The seed part is the spread of the per-seed differences; the image part, when both runs were
     scored on the same validation images, the paired bootstrap of the seed-mean difference."""
@@ -353,7 +353,7 @@ def compare(a: Observation, b: Observation, metric: str) -> stats.Difference | N
 
 
 def paper_difference(a: float, b: float) -> stats.Difference:
-    """A difference of two printed values: each is off by its rounding (mld.stats)."""
+    """A difference of two printed values: each is off by its rounding (mld.report.stats)."""
     return stats.Difference(a - b, math.hypot(stats.PRINTED_STANDARD_ERROR, stats.PRINTED_STANDARD_ERROR),
                             "printed values")
 
@@ -542,7 +542,7 @@ class Compared:
 
 
 class TableValues:
-    """The `mld.claims.Values` lookup over built tables, on the paper's or the reproduced side."""
+    """The `mld.report.claims.Values` lookup over built tables, on the paper's or the reproduced side."""
 
     def __init__(self, tables: Iterable[TableResult], side: str) -> None:
         if side not in ("paper", "reproduced"):
@@ -584,7 +584,7 @@ class TableValues:
         return Estimate(float(row[metric_column(metric, "mean")]), float(row[metric_column(metric, "std")]), n)
 
     def difference(self, table_id: str, metric: str, a: Mapping[str, Any], b: Mapping[str, Any]) -> Compared:
-        """a - b of one metric, with its noise (mld.stats), and the paper's a - b of the same rows."""
+        """a - b of one metric, with its noise (mld.report.stats), and the paper's a - b of the same rows."""
         table = self._table(table_id)
         i, j = self._index(table_id, a), self._index(table_id, b)
         column = metric_column(metric, "paper")
@@ -658,7 +658,7 @@ class ReportHeader:
 
 def header_fields(config_path: str, label: str, mode: str, seeds: Sequence[int],
                   skipped_tables: Sequence[str] = ()) -> dict[str, str]:
-    """The report rows `mld.results.collect` stores, so that a runs.csv alone can print the header."""
+    """The report rows `mld.report.results.collect` stores, so that a runs.csv alone can print the header."""
     fields = {"label": label, "config": config_path, "mode": mode, "seeds": ",".join(str(s) for s in seeds)}
     return {**fields, "skip_tables": ",".join(skipped_tables)} if skipped_tables else fields
 
@@ -866,7 +866,7 @@ def _margin_cell(value: Any) -> str:
 
 def reading_guide(synthetic: bool) -> list[str]:
     """The opening of tables.md: how to read a row, what the verdicts mean, where the pictures are."""
-    from mld.stats import FAILS, HOLDS, UNDETERMINED
+    from mld.report.stats import FAILS, HOLDS, UNDETERMINED
 
     comparison = ("(on synthetic stand-ins) the row's effect against its table's baseline row (an mAP difference ± "
                   "its 95% noise margin, a cost as a ratio ×) beside the paper's effect" if synthetic
@@ -890,7 +890,7 @@ def reading_guide(synthetic: bool) -> list[str]:
 
 def render_markdown(tables: Sequence[TableResult], claims: pd.DataFrame, header: ReportHeader) -> str:
     """The whole tables.md."""
-    from mld.claims import NOISE_DEFINITION
+    from mld.report.claims import NOISE_DEFINITION
 
     environments = sorted({e for table in tables for e in table.environments})
     counts = claims["reproduced verdict"].value_counts()

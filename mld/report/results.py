@@ -22,15 +22,15 @@ Row kinds (column `kind`):
   time_ms per module) is one row per part, "time_ms/self_attention".
 * report: the header (label, config, mode, seeds, git commit, one row per dataset and backbone).
 * config: one row per run and measurement, its config (without the seed) as canonical JSON in
-  `note`, so results from several places can be merged and compared key by key (mld.merge).
+  `note`, so results from several places can be merged and compared key by key (mld.report.merge).
 
 A merged file (`mld merge`) adds the column `site`: where each row came from.
 
-Per-image scores for paired comparisons are kept as bootstrap replicates (mld.stats) in a
+Per-image scores for paired comparisons are kept as bootstrap replicates (mld.report.stats) in a
 companion file beside runs.csv, `runs.bootstrap.npz`: for each (run, seed, metric) the metric on the
 same R resamples of the validation images, and a digest of the validation targets, so two runs are
 paired only when they were scored on the same images. The per-epoch history of each run (its
-metrics.json "history") goes to a second companion, `runs.history.csv` (mld.history).
+metrics.json "history") goes to a second companion, `runs.history.csv` (mld.report.history).
 """
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 import pandas as pd
 
-from mld import history, stats
+from mld.report import history, stats
 from mld.atomic import write_npz, write_text
 from mld.data.prepared import images_with_positive
 from mld.experiments import Registry, measurement_path, paper_class_count, run_dir
@@ -57,7 +57,7 @@ COLUMNS = ("kind", "run_id", "seed", "table_ids", "metric", "selection", "value"
 # Columns added after runs.csv files were first written: read as empty from older files (whose
 # values are all final-epoch ones, from runs compared with the paper's).
 LATER_COLUMNS = ("selection", "weights", "compared")
-# Columns a runs.csv may have besides COLUMNS: where a merged row came from (mld.merge).
+# Columns a runs.csv may have besides COLUMNS: where a merged row came from (mld.report.merge).
 OPTIONAL_COLUMNS = ("site",)
 KIND_RUN, KIND_MEASUREMENT, KIND_REPORT, KIND_CONFIG = "run", "measurement", "report", "config"
 STATUS_OK, STATUS_MISSING, STATUS_INFEASIBLE = "ok", "missing", "infeasible"
@@ -188,7 +188,7 @@ def describe_backbone(config: Mapping[str, Any], role: str) -> str:
 @dataclass
 class Collected:
     """The long-form frame, its bootstrap replicates ((run id, seed, metric) -> [R], digest) and
-    the runs' per-epoch history (mld.history.COLUMNS)."""
+    the runs' per-epoch history (mld.report.history.COLUMNS)."""
 
     frame: pd.DataFrame
     replicates: dict[tuple[str, int, str], tuple[np.ndarray, str]] = field(default_factory=dict)
