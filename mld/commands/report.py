@@ -67,7 +67,7 @@ def _collect(args: argparse.Namespace, runs_csv: Path) -> None:
     """Collect the results tree of the config's registry into runs_csv (and its companion)."""
     from mld import experiments
     from mld.report import results as long_form
-    from mld.report.tables import header_fields
+    from mld.report.markdown import header_fields
 
     config = experiments.load_config(args.config)
     registry = experiments.build_registry(config)
@@ -88,7 +88,8 @@ def write_report(args: argparse.Namespace) -> int:
     from mld.report.claims_figure import claims_figure
     from mld.report.curves import curve_figures
     from mld.report.figures import figure_bytes, map_vs_flops, top1_vs_speed
-    from mld.report.tables import TableValues, build_tables, read_header, render_markdown
+    from mld.report.markdown import read_header, render_markdown
+    from mld.report.tables import TableValues, build_tables
 
     out = Path(args.out) if args.out else Path(args.results if args.config else ".")
     out_md = Path(args.out_md) if args.out_md else out / "tables.md"
