@@ -297,7 +297,7 @@ def test_command_writes_every_output_without_torch(tmp_path):
     script = ("import sys, argparse; from mld.commands import report; p = argparse.ArgumentParser(); "
               "report.register(p.add_subparsers()); a = p.parse_args(sys.argv[1:]); code = a.func(a); "
               "assert 'torch' not in sys.modules, 'torch was imported'; sys.exit(code)")
-    command = [sys.executable, "-c", script, "tables", "--config", "config/test.yaml", "--results", str(results),
+    command = [sys.executable, "-c", script, "tables", "--configfile", "config/test.yaml", "--results", str(results),
                "--out-md", str(out / "tables.md"), "--out-csv", str(out / "tables"), "--out-fig", str(out / "figures")]
     finished = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert finished.returncode == 0, finished.stderr
@@ -327,7 +327,7 @@ REFERENCE = REPO / "results" / "reference"
 @pytest.mark.parametrize("folder", [FIXTURE, REFERENCE], ids=["tiny fixture", "committed reference"])
 def test_from_a_committed_runs_csv_rebuilds_its_tables_md_byte_for_byte(folder, tmp_path):
     """The committed tables.md is a view of the committed runs.csv (regenerate both together:
-    `mld tables --config ... --results ... --out FOLDER`)."""
+    `mld tables --configfile ... --results ... --out FOLDER`)."""
     assert (folder / "runs.csv").is_file(), f"{folder} has no runs.csv: regenerate it with its tables.md"
     finished = subprocess.run([sys.executable, "-m", "mld", "tables", "--from", str(folder / "runs.csv"), "--out",
                                str(tmp_path)], cwd=tmp_path, capture_output=True, text=True, timeout=300)

@@ -407,7 +407,7 @@ def read(path: str | Path) -> Collected:
     """A runs.csv (and its bootstrap and history companions when present) as `collect` made it."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist; write it with `mld tables --config CONFIG --results DIR` "
+        raise FileNotFoundError(f"{path} does not exist; write it with `mld tables --configfile CONFIG --results DIR` "
                                 "or give the runs.csv of a results folder")
     text_columns = [column for column in COLUMNS + OPTIONAL_COLUMNS if column not in ("seed", "value")]
     frame = pd.read_csv(path, dtype={column: "string" for column in text_columns},

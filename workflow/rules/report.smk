@@ -68,7 +68,7 @@ rule tables:
         figures=lambda wildcards, output: os.path.dirname(output.png),
     shell:
         "(printf '%s\\n' {params.config} > {output.config}"
-        " && python -m mld tables --config {output.config} --results results --out-md {output.markdown}"
+        " && python -m mld tables --configfile {output.config} --results results --out-md {output.markdown}"
         " --out-csv {output.csv} --out-fig {params.figures} --out-runs {output.runs}"
         " --out-environments {output.environments}) > {log} 2>&1"
 
