@@ -64,8 +64,12 @@ def lookup(table, key, what):
 
 
 def dataset_path(dataset_id):
-    """A prepared dataset; real datasets are checked to exist here, before any job starts."""
-    entry = lookup(REGISTRY.datasets, dataset_id, "dataset")
+    """A prepared dataset by its id; see checked_path."""
+    return checked_path(lookup(REGISTRY.datasets, dataset_id, "dataset"))
+
+
+def checked_path(entry):
+    """A prepared dataset's path; real datasets are checked to exist here, before any job starts."""
     try:
         check_dataset_source(entry)
     except ExperimentConfigError as error:
@@ -73,16 +77,9 @@ def dataset_path(dataset_id):
     return entry["path"]
 
 
-DATASET_BY_PATH = {entry["path"]: dataset_id for dataset_id, entry in REGISTRY.datasets.items()}
-
-
-def run_dataset(run):
-    return REGISTRY.datasets[DATASET_BY_PATH[run.config["dataset"]["path"]]]
-
-
 def selected(run_id):
     """A run is left out of every target when its dataset role is in `skip_datasets`."""
-    return run_dataset(REGISTRY.runs[run_id])["role"] not in config.get("skip_datasets", [])
+    return REGISTRY.run_dataset(run_id)["role"] not in config.get("skip_datasets", [])
 
 
 def run_outputs(run_ids):
@@ -102,14 +99,15 @@ def target_inputs(table_ids):
 def checked_outputs(table_ids):
     """`table_outputs`, once every real dataset their selected runs read is there; the missing ones
     all named in one message, while the jobs are planned."""
-    needed = {
-        DATASET_BY_PATH[REGISTRY.runs[run_id].config["dataset"]["path"]]
+    entries = [
+        REGISTRY.run_dataset(run_id)
         for table_id in table_ids
         for run_id in REGISTRY.table_members(table_id)[0]
         if selected(run_id)
-    }
+    ]
+    needed = {entry["path"]: entry for entry in entries}
     try:
-        check_dataset_sources(REGISTRY.datasets[dataset_id] for dataset_id in sorted(needed))
+        check_dataset_sources(sorted(needed.values(), key=lambda entry: entry["role"]))
     except ExperimentConfigError as error:
         # Snakemake would word an input function's error under a traceback: this one is the
         # user's to fix, so it is said alone and planning stops (no job exists yet).
@@ -279,7 +277,7 @@ def train_inputs(wildcards):
     if run.config["features"]:
         inputs["features"] = run.config["features"]
     else:
-        inputs["dataset"] = dataset_path(DATASET_BY_PATH[run.config["dataset"]["path"]])
+        inputs["dataset"] = checked_path(REGISTRY.run_dataset(run.run_id))
         if run.config["dataset"].get("store"):
             inputs["store"] = run.config["dataset"]["store"]
     if run.config["model"]["backbone_weights"]:
