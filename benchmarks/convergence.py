@@ -31,7 +31,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from mld import comparison  # noqa: E402
+from mld.report import comparison  # noqa: E402
 from mld.experiments import TARGETS, load_config  # noqa: E402
 
 DEFAULT_TARGETS = ("heads", "query_types", "query_augmentation", "zsl_groups", "zsl_query_head")
@@ -47,7 +47,7 @@ def run_pass(directory: Path, configfile: Path, targets: list[str], cores: int) 
     subprocess.run(["snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(directory),
                     "--configfile", str(configfile), "--cores", str(cores), *targets],
                    check=True, env=env)
-    subprocess.run([sys.executable, "-m", "mld", "tables", "--config", str(configfile), "--results",
+    subprocess.run([sys.executable, "-m", "mld", "tables", "--configfile", str(configfile), "--results",
                     str(directory / "results"), "--out", str(directory / "results")],
                    check=True, env=env, cwd=directory)
     return time.monotonic() - started

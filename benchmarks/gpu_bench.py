@@ -41,7 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from loader_speed import loader_rate, photo_folder  # noqa: E402  (the loader measurements)
 
 import mld  # noqa: E402
-from mld import cost, paper  # noqa: E402
+from mld import cost  # noqa: E402
+from mld.report import paper  # noqa: E402
 from mld.atomic import write_json  # noqa: E402
 from mld.data import create_loader  # noqa: E402
 from mld.data.loading import PreparedLoader, make_loader, workers_stopped  # noqa: E402

@@ -1,6 +1,6 @@
 """Benchmark: our FLOPs (G multiply-accumulates) beside every FLOPs cell the papers report.
 
-Reads the reported cells from mld/paper_values.yaml (tables with a `flops_g` metric), builds each
+Reads the reported cells from mld/report/paper_values.yaml (tables with a `flops_g` metric), builds each
 row's model with mld.create_model on the meta device (shapes only: no weights are initialised,
 no arithmetic runs) and counts it with mld.cost.count_flops. Prints paper, ours, their ratio and
 whether they agree within 3%. For transformer-decoder rows it also prints our count without the
@@ -18,7 +18,8 @@ from typing import Any
 import torch
 
 import mld
-from mld import cost, paper
+from mld import cost
+from mld.report import paper
 
 
 def _present(value: Any) -> bool:

@@ -11,7 +11,7 @@ own device instead.
 Speed follows Table 9's protocol: 80% of the maximal training batch (searched on CUDA), mixed
 precision on GPU, warm-up steps before timed repeats (the median repeat counts, so a burst of
 other load on a shared machine does not). A measurement is taken in `rounds` (each its own median
-of repeats): the rounds' spread is the noise a speed ratio is judged against (mld.claims), and
+of repeats): the rounds' spread is the noise a speed ratio is judged against (mld.report.claims), and
 their median is the headline number. Every measurement returns a plain dict that a workflow rule
 writes to JSON, the rounds under "rounds".
 """

@@ -6,7 +6,7 @@ expected minutes = (epochs x training images / training images per second
 
 The speeds are the throughput measured on the cluster's GPU (`snakemake throughput`, the
 results/cost/throughput/*.json files, when present) or else the paper's Table 9 (TResNet-M at
-224 px on a V100, mld/paper_values.yaml) times the config's `resources.estimate.speedup`; either
+224 px on a V100, mld/report/paper_values.yaml) times the config's `resources.estimate.speedup`; either
 is scaled to the run's resolution (by pixels) and backbone (by `backbone_cost`, relative to the
 measured one). The request is the expectation times a margin plus a fixed overhead, capped; a
 retry asks for more only up to the cap (a resumed job needs only what is left).
@@ -29,7 +29,9 @@ import yaml
 
 from mld.experiments import ExperimentConfigError
 
-PAPER_VALUES = Path(__file__).resolve().parent / "paper_values.yaml"
+# The papers' reported values (read through mld.report.paper elsewhere; that module imports pandas).
+PAPER_VALUES = Path(__file__).resolve().parent / "report" / "paper_values.yaml"
+
 THROUGHPUT_TABLE = "table9_throughput"
 # Heads without a Table 9 row are timed like this one (the closest in cost).
 FALLBACK_HEAD = "ml_decoder"

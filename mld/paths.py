@@ -28,10 +28,10 @@ MEASUREMENT = RESULTS + "/cost/{measurement}.json"
 
 # The tables, their CSVs and the figure, and the resolved workflow config they were made from.
 TABLES_MD = RESULTS + "/tables.md"
-# The long-form results every table is a view of, and its bootstrap companion (mld.results).
+# The long-form results every table is a view of, and its bootstrap companion (mld.report.results).
 RUNS_CSV = RESULTS + "/runs.csv"
 RUNS_BOOTSTRAP = RESULTS + "/runs.bootstrap.npz"
-RUNS_HISTORY = RESULTS + "/runs.history.csv"  # every run's per-epoch history (mld.history)
+RUNS_HISTORY = RESULTS + "/runs.history.csv"  # every run's per-epoch history (mld.report.history)
 TABLES_CSV = RESULTS + "/tables"
 # Software and hardware of every run and measurement, a view of runs.csv.
 ENVIRONMENTS = RESULTS + "/environments.csv"

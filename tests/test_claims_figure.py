@@ -8,9 +8,9 @@ from typing import Any, Mapping
 
 import pytest
 
-from mld import claims_figure, stats
-from mld.claims import MissingValue
-from mld.figures import figure_bytes
+from mld.report import claims_figure, stats
+from mld.report.claims import MissingValue
+from mld.report.figures import figure_bytes
 
 QUERY_TYPES = [{"query_type": "learnable"}, {"query_type": "nlp"}]
 CLAIMS = [

@@ -5,8 +5,8 @@ import math
 
 import pytest
 
-from mld import stats
-from mld.claims import Estimate, log_ratio_error, ratio_at_least, ratio_at_most
+from mld.report import stats
+from mld.report.claims import Estimate, log_ratio_error, ratio_at_least, ratio_at_most
 
 
 def test_the_log_ratio_error_combines_both_sides_relative_spreads():

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from mld import comparison
-from mld import results as long_form
+from mld.report import comparison
+from mld.report import results as long_form
 from tests.test_tables import HEADER, TABLE1_RUNS, make_results
 
 REPO = Path(__file__).resolve().parent.parent

@@ -11,7 +11,8 @@ import yaml
 from torch import nn
 
 import mld
-from mld import cost, paper
+from mld import cost
+from mld.report import paper
 from mld.cli import main
 
 TINY_DECODER = {"decoder_dim": 32, "num_heads": 2, "ff_dim": 64}

@@ -8,8 +8,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mld import curves, experiments, history, tables
-from mld import results as long_form
+from mld import experiments
+from mld.report import curves, history, tables
+from mld.report import results as long_form
 from mld.experiments import Registry, Run
 
 HISTORY = [  # what the engine writes: the selection metric of model and EMA on evaluated epochs

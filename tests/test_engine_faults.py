@@ -22,7 +22,7 @@ from mld.engine import RunInterrupted, train
 from mld.engine import outputs
 from mld.engine.evaluation import Evaluator
 from mld.engine.checkpoint import load_checkpoint
-from mld.engine.signals import TEST_SIGNAL_ENV
+from mld.signals import TEST_SIGNAL_ENV
 from test_engine_support import TIMES, make_dataset, one_thread, run_config, without_timing
 
 
@@ -159,7 +159,7 @@ def test_a_stop_during_an_epochs_evaluation_keeps_its_timing(small, tmp_path, mo
 
 def start(config_file: Path, out: Path, signal_at: str | None = None) -> subprocess.Popen:
     """`mld train` as a batch job: its own process group, which the signals are sent to; with
-    `signal_at`, the run signals its group itself at that event (mld.engine.signals.signal_on_event)."""
+    `signal_at`, the run signals its group itself at that event (mld.signals.signal_on_event)."""
     environment = {**os.environ, "OMP_NUM_THREADS": "1"}
     if signal_at is not None:
         environment[TEST_SIGNAL_ENV] = signal_at

@@ -22,8 +22,8 @@ from mld.engine.loop import Trainer
 from mld.engine.modeling import HeadOnlyModel, build_model
 from mld.engine.precision import Precision
 from mld.heads import create_head
-from mld.results import flatten
-from mld.tables import Observation, infeasible_text
+from mld.report.results import flatten
+from mld.report.tables import Observation, infeasible_text
 from test_engine_support import TINY_HEAD, make_dataset, one_thread, run_config
 
 ADAM = {"optimizer": "adam", "lr": 1e-3, "weight_decay": 1e-4}

@@ -26,7 +26,7 @@ from mld.engine.optim import build_schedule, parameter_groups
 from mld.engine.precision import choose_precision
 from mld.engine.progress import RunLog, track
 from mld.data.sampling import EvalBatchSampler, SeededSamples, TrainBatchSampler, shard_bounds
-from mld.engine.signals import StopRequest
+from mld.signals import StopRequest
 from mld.engine.targets import LabelPolicy
 from mld.heads import extend_targets
 from mld.losses import create_loss

@@ -14,7 +14,7 @@ import yaml
 
 from mld.engine import train
 from mld.engine.checkpoint import load_checkpoint
-from mld.engine.signals import TEST_SIGNAL_ENV
+from mld.signals import TEST_SIGNAL_ENV
 from test_engine_support import make_dataset, run_config, without_timing
 
 pytestmark = pytest.mark.slow
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 
 def run(config_file: Path, out: Path, signal_at: str | None = None) -> subprocess.CompletedProcess:
     """`mld train` in its own session, signalling itself at the event `signal_at` names
-    (MLD_TEST_SIGNAL, see mld.engine.signals.signal_on_event)."""
+    (MLD_TEST_SIGNAL, see mld.signals.signal_on_event)."""
     environment = {**os.environ, "OMP_NUM_THREADS": "1"}
     if signal_at is not None:
         environment[TEST_SIGNAL_ENV] = signal_at

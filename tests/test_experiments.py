@@ -34,7 +34,7 @@ def changed(config: dict, **updates: dict) -> dict:
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_every_table_of_the_paper_gets_runs_or_measurements(name: str) -> None:
     registry = build_registry(CONFIGS[name])
-    from mld import paper
+    from mld.report import paper
 
     assert set(paper.table_ids()) <= set(registry.tables)
     skipped = set(CONFIGS[name].get("skip_tables", []))
@@ -68,7 +68,7 @@ PLOTTED_ONLY = {"figure5", "figure6", "figure6_speed"}
 
 
 def test_rows_use_the_key_columns_of_the_papers_tables(paper_registry: experiments.Registry) -> None:
-    from mld import paper
+    from mld.report import paper
 
     for table_id in set(paper.table_ids()) & set(paper_registry.tables):
         key = set(paper.table_spec(table_id)["key"])
@@ -207,6 +207,25 @@ def test_base_configs_merge_and_cycles_fail(tmp_path: Path) -> None:
         resolve_base({"base": "a.yaml"}, root=tmp_path)
     with pytest.raises(ExperimentConfigError, match="missing.yaml does not exist"):
         resolve_base({"base": "missing.yaml"}, root=tmp_path)
+
+
+def test_one_loader_merges_files_then_typed_overrides_from_any_directory(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the Snakefile and every `mld` command resolve: files in order, `--config` overrides typed
+    as YAML (Snakemake's list items arrive as strings), and `base:` found beside the checkout of the
+    file that names it when the working directory is elsewhere."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mine.yaml").write_text("label: mine\nseeds: [5]\n")
+    config = load_config([REPO / "config" / "test.yaml", tmp_path / "mine.yaml"], ["seeds=[0, 1]"])
+    assert (config["label"], config["seeds"]) == ("mine", [0, 1])
+    assert config == load_config([REPO / "config" / "test.yaml", tmp_path / "mine.yaml"], {"seeds": ["0", "1"]})
+    assert experiments.parse_overrides({"seeds": ["0"], "image_store": "false", "label": "x"}) == {
+        "seeds": [0], "image_store": False, "label": "x"}
+    with pytest.raises(ExperimentConfigError, match=r"--config 'seeds': give KEY=VALUE"):
+        load_config(REPO / "config" / "test.yaml", ["seeds"])
+    with pytest.raises(ExperimentConfigError, match=r"the embedded default config/config.yaml is not in the "
+                                                    r"working directory .*give the config file by path"):
+        load_config()
 
 
 @pytest.mark.parametrize("updates, message", [
@@ -369,7 +388,7 @@ def test_registry_entries_are_frozen_records_read_as_mappings(default_registry: 
 
 def test_the_paper_tresnet_xl_is_the_reported_architecture() -> None:
     """config/paper.yaml's `xlarge` is the network whose FLOPs the paper reports for TResNet-XL."""
-    from mld import paper
+    from mld.report import paper
 
     reported = paper.paper_table("resolution").to_dict("records")
     (xl,) = [row for row in reported if row["backbone"] == "tresnet_xl"]

@@ -8,7 +8,7 @@ import matplotlib.image
 import pandas as pd
 import pytest
 
-from mld import figures, tables
+from mld.report import figures, tables
 
 BACKBONES = {"small": 0.1, "medium": 0.2, "large": 0.4}  # backbone -> GFLOPs of its GAP model
 

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mld import history, merge
-from mld import results as long_form
+from mld.report import history, merge
+from mld.report import results as long_form
 
 REPO = Path(__file__).resolve().parent.parent
 REFERENCE = REPO / "results" / "reference"

@@ -1,4 +1,4 @@
-"""mld.paper: the reported values load, keep their structure, and match the checked notes."""
+"""mld.report.paper: the reported values load, keep their structure, and match the checked notes."""
 from __future__ import annotations
 
 import math
@@ -6,7 +6,7 @@ import math
 import pytest
 import yaml
 
-from mld import paper
+from mld.report import paper
 
 BRIEFED_TABLES = {
     "table1_heads", "table2_extreme", "table3_query_aug", "table4_zsl_groups", "table5_coco_sota",

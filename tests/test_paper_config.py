@@ -93,7 +93,7 @@ def test_dry_run_plans_the_whole_paper_dag(toy_paper: ToyPaper, tmp_path: Path) 
 
 def write_tables(workdir: Path, config_file: Path) -> None:
     """`mld tables` over the results there (the workflow's tables rule would first train every run)."""
-    command = [sys.executable, "-m", "mld", "tables", "--config", str(config_file), "--results", "results",
+    command = [sys.executable, "-m", "mld", "tables", "--configfile", str(config_file), "--results", "results",
                "--out", "results"]
     result = subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -1,6 +1,6 @@
 """The paper's recipes and reported numbers, typed in from the papers (ML-Decoder's tables and
 appendices, HSVLT's summary and released config), checked against what the suite uses:
-config/paper.yaml's resolved run configs and mld/paper_values.yaml read through mld.paper.
+config/paper.yaml's resolved run configs and mld/report/paper_values.yaml read through mld.report.paper.
 
 The code under test is never the source of an expected value here. A mismatch names the recipe
 and key, or the table, row and cell.
@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from mld import paper
+from mld.report import paper
 from mld.experiments import build_registry, load_config
 from mld.experiments.records import Run
 
@@ -247,9 +247,9 @@ def reported_rows(table_id: str) -> dict[tuple, dict[str, Any]]:
                          ids=[f"{table}[{', '.join(map(str, key))}].{metric}" for table, key, metric, _ in CELLS])
 def test_each_reported_cell_is_the_papers(table_id, key, metric, expected):
     rows = reported_rows(table_id)
-    assert key in rows, f"mld/paper_values.yaml table {table_id} has no row {key}"
+    assert key in rows, f"mld/report/paper_values.yaml table {table_id} has no row {key}"
     actual = rows[key][metric]
-    assert actual == expected, (f"mld/paper_values.yaml table {table_id}, row {key}, {metric}: "
+    assert actual == expected, (f"mld/report/paper_values.yaml table {table_id}, row {key}, {metric}: "
                                 f"{actual!r}; the paper reports {expected!r}")
 
 

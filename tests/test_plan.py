@@ -11,8 +11,8 @@ import yaml
 
 from mld import cli, estimate, launch, weights
 from mld.atomic import file_sha256
-from mld.commands.plan import format_plan, parse_overrides, plan, stores_to_write, workflow_config
-from mld.experiments import build_registry
+from mld.commands.plan import format_plan, plan, stores_to_write
+from mld.experiments import build_registry, load_config, parse_overrides
 
 REPO = Path(__file__).resolve().parents[1]
 PAPER = REPO / "config" / "paper.yaml"
@@ -39,7 +39,7 @@ def test_requests_have_a_margin_and_retries_never_pass_the_cap() -> None:
 
 def test_plan_of_the_paper_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)  # no finished runs here
-    config = workflow_config([PAPER], parse_overrides([f"data_root={tmp_path}"]))
+    config = load_config([PAPER], parse_overrides([f"data_root={tmp_path}"]))
     registry = build_registry(config)
     rows = {(target, rule): cost for target, rule, cost in plan(registry, [])}
     total = rows[("all", "train")]
@@ -58,7 +58,7 @@ def test_plan_of_the_paper_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     # three jobs expected at minutes (the plan once counted them at 95,177 GPU-hours).
     assert rows[("extreme_classification", "train")].refused == total.refused == 3
     assert total.expected_gpu_h < 10_000  # every other run, A1's 600 epochs and Table 14 included
-    one_seed = build_registry(workflow_config([PAPER], parse_overrides([f"data_root={tmp_path}", "seeds=[0]",
+    one_seed = build_registry(load_config([PAPER], parse_overrides([f"data_root={tmp_path}", "seeds=[0]",
                                                                         "skip_datasets=[openimages]"])))
     open_images = {run_id for run_id, run in registry.runs.items() if "openimages" in run.config["dataset"]["path"]}
     one_seed_train = dict(((t, r), c) for t, r, c in plan(one_seed, ["all"]))[("all", "train")]
@@ -68,7 +68,7 @@ def test_plan_of_the_paper_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 def test_plan_leaves_out_skipped_datasets_and_finished_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     overrides = parse_overrides([f"data_root={tmp_path}", "skip_datasets=[openimages]"])
-    registry = build_registry(workflow_config([PAPER], overrides))
+    registry = build_registry(load_config([PAPER], overrides))
     assert not plan(registry, ["openimages"])
     heads = plan(registry, ["heads"])[0][2]
     run_id = registry.table_members("table1_heads")[0][0]
@@ -80,7 +80,7 @@ def test_plan_leaves_out_skipped_datasets_and_finished_runs(tmp_path: Path, monk
 
 def test_plan_counts_the_disk_of_the_image_stores_still_to_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    registry = build_registry(workflow_config([PAPER], parse_overrides([f"data_root={tmp_path}"])))
+    registry = build_registry(load_config([PAPER], parse_overrides([f"data_root={tmp_path}"])))
     stores = stores_to_write(registry, [])
     # COCO's 82,081 + 40,137 images (resources.estimate.images) at 448 x 448 x 3 bytes.
     assert stores["results/stores/coco/448px"] == pytest.approx((82081 + 40137) * 448 * 448 * 3 / 1e9)
@@ -89,7 +89,7 @@ def test_plan_counts_the_disk_of_the_image_stores_still_to_write(tmp_path: Path,
     written.parent.mkdir(parents=True)
     written.write_text("{}")
     assert "results/stores/coco/448px" not in stores_to_write(registry, [])
-    no_stores = build_registry(workflow_config([PAPER], parse_overrides([f"data_root={tmp_path}", "image_store=false"])))
+    no_stores = build_registry(load_config([PAPER], parse_overrides([f"data_root={tmp_path}", "image_store=false"])))
     assert not no_stores.stores and not stores_to_write(no_stores, [])
 
 
@@ -152,7 +152,7 @@ def test_a_gpu_count_that_does_not_split_the_batch_is_refused_naming_the_key() -
 
 
 def paper_with(backbone: dict, **top: object) -> dict:
-    config = workflow_config([PAPER], {})
+    config = load_config([PAPER], {})
     config["backbones"] = {**config["backbones"], "medium": backbone}
     return {**config, **top}
 
@@ -246,14 +246,14 @@ def test_fetch_weights_command_fills_the_cache_jobs_then_read_offline(tmp_path: 
     cache = tmp_path / "cache"
     arguments = ["fetch-weights", "--configfile", str(PAPER), "--cache", str(cache)]
     assert cli.main(arguments) == 0
-    roles = weights.pretrained_names(workflow_config([PAPER], {}))
+    roles = weights.pretrained_names(load_config([PAPER], {}))
     wanted = set(roles.values())
     assert "tresnet_m.miil_in21k" in wanted and sorted(downloaded) == sorted(wanted)  # each once
     manifest = yaml.safe_load((cache / "manifest.yaml").read_text())
     assert set(manifest) == wanted and weights.verify_cache(cache) == []
     assert f"add `weights_cache: {cache.resolve()}` to your config" in capsys.readouterr().out
     assert cli.main(arguments) == 0 and len(downloaded) == len(wanted)  # kept: checksums match
-    offline = workflow_config([PAPER], {"weights_cache": str(cache), "offline": True})
+    offline = load_config([PAPER], {"weights_cache": str(cache), "offline": True})
     # Every pretrained role now loads from the cache with the hub off.
     weights.check_weights({**offline, "backbones": {role: offline["backbones"][role] for role in roles}})
     assert weights.backbone_weights(offline, "medium") == (str(cache / manifest["tresnet_m.miil_in21k"]["file"]),
@@ -281,7 +281,7 @@ def test_a_run_its_budget_will_refuse_is_planned_as_refused(tmp_path: Path, monk
     """The embedded default's Table 2 transformer-decoder is over its 0.25 GFLOPs budget: the plan
     counts its job as refused at minutes, not at its training time; the other runs are not refused."""
     monkeypatch.chdir(tmp_path)
-    registry = build_registry(workflow_config([REPO / "config" / "config.yaml"], {}))
+    registry = build_registry(load_config([REPO / "config" / "config.yaml"], {}))
     rows = {(target, rule): cost for target, rule, cost in plan(registry, ["extreme_classification", "heads"])}
     extreme, heads = rows[("extreme_classification", "train")], rows[("heads", "train")]
     decoder_seeds = len(registry.runs["oi-like/transformer_decoder"].seeds)
@@ -291,7 +291,7 @@ def test_a_run_its_budget_will_refuse_is_planned_as_refused(tmp_path: Path, monk
     reasons = expected_refusals(registry, registry.tables["table2_extreme"])
     assert list(reasons) == ["oi-like/transformer_decoder"]
     assert "GFLOPs per image exceed train.feasibility.max_gflops = 0.25" in reasons["oi-like/transformer_decoder"]
-    unbudgeted = build_registry(workflow_config([REPO / "config" / "config.yaml"],
+    unbudgeted = build_registry(load_config([REPO / "config" / "config.yaml"],
                                                 {"experiments": {**registry.config["experiments"],
                                                                  "extreme_feasibility": {"max_gflops": None}}}))
     free = dict(((t, r), c) for t, r, c in plan(unbudgeted, ["extreme_classification"]))[("extreme_classification",

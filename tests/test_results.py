@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mld import experiments, stats
-from mld import results as long_form
+from mld import experiments
+from mld.report import stats
+from mld.report import results as long_form
 from mld.experiments import Registry, Run
 
 SEEDS = [0, 1]

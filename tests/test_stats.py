@@ -4,8 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mld import metrics, stats
-from mld.stats import Difference
+from mld import metrics
+from mld.report import stats
+from mld.report.stats import Difference
 
 
 def test_an_equal_pair_with_huge_noise_is_undetermined():

@@ -14,8 +14,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mld import claims, experiments, paper, tables
-from mld import results as long_form
+from mld import experiments
+from mld.report import claims, paper, tables
+from mld.report import markdown as md
+from mld.report import results as long_form
 from mld.experiments import Registry, Run
 
 REPO = Path(__file__).resolve().parent.parent
@@ -84,7 +86,7 @@ def make_results(results: Path, table1_runs: dict = TABLE1_RUNS) -> Registry:
 
 
 REPORTED = ["table1_heads", "table2_extreme", "table6_zsl", "module_timing", "table14_transfer"]
-HEADER = tables.header_fields("config/x.yaml", "unit-test label", "cached_features", SEEDS)
+HEADER = md.header_fields("config/x.yaml", "unit-test label", "cached_features", SEEDS)
 
 
 def build(registry: Registry, results: Path) -> list[tables.TableResult]:
@@ -158,7 +160,7 @@ def test_missing_and_partial_runs_are_reported(built):
     assert math.isnan(missing["mAP mean"])
     partial = row_of(table, "coco-like/ml_decoder-k20")
     assert partial["status"] == "partial: seed2 missing" and partial["mAP n"] == 2
-    section = tables.render_section(table, claims.evaluate_claims([], *values(built.values())))
+    section = md.render_section(table, claims.evaluate_claims([], *values(built.values())))
     assert "Missing runs: `coco-like/ml_decoder-k5`" in section
     assert "Runs with missing seeds: `coco-like/ml_decoder-k20` (seed2 missing)" in section
 
@@ -168,7 +170,7 @@ def test_infeasible_run_shows_its_measured_cost(built):
     decoder = row_of(table, "oi-like/transformer_decoder")
     assert decoder["status"].startswith(tables.STATUS_INFEASIBLE) and INFEASIBLE_REASON in decoder["status"]
     assert decoder["flops_g mean"] == pytest.approx(61.2) and decoder["mAP n"] == 0
-    markdown = tables.render_table(table)
+    markdown = md.render_table(table)
     line = next(line for line in markdown.splitlines() if "oi-like/transformer_decoder" in line)
     assert "| infeasible |" in line and "flops_g=61.20" in line
     assert tables.TableValues([table], "reproduced").infeasible("table2_extreme", head="transformer_decoder")
@@ -190,16 +192,16 @@ def test_the_official_selection_is_shown_beside_the_papers_value_and_the_final_o
     assert gap["mAP mean"] == pytest.approx(statistics.mean(TABLE1_RUNS["coco-like/gap"][1]))  # final: as before
     assert gap["mAP diff"] == pytest.approx(gap["mAP mean"] - gap["mAP paper"])
     assert row_of(table, "coco-like/transformer_decoder")["mAP best epoch n"] == 0
-    lines = tables.render_table(table).splitlines()
+    lines = md.render_table(table).splitlines()
     assert "| mAP paper | mAP best epoch | mAP reproduced | mAP diff |" in lines[0]
     assert "flops_g best epoch" not in lines[0]  # costs do not depend on the selection
     cells = next(line for line in lines if "`coco-like/gap`" in line).split(" | ")
     best_cell = f"{statistics.mean(best_maps):.2f} ± {statistics.stdev(best_maps):.2f} (n=3)"
     assert cells[cells.index(best_cell) - 1] == f"{gap['mAP paper']:g}"  # beside the paper's value
     assert cells[cells.index(best_cell) + 1].startswith(f"{gap['mAP mean']:.2f} ± ")  # the final one beside it
-    assert "| mAP best epoch |" not in tables.render_table(built["table2_extreme"])  # no run recorded one
-    section = tables.render_section(table, claims.evaluate_claims([], *values(built.values())))
-    assert tables.BEST_EPOCH_TEXT in section
+    assert "| mAP best epoch |" not in md.render_table(built["table2_extreme"])  # no run recorded one
+    section = md.render_section(table, claims.evaluate_claims([], *values(built.values())))
+    assert md.BEST_EPOCH_TEXT in section
 
 
 def test_zero_shot_run_gives_a_zsl_and_a_gzsl_row(built):
@@ -255,10 +257,10 @@ def test_a_claim_without_a_check_is_not_checked(built):
 def test_markdown_and_csv(built, tmp_path):
     results = list(built.values())
     claim_frame = claims.evaluate_claims(paper.claims(), *values(results))
-    header = tables.ReportHeader(config="config/x.yaml", label="unit-test label", mode="cached_features",
+    header = md.ReportHeader(config="config/x.yaml", label="unit-test label", mode="cached_features",
                                  seeds=SEEDS, datasets=["coco-like, synthetic, standing for MS-COCO"],
                                  backbones=["`medium`: test_resnet"], synthetic=True)
-    markdown = tables.render_markdown(results, claim_frame, header)
+    markdown = md.render_markdown(results, claim_frame, header)
     assert markdown.startswith("# Reproduced results: unit-test label")
     assert "`config/x.yaml`" in markdown and "synthetic stand-ins" in markdown
     assert "cached features" in markdown and "torch 2.14.1, platform test-machine" in markdown
@@ -295,7 +297,7 @@ def test_command_writes_every_output_without_torch(tmp_path):
     script = ("import sys, argparse; from mld.commands import report; p = argparse.ArgumentParser(); "
               "report.register(p.add_subparsers()); a = p.parse_args(sys.argv[1:]); code = a.func(a); "
               "assert 'torch' not in sys.modules, 'torch was imported'; sys.exit(code)")
-    command = [sys.executable, "-c", script, "tables", "--config", "config/test.yaml", "--results", str(results),
+    command = [sys.executable, "-c", script, "tables", "--configfile", "config/test.yaml", "--results", str(results),
                "--out-md", str(out / "tables.md"), "--out-csv", str(out / "tables"), "--out-fig", str(out / "figures")]
     finished = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert finished.returncode == 0, finished.stderr
@@ -325,7 +327,7 @@ REFERENCE = REPO / "results" / "reference"
 @pytest.mark.parametrize("folder", [FIXTURE, REFERENCE], ids=["tiny fixture", "committed reference"])
 def test_from_a_committed_runs_csv_rebuilds_its_tables_md_byte_for_byte(folder, tmp_path):
     """The committed tables.md is a view of the committed runs.csv (regenerate both together:
-    `mld tables --config ... --results ... --out FOLDER`)."""
+    `mld tables --configfile ... --results ... --out FOLDER`)."""
     assert (folder / "runs.csv").is_file(), f"{folder} has no runs.csv: regenerate it with its tables.md"
     finished = subprocess.run([sys.executable, "-m", "mld", "tables", "--from", str(folder / "runs.csv"), "--out",
                                str(tmp_path)], cwd=tmp_path, capture_output=True, text=True, timeout=300)
@@ -359,12 +361,12 @@ def test_synthetic_tables_show_effects_against_the_baseline_beside_the_papers(tm
                                                         - reported.loc["gap", "mAP"])
     assert decoder["flops_g effect"] == pytest.approx(FLOPS["transformer_decoder"] / FLOPS["gap"])
     assert math.isnan(decoder["mAP diff"]), "no difference against the paper's absolute value on synthetic data"
-    markdown = tables.render_table(table)
+    markdown = md.render_table(table)
     assert "mAP paper effect" in markdown and "mAP diff" not in markdown
     line = next(line for line in markdown.splitlines() if "coco-like/transformer_decoder" in line)
     assert f"{decoder['mAP effect']:+.2f} ± {decoder['mAP effect margin']:.2f}" in line and "×1.4" in line
     assert "| baseline |" in next(line for line in markdown.splitlines() if "`coco-like/gap`" in line)
-    section = tables.render_section(table, claims.evaluate_claims([], *values(built.values())))
+    section = md.render_section(table, claims.evaluate_claims([], *values(built.values())))
     assert "coco-like" in section and "effect against the baseline row (head gap)" in section
     # Real data (Table 2's runs name no synthetic dataset) keeps the absolute comparison.
     assert built["table2_extreme"].layout == tables.LAYOUT_ABSOLUTE
@@ -374,7 +376,7 @@ def test_a_table_the_suite_cannot_produce_says_so():
     spec = dataclasses.replace(tables.reported_spec("table14_transfer"), not_reproduced="no adapter reads its data")
     table = tables.build_table(spec, [])
     assert set(table.frame["status"]) == {tables.STATUS_NOT_REPRODUCED}
-    section = tables.render_section(table, pd.DataFrame(columns=["table"]))
+    section = md.render_section(table, pd.DataFrame(columns=["table"]))
     assert "Not reproduced: no adapter reads its data." in section
     assert "no outputs yet" not in section
 
@@ -391,7 +393,7 @@ def test_a_run_in_several_tables_says_so(tmp_path):
     registry.tables.setdefault("figure5", []).append("coco-like/gap")
     built = {t.spec.table_id: t for t in tables.build_tables(
         long_form.collect(registry, tmp_path, HEADER), [*REPORTED, "figure5"])}
-    line = next(line for line in tables.render_table(built["table1_heads"]).splitlines() if "`coco-like/gap`" in line)
+    line = next(line for line in md.render_table(built["table1_heads"]).splitlines() if "`coco-like/gap`" in line)
     assert "the same run is in figure5" in line
 
 
@@ -439,7 +441,7 @@ def test_a_run_from_random_weights_where_the_paper_was_pretrained_is_marked_and_
     beat = frame.loc["attention_heads_beat_gap"]
     assert beat["reproduced verdict"] == claims.UNDETERMINED and tables.STATUS_NOT_COMPARED in beat["reproduced evidence"]
     table1 = next(t for t in built if t.spec.table_id == "table1_heads")
-    assert "Not compared with the paper: `coco-like/gap`" in tables.render_section(table1, frame.reset_index())
+    assert "Not compared with the paper: `coco-like/gap`" in md.render_section(table1, frame.reset_index())
     # Written and read back, the marks survive; a runs.csv written before the columns existed reads as compared.
     path = tmp_path / "runs.csv"
     long_form.write(collected, path)
@@ -449,10 +451,10 @@ def test_a_run_from_random_weights_where_the_paper_was_pretrained_is_marked_and_
     assert long_form.read(path).frame["compared"].isna().all()
 def test_a_table_the_config_skips_says_so():
     """A config's skip_tables reaches tables.md through runs.csv's header rows."""
-    fields = tables.header_fields("config/config.yaml", "x", "cached_features", [0], ["table14_transfer"])
+    fields = md.header_fields("config/config.yaml", "x", "cached_features", [0], ["table14_transfer"])
     assert fields["skip_tables"] == "table14_transfer"
-    assert "skip_tables" not in tables.header_fields("config/x.yaml", "x", "cached_features", [0])
+    assert "skip_tables" not in md.header_fields("config/x.yaml", "x", "cached_features", [0])
     transfer = tables.build_table(tables.reported_spec("table14_transfer"), [])
-    text = tables.render_section(transfer, pd.DataFrame(columns=["table"]), skipped=True)
+    text = md.render_section(transfer, pd.DataFrame(columns=["table"]), skipped=True)
     assert "Not planned by this config (`skip_tables`): the paper's values only." in text
     assert "| cifar100 | swin_l_ml_decoder | 95.1 |" in text

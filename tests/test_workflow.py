@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from mld import numerics, paths
-from mld.experiments import build_registry, load_config
+from mld.experiments import SCHEMA_PATH, build_registry, load_config
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_CONFIG = REPO / "config" / "test.yaml"
@@ -60,11 +60,7 @@ def planned_runs(output: str) -> set[tuple[str, str]]:
 
 def load_config_dict(config: dict) -> dict:
     """A config given as a mapping, resolved and validated as the Snakefile does."""
-    from mld.experiments import resolve_base, validate_config
-
-    resolved = resolve_base(config, root=REPO)
-    validate_config(resolved)
-    return resolved
+    return load_config(config, root=REPO)
 
 
 def write_raw_release(config: dict, roles: tuple[str, ...] | None = None) -> None:
@@ -108,7 +104,7 @@ def test_rules_are_snakefmt_formatted() -> None:
 
 
 def test_config_readme_describes_every_config_key() -> None:
-    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())
     readme = (REPO / "config" / "README.md").read_text()
     missing = [key for key in schema["properties"] if f"| `{key}" not in readme]
     assert not missing, f"config/README.md lacks {missing}"
@@ -200,6 +196,42 @@ def test_missing_dataset_path_stops_before_any_job(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert f"config key datasets.coco.root: {tmp_path / 'data' / 'coco2014'} does not exist" in result.stdout
     assert "--config data_root=DIR" in result.stdout
+
+
+def test_every_missing_dataset_of_the_targets_is_named_in_one_message(tmp_path: Path) -> None:
+    """A fresh clone's dry run of the paper config without its data: every dataset the default target
+    reads, each by its config key, in one message without a traceback, before any job."""
+    result = snakemake("--dry-run", "--configfile", REPO / "config" / "paper.yaml",
+                       "--config", f"data_root={tmp_path / 'data'}", workdir=tmp_path)
+    assert result.returncode != 0
+    assert "8 dataset(s) of the requested targets missing:" in result.stdout
+    for key, folder in [("coco.root", "coco2014"), ("voc.root", "VOCdevkit/VOC2007"), ("nus.root", "nus-wide"),
+                        ("nus_concepts.root", "nus-wide"), ("openimages.root", "openimages-v6"),
+                        ("cifar100.root", "cifar-100-binary"), ("stanford_cars.root", "stanford_cars")]:
+        assert f"config key datasets.{key}: {tmp_path / 'data' / folder} does not exist" in result.stdout
+    # ImageNet is given prepared, by its own path (not under data_root).
+    assert "config key datasets.imagenet.prepared: /datasets/imagenet-prepared does not exist" in result.stdout
+    assert "Traceback" not in result.stdout and "Exception" not in result.stdout
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize("recipe_or_k, message", [
+    ("recipes: {voc: {source: x, train: {epochz: 3}}}",
+     "run voc-like/large/ml_decoder-k20/fixed_random (trained with recipes.voc over the shared train block): "
+     "train.epochz: unknown key"),
+    ("experiments: {zero_shot_groups: 500}",
+     "run nus-like/ml_decoder-k500/nlp_queries-nlp_head-aug_both: K = 500 groups for 120 classes (table(s) "
+     "table4_zsl_groups, table8_zsl_query_head); K must not exceed the class count: lower config key "
+     "experiments.zero_shot_groups"),
+])
+def test_a_bad_recipe_key_or_k_stops_the_dry_run_naming_its_config_key(tmp_path: Path, recipe_or_k: str,
+                                                                        message: str) -> None:
+    config = tmp_path / "mine.yaml"
+    config.write_text(f"base: config/test.yaml\n{recipe_or_k}\n")
+    result = snakemake("--dry-run", "--configfile", config, workdir=tmp_path)
+    assert result.returncode != 0
+    assert message in result.stdout
+    assert not (tmp_path / "results").exists()
 
 
 def test_a_backbone_without_its_papers_weights_stops_its_targets_before_any_job(tmp_path: Path) -> None:

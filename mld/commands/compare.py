@@ -30,14 +30,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from mld import comparison
-    from mld import results as long_form
+    from mld.report import comparison
+    from mld.report import results as long_form
     from mld.atomic import write_text
 
     for path in (args.before, args.after):
         if not path.is_file():
             raise FileNotFoundError(f"{path} does not exist; give the runs.csv that `snakemake` or "
-                                    "`mld tables --config` wrote")
+                                    "`mld tables --configfile` wrote")
     changes, effects = comparison.compare_all(args.before, args.after, args.tables)
     if args.tables and not changes:
         raise ValueError(f"no accuracy cell of {', '.join(args.tables)} is reproduced in both files; "

@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _merge(args: argparse.Namespace) -> int:
-    from mld import merge
+    from mld.report import merge
 
     inputs = merge.sources(args.inputs, args.site)
     merged = merge.merge_files(inputs, args.out, args.prefer)

@@ -17,14 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-import yaml
-
 from mld import estimate, paths
+from mld.commands import add_config_arguments, workflow_config
 
 # What a run that its budget refuses costs: setting up, measuring its cost, writing its record.
 REFUSED_MINUTES = 10.0
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "config" / "config.yaml"
 ALL = "all"
 
 
@@ -35,42 +33,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("targets", nargs="*", metavar="TARGET",
                         help=f"named targets (snakemake's; default: every named target and {ALL})")
     parser.set_defaults(func=_plan)
-
-
-def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """--configfile and --config, as snakemake takes them."""
-    parser.add_argument("--configfile", action="append", type=Path, default=[], metavar="FILE",
-                        help="workflow config (default: config/config.yaml); later files override earlier ones")
-    parser.add_argument("--config", nargs="+", default=[], metavar="KEY=VALUE",
-                        help="top-level overrides, values read as YAML (seeds=[0])")
-
-
-def parse_overrides(entries: Iterable[str]) -> dict[str, Any]:
-    """["seeds=[0]", "label=x"] -> {"seeds": [0], "label": "x"}."""
-    overrides = {}
-    for entry in entries:
-        key, sep, value = entry.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--config {entry!r}: give KEY=VALUE")
-        overrides[key] = yaml.safe_load(value) if value else None
-    return overrides
-
-
-def workflow_config(configfiles: Sequence[Path], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """The resolved and validated workflow config, as the Snakefile builds it (weights checked too)."""
-    from mld.experiments import ExperimentConfigError, deep_merge, resolve_base, validate_config
-    from mld.weights import check_weights
-
-    merged: dict[str, Any] = {}
-    for path in configfiles or [DEFAULT_CONFIG]:
-        try:
-            merged = deep_merge(merged, yaml.safe_load(Path(path).read_text()) or {})
-        except FileNotFoundError:
-            raise ExperimentConfigError(f"workflow config {path} does not exist") from None
-    config = resolve_base(deep_merge(merged, overrides))
-    validate_config(config)
-    check_weights(config)
-    return config
 
 
 @dataclass
@@ -204,7 +166,7 @@ def format_plan(rows: Sequence[tuple[str, str, RuleCost]], label: str, stores: M
 def _plan(args: argparse.Namespace) -> int:
     from mld.experiments import build_registry
 
-    config = workflow_config(args.configfile, parse_overrides(args.config))
+    config = workflow_config(args, check_weights=True)
     registry = build_registry(config)
     print(format_plan(plan(registry, args.targets), config["label"], stores_to_write(registry, args.targets)))
     return 0

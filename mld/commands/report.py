@@ -1,9 +1,9 @@
 """`mld tables`: the long-form results file, the results tables, the claim checks and the figure.
 
 Two ways in, one way out:
-* `mld tables --config CONFIG --results DIR` (the workflow's): collect the run outputs and cost
+* `mld tables --configfile CONFIG --results DIR` (the workflow's): collect the run outputs and cost
   measurements of the config's registry into the long-form `runs.csv` (and its bootstrap and
-  history companions, see mld.results), written beside tables.md; then render from that file;
+  history companions, see mld.report.results), written beside tables.md; then render from that file;
 * `mld tables --from runs.csv --out DIR`: render from a runs.csv alone (no run directories, no
   config): DIR/tables.md, DIR/environments.csv (software and hardware of every run),
   DIR/tables/<table>.csv, DIR/tables/claims.csv, DIR/figures/ (the mAP-vs-FLOPs figure, the
@@ -37,28 +37,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "tables", help="write runs.csv, the results tables, claim checks and the mAP-vs-FLOPs figure",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--config", metavar="CONFIG.yaml",
-                        help="the workflow config whose registry names the runs (e.g. config/config.yaml)")
+    source.add_argument("--configfile", metavar="CONFIG.yaml",
+                        help="the workflow config whose registry names the runs (e.g. config/config.yaml; "
+                             "as `--configfile` of snakemake, mld runs and mld plan)")
     source.add_argument("--from", dest="from_csv", metavar="RUNS.csv",
                         help="render from a long-form runs.csv alone (e.g. results/reference/runs.csv)")
     parser.add_argument("--results", default="results", metavar="DIR",
-                        help="with --config: the results tree, DIR/runs/<run id>/seed<k>/ and DIR/cost/ "
+                        help="with --configfile: the results tree, DIR/runs/<run id>/seed<k>/ and DIR/cost/ "
                              "(default: results)")
     parser.add_argument("--out", default=None, metavar="DIR",
                         help="write DIR/tables.md, DIR/environments.csv, DIR/tables/, DIR/figures/ (and, with "
-                             "--config, DIR/runs.csv and its companions); the --out-* options override single paths")
+                             "--configfile, DIR/runs.csv and its companions); the --out-* options override single paths")
     parser.add_argument("--out-md", default=None, metavar="FILE", help="the markdown report (default: OUT/tables.md)")
     parser.add_argument("--out-csv", default=None, metavar="DIR",
                         help="folder for <table id>.csv and claims.csv (default: OUT/tables)")
     parser.add_argument("--out-fig", default=None, metavar="DIR",
                         help=f"folder for {FIGURE_NAME} and {SPEED_FIGURE_NAME} .png and .svg (default: OUT/figures)")
     parser.add_argument("--out-runs", default=None, metavar="FILE",
-                        help="with --config: the long-form file (default: runs.csv beside the markdown report)")
+                        help="with --configfile: the long-form file (default: runs.csv beside the markdown report)")
     parser.add_argument("--out-environments", default=None, metavar="FILE",
                         help="software and hardware of every run (default: environments.csv beside the markdown "
                              "report)")
     parser.add_argument("--label", default=None,
-                        help="with --config: what produced the results, for the header and the figure "
+                        help="with --configfile: what produced the results, for the header and the figure "
                              "(default: the config's `label`)")
     parser.set_defaults(func=write_report)
 
@@ -66,35 +67,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _collect(args: argparse.Namespace, runs_csv: Path) -> None:
     """Collect the results tree of the config's registry into runs_csv (and its companion)."""
     from mld import experiments
-    from mld import results as long_form
-    from mld.tables import header_fields
+    from mld.report import results as long_form
+    from mld.report.markdown import header_fields
 
-    config = experiments.load_config(args.config)
+    config = experiments.load_config(args.configfile)
     registry = experiments.build_registry(config)
     results = Path(args.results)
     if not results.is_dir():
         raise FileNotFoundError(f"results folder {results} does not exist; run the workflow first "
                                 "(snakemake --cores N) or pass --results DIR")
-    label = args.label or config.get("label") or Path(args.config).stem
-    header = header_fields(args.config, label, config["mode"], config["seeds"], config.get("skip_tables", []))
+    label = args.label or config.get("label") or Path(args.configfile).stem
+    header = header_fields(args.configfile, label, config["mode"], config["seeds"], config.get("skip_tables", []))
     long_form.write(long_form.collect(registry, results, header), runs_csv)
 
 
 def write_report(args: argparse.Namespace) -> int:
-    """Collect (with --config), then build every table, check every claim, draw the figure, write them all."""
-    from mld import paper
-    from mld import results as long_form
-    from mld.claims import evaluate_claims
-    from mld.claims_figure import claims_figure
-    from mld.curves import curve_figures
-    from mld.figures import figure_bytes, map_vs_flops, top1_vs_speed
-    from mld.tables import TableValues, build_tables, read_header, render_markdown
+    """Collect (with --configfile), then build every table, check every claim, draw the figure, write them all."""
+    from mld.report import paper
+    from mld.report import results as long_form
+    from mld.report.claims import evaluate_claims
+    from mld.report.claims_figure import claims_figure
+    from mld.report.curves import curve_figures
+    from mld.report.figures import figure_bytes, map_vs_flops, top1_vs_speed
+    from mld.report.markdown import read_header, render_markdown
+    from mld.report.tables import TableValues, build_tables
 
-    out = Path(args.out) if args.out else Path(args.results if args.config else ".")
+    out = Path(args.out) if args.out else Path(args.results if args.configfile else ".")
     out_md = Path(args.out_md) if args.out_md else out / "tables.md"
     csv_dir = Path(args.out_csv) if args.out_csv else out / "tables"
     fig_dir = Path(args.out_fig) if args.out_fig else out / "figures"
-    if args.config:
+    if args.configfile:
         runs_csv = Path(args.out_runs) if args.out_runs else out_md.with_name(RUNS_CSV)
         _collect(args, runs_csv)
     else:

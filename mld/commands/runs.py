@@ -15,7 +15,8 @@ import io
 import json
 from typing import Any, Mapping
 
-DEFAULT_CONFIG = "config/config.yaml"
+from mld.commands import add_config_arguments, workflow_config
+
 COLUMNS = ("run_id", "table", "row", "recipe", "dataset", "num_classes", "backbone", "backbone_role",
            "backbone_options", "head", "num_queries", "resolution", "epochs", "batch_size", "optimizer", "lr",
            "weight_decay", "schedule", "warmup_epochs", "loss", "gamma_neg", "gamma_pos", "ema_decay", "cutout", "randaugment",
@@ -30,8 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "runs", help="list the runs of a workflow config, one row per run and table, with resolved settings",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--configfile", default=DEFAULT_CONFIG, metavar="FILE",
-                        help=f"the workflow config (default: {DEFAULT_CONFIG}; e.g. config/paper.yaml)")
+    add_config_arguments(parser)
     parser.add_argument("--table", metavar="TABLE", help="only this table's runs (e.g. table6_zsl)")
     parser.add_argument("--format", choices=("markdown", "csv"), default="markdown",
                         help="markdown table (default) or CSV with a header row")
@@ -123,7 +123,7 @@ def render_markdown(rows: list[dict[str, Any]]) -> str:
 def _list_runs(args: argparse.Namespace) -> int:
     from mld import experiments
 
-    registry = experiments.build_registry(experiments.load_config(args.configfile))
+    registry = experiments.build_registry(workflow_config(args))
     rows = run_rows(registry, args.table)
     print((render_csv if args.format == "csv" else render_markdown)(rows), end="")
     return 0

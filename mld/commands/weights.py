@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mld.commands.plan import add_config_arguments, parse_overrides, workflow_config
+from mld.commands import add_config_arguments, workflow_config
 
 PRETRAIN_HERE = "snakemake --cores 2 pretrained_backbones --config 'pretraining={weights: null}'"
 
@@ -35,8 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _fetch(args: argparse.Namespace) -> int:
     from mld.weights import fetch_weights, pretrained_names
 
-    overrides = {**parse_overrides(args.config), "weights_cache": None, "offline": False}
-    names = pretrained_names(workflow_config(args.configfile, overrides))
+    names = pretrained_names(workflow_config(args, check_weights=True, weights_cache=None, offline=False))
     if not names:
         print("no backbone of this config has `pretrained: true`: nothing to fetch")
         return 0
@@ -49,12 +48,10 @@ def _ship(args: argparse.Namespace) -> int:
     import torch
 
     from mld.experiments import build_registry
-    from mld.experiments.config import deep_merge
     from mld.numerics import cpu_model
     from mld.weights import ship_backbones
 
-    overrides = deep_merge(parse_overrides(args.config), {"pretraining": {"weights": None}})
-    registry = build_registry(workflow_config(args.configfile, overrides))
+    registry = build_registry(workflow_config(args, pretraining={"weights": None}))
     if not registry.backbones:
         print("this config pretrains no backbone (mode end_to_end): nothing to ship")
         return 0

@@ -26,7 +26,7 @@ from mld.data.prepared import PreparedMeta, open_prepared
 from mld.data.sampling import EvalBatchSampler, SeededSamples, TrainBatchSampler
 from mld.data.store import ImageStore, open_store
 from mld.data.transforms import ImageTransform, build_transform, to_tensor
-from mld.engine.signals import held_while_forking, ignore_in_worker
+from mld.signals import held_while_forking, ignore_in_worker
 
 
 class PreparedDataset(Dataset):
@@ -109,7 +109,7 @@ class Loader(DataLoader):
     """A DataLoader whose persistent worker processes leave a job's stop signals to the main process.
 
     Slurm signals every process of a job; a worker killed by SIGTERM would end the main process
-    with "DataLoader worker ... killed by signal" before it could save (see mld.engine.signals).
+    with "DataLoader worker ... killed by signal" before it could save (see mld.signals).
     Workers start with the first pass and serve every later one (an epoch's training and
     evaluation passes reuse them); a pass that does not run to its end (an error in a worker or in
     the training step, a stop) stops them at once, and `stop_workers` (or leaving a

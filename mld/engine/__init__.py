@@ -23,7 +23,7 @@ _LAZY = {
     "ConfigError": "mld.engine.config",
     "CheckpointError": "mld.engine.checkpoint",
     "NonFiniteLossError": "mld.engine.loop",
-    "RunInterrupted": "mld.engine.signals",
+    "RunInterrupted": "mld.signals",
 }
 
 __getattr__ = lazy_attributes(__name__, _LAZY)

@@ -13,7 +13,7 @@ from typing import IO, Iterable, Iterator, TypeVar
 
 from tqdm import tqdm
 
-from mld.engine.signals import signal_on_event
+from mld.signals import signal_on_event
 
 T = TypeVar("T")
 

@@ -43,7 +43,7 @@ from mld.engine.optim import build_optimizer, build_schedule
 from mld.engine.precision import Precision, choose_precision
 from mld.engine.progress import RunLog, track
 from mld.data.sampling import TrainBatchSampler
-from mld.engine.signals import RunInterrupted, StopRequest
+from mld.signals import RunInterrupted, StopRequest
 from mld.heads import extend_targets
 from mld.losses import create_loss
 

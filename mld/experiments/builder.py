@@ -416,17 +416,21 @@ def build_registry(config: Mapping[str, Any]) -> Registry:
     class count), so a mistake is named while the workflow is planned, not inside a job.
     """
     builder = _Builder(config)
+    k_sources: dict[str, str] = {}  # run id -> the config key (or table entry) its K comes from
     for cell in expand(config, builder.num_classes):
         if cell.measure:
             builder.measurement(cell)
         else:
-            builder.run(cell)
-    check_run_configs(builder.registry)
+            run_id = builder.run(cell)
+            if cell.k_source:
+                k_sources.setdefault(run_id, cell.k_source)
+    check_run_configs(builder.registry, k_sources)
     return builder.registry
 
 
-def check_run_configs(registry: Registry) -> None:
-    """Raise ExperimentConfigError listing every run config the engine would refuse, by its recipe."""
+def check_run_configs(registry: Registry, k_sources: Mapping[str, str] = {}) -> None:
+    """Raise ExperimentConfigError listing every run config the engine would refuse, by its recipe;
+    a K above the class count by the config key that sets it (`k_sources`: run id -> key)."""
     from mld.engine.config import ConfigError, validate_run_config  # torch-free
 
     problems: list[str] = []
@@ -439,8 +443,8 @@ def check_run_configs(registry: Registry) -> None:
             problems += [line.strip() for line in str(error).splitlines()[1:] if line.strip() not in problems]
         groups, classes = run.config["model"]["num_groups"], run.settings.get("num_classes")
         if groups is not None and classes is not None and groups > classes:
+            source = k_sources.get(run.run_id, "the `experiments:` value of its table entry (mld/experiments/table.yaml)")
             problems.append(f"run {run.run_id}: K = {groups} groups for {classes} classes (table(s) "
-                            f"{', '.join(run.rows)}); K must not exceed the class count: lower the "
-                            "`experiments:` value its table entry uses (mld/experiments/table.yaml)")
+                            f"{', '.join(run.rows)}); K must not exceed the class count: lower {source}")
     if problems:
         raise ExperimentConfigError("invalid runs:\n  " + "\n  ".join(problems))

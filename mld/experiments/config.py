@@ -1,21 +1,28 @@
-"""Workflow config files: `base:` inheritance, schema validation and the data checks.
+"""Workflow config files: the one loader (files, `base:` inheritance, overrides), schema
+validation and the data checks.
 
-A workflow config (config/*.yaml, validated against workflow/schemas/config.schema.yaml) says
-where the data comes from, which backbone plays which role, the training recipes and how big each
-experiment is. The same validator checks the experiments table (mld/experiments/table.yaml), so
-both report a problem the same way: the key, what is wrong, and the schema file to read.
+A workflow config (config/*.yaml, validated against config.schema.yaml beside this file, shipped
+with the package) says where the data comes from, which backbone plays which role, the training
+recipes and how big each experiment is. `load_config` is the only place a workflow config is
+resolved: the Snakefile, every `mld` command and the tests call it. The same validator checks the
+experiments table (mld/experiments/table.yaml), so both report a problem the same way: the key,
+what is wrong, and the schema file to read.
 """
 from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping, Sequence, Union
 
 import yaml
 
-# `base:` paths are relative to the checkout (the Snakefile's folder), like the configs themselves.
-CHECKOUT = Path(__file__).resolve().parents[2]
-SCHEMA_PATH = CHECKOUT / "workflow" / "schemas" / "config.schema.yaml"
+SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
+# The embedded default, relative to the checkout (where `snakemake` and `mld` run). It is not
+# shipped with the package: an installed `mld` run elsewhere is given its config by path.
+DEFAULT_CONFIG = Path("config") / "config.yaml"
+
+# A config: a file, or a mapping of settings already read (the Snakefile's merged `config`).
+ConfigSource = Union[str, Path, Mapping[str, Any]]
 
 
 class ExperimentConfigError(ValueError):
@@ -33,12 +40,18 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
     return out
 
 
-def resolve_base(config: Mapping[str, Any], root: str | Path = CHECKOUT) -> dict[str, Any]:
-    """Apply `base: FILE` (a config this one extends; the path is relative to `root`), recursively."""
+def resolve_base(config: Mapping[str, Any], root: str | Path = ".",
+                 origin: str | Path | None = None) -> dict[str, Any]:
+    """Apply `base: FILE` (a config this one extends), recursively. FILE is relative to `root`, the
+    checkout (the Snakefile's folder, or the working directory of `mld`), or else to a folder above
+    `origin`, the file that names it: config/test.yaml's `base: config/config.yaml` is found from any
+    directory when config/test.yaml is given by path."""
     seen: list[Path] = []
     resolved = dict(config)
     while "base" in resolved:
-        path = Path(root) / str(resolved.pop("base"))
+        base = str(resolved.pop("base"))
+        folders = [Path(root)] + (list(Path(origin).resolve().parents) if origin else [])
+        path = next((folder / base for folder in folders if (folder / base).is_file()), Path(root) / base)
         if path in seen:
             raise ExperimentConfigError(f"config key base: {path} extends itself (through {seen})")
         seen.append(path)
@@ -51,6 +64,7 @@ def resolve_base(config: Mapping[str, Any], root: str | Path = CHECKOUT) -> dict
         if not isinstance(parent, dict):
             raise ExperimentConfigError(f"config key base: {path} does not hold a mapping of settings")
         resolved = deep_merge(parent, resolved)
+        origin = path
     return resolved
 
 
@@ -73,25 +87,82 @@ def schema_problems(document: Any, schema_path: str | Path, prefix: str = "confi
     return problems
 
 
-def validate_config(config: Mapping[str, Any], schema_path: str | Path = SCHEMA_PATH) -> None:
+def validate_config(config: Mapping[str, Any]) -> None:
     """Check a resolved workflow config against the schema; one line per problem, with its key."""
-    problems = schema_problems(dict(config), schema_path)
+    problems = schema_problems(dict(config), SCHEMA_PATH)
     if problems:
         raise ExperimentConfigError(
-            "invalid workflow config (see workflow/schemas/config.schema.yaml):\n  " + "\n  ".join(problems)
+            f"invalid workflow config (see {SCHEMA_PATH.name} in mld/experiments):\n  " + "\n  ".join(problems)
         )
 
 
-def load_config(path: str | Path, root: str | Path = CHECKOUT, schema_path: str | Path = SCHEMA_PATH) -> dict[str, Any]:
-    """Read a workflow config file, apply its `base`, validate it; what `build_registry` expects."""
+def typed_value(value: Any) -> Any:
+    """A `--config` value as a config file would type it: scalars written as text ("0", "false",
+    "null") are read as YAML, recursing into lists and mappings (Snakemake leaves list items as
+    strings: `--config seeds=[0]` reaches the workflow as ["0"])."""
+    if isinstance(value, Mapping):
+        return {key: typed_value(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [typed_value(item) for item in value]
+    if isinstance(value, str):
+        parsed = yaml.safe_load(value) if value.strip() else value
+        return parsed if isinstance(parsed, (int, float, bool, type(None))) else value
+    return value
+
+
+def parse_overrides(overrides: Mapping[str, Any] | Iterable[str]) -> dict[str, Any]:
+    """Top-level `--config` overrides, typed as in a config file: Snakemake's mapping of them, or
+    mld's KEY=VALUE words (["seeds=[0]", "label=x"] -> {"seeds": [0], "label": "x"})."""
+    if isinstance(overrides, Mapping):
+        return typed_value(dict(overrides))
+    parsed = {}
+    for entry in overrides:
+        key, sep, value = entry.partition("=")
+        if not sep or not key:
+            raise ExperimentConfigError(f"--config {entry!r}: give KEY=VALUE (a top-level config key)")
+        parsed[key] = yaml.safe_load(value) if value else None
+    return parsed
+
+
+def _read(source: ConfigSource) -> dict[str, Any]:
+    if isinstance(source, Mapping):
+        return dict(source)
     try:
-        raw = yaml.safe_load(Path(path).read_text())
+        raw = yaml.safe_load(Path(source).read_text())
     except FileNotFoundError:
-        raise ExperimentConfigError(f"workflow config {path} does not exist") from None
+        if Path(source) == DEFAULT_CONFIG:
+            raise ExperimentConfigError(
+                f"no workflow config given, and the embedded default {DEFAULT_CONFIG} is not in the working "
+                f"directory {Path.cwd()}: run from the checkout or give the config file by path (--configfile FILE)"
+            ) from None
+        raise ExperimentConfigError(f"workflow config {source} does not exist") from None
     if not isinstance(raw, dict):
-        raise ExperimentConfigError(f"workflow config {path} does not hold a mapping of settings")
-    config = resolve_base(raw, root)
-    validate_config(config, schema_path)
+        raise ExperimentConfigError(f"workflow config {source} does not hold a mapping of settings")
+    return raw
+
+
+def load_config(sources: ConfigSource | Sequence[ConfigSource] = (), overrides: Mapping[str, Any] | Iterable[str] = (),
+                root: str | Path = ".", check_weights: bool = False) -> dict[str, Any]:
+    """The resolved, validated workflow config, as every consumer sees it: the config files (later
+    ones override earlier ones, as Snakemake merges them; none: the embedded default), then the
+    `--config` overrides, then `base:` (see `resolve_base`), then the schema and,
+    with `check_weights` (what submits jobs: the workflow, `mld plan`), the backbone weights
+    (mld.weights.check_weights). What `build_registry` expects."""
+    if isinstance(sources, (str, Path, Mapping)):
+        sources = [sources]
+    merged: dict[str, Any] = {}
+    origin = None  # the file whose `base:` wins (the last one to set it)
+    for source in sources or [DEFAULT_CONFIG]:
+        document = _read(source)
+        merged = deep_merge(merged, document)
+        if "base" in document:
+            origin = None if isinstance(source, Mapping) else source
+    config = resolve_base(deep_merge(merged, parse_overrides(overrides)), root, origin)
+    validate_config(config)
+    if check_weights:
+        from mld.weights import check_weights as check  # mld.weights reads configs; no cycle at import
+
+        check(config)
     return config
 
 
@@ -113,3 +184,17 @@ def check_dataset_source(dataset: Mapping[str, Any]) -> None:
             f"config key {key}: {path} is not a prepared dataset (no meta.json); prepare it with "
             f"`mld prepare ... --out {path}` or use `adapter` + `root` to let the workflow prepare it"
         )
+
+
+def check_dataset_sources(datasets: Iterable[Mapping[str, Any]]) -> None:
+    """Every real dataset among `datasets` whose files are missing, in one error (one line each, as
+    `check_dataset_source` words it): a fresh clone learns everything it must provide at once."""
+    problems = []
+    for dataset in datasets:
+        try:
+            check_dataset_source(dataset)
+        except ExperimentConfigError as error:
+            problems.append(str(error))
+    if problems:
+        raise ExperimentConfigError(f"{len(problems)} dataset(s) of the requested targets missing:\n  "
+                                    + "\n  ".join(problems))

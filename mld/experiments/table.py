@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import itertools
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -41,6 +41,7 @@ class Cell:
     backbone: str = DEFAULT_BACKBONE
     recipe: str | None = None
     k: int | None = None              # ML-Decoder's K; None: full decoding (or another head)
+    k_source: str | None = None       # where K is set: its config key (experiments.NAME) or table entry
     queries: int | None = None        # K, N for full decoding and the transformer-decoder, None for GAP
     num_classes: int | None = None
     query_type: str | None = None
@@ -216,5 +217,13 @@ def expand(config: Mapping[str, Any], num_classes: Callable[[str], int],
             continue
         where = f"{TABLE_PATH.name} experiments.{index} (table {entry['table']})"
         for values in _assignments(entry, config, where):
-            cells.append(_cell(entry["table"], values, config, table["paper_names"], num_classes, where))
+            cell = _cell(entry["table"], values, config, table["paper_names"], num_classes, where)
+            cells.append(replace(cell, k_source=_k_source(entry.get("k"), where)) if cell.k else cell)
     return cells
+
+
+def _k_source(k: Any, where: str) -> str:
+    """The config keys a table entry's K reads (`$name` -> experiments.name), or the entry itself."""
+    names = re.findall(r"\$([\w.]+)", k) if isinstance(k, str) else []
+    keys = [name if "." in name else f"experiments.{name}" for name in names]
+    return " and ".join(f"config key {key}" for key in keys) if keys else f"{where} k"

@@ -1,4 +1,4 @@
-"""Config resolution and validation, the experiment registry, and the helpers the rules call.
+"""The resolved workflow config, the experiment registry, and the helpers the rules call.
 
 Only functions and set-up live here; the rules are in data.smk, train.smk, cost.smk, report.smk.
 Paths come from mld.paths (the one layout mld and the rules share).
@@ -11,6 +11,7 @@ from pathlib import Path
 
 import yaml
 from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
 
 from mld import estimate, paths
 from mld.engine.config import EXECUTION_KEYS, result_defining
@@ -18,38 +19,20 @@ from mld.experiments import (
     ExperimentConfigError,
     build_registry,
     check_dataset_source,
+    check_dataset_sources,
     dataset_prepare_arguments,
-    deep_merge,
+    load_config,
     option_flags,
-    resolve_base,
-    validate_config,
 )
-from mld.weights import WeightsConfigError, check_shipped_backbones, check_weights
+from mld.weights import WeightsConfigError, check_shipped_backbones
 
 REPO = Path(workflow.basedir)
 
 
-def typed_overrides(value):
-    """`--config seeds=[0]` reaches the workflow as ["0"] (Snakemake reads lists as strings): read
-    each scalar as YAML would, so command-line values mean what they mean in a config file."""
-    if isinstance(value, dict):
-        return {key: typed_overrides(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [typed_overrides(item) for item in value]
-    if isinstance(value, str):
-        parsed = yaml.safe_load(value) if value.strip() else value
-        return parsed if isinstance(parsed, (int, float, bool, type(None))) else value
-    return value
-
-
-# Validate before anything is scheduled: a bad key fails here, naming the key and the fix.
+# Resolved by the one loader (mld.experiments.load_config) and validated before anything is
+# scheduled: a bad key fails here, naming the key and the fix. `base:` is relative to the checkout.
 try:
-    _resolved = resolve_base(
-        deep_merge(config, typed_overrides(dict(workflow.config_settings.config))),
-        root=REPO,
-    )
-    validate_config(_resolved, REPO / "workflow" / "schemas" / "config.schema.yaml")
-    check_weights(_resolved)
+    _resolved = load_config(config, dict(workflow.config_settings.config), root=REPO, check_weights=True)
     config.clear()
     config.update(_resolved)
     REGISTRY = build_registry(config)
@@ -84,8 +67,12 @@ def lookup(table, key, what):
 
 
 def dataset_path(dataset_id):
-    """A prepared dataset; real datasets are checked to exist here, before any job starts."""
-    entry = lookup(REGISTRY.datasets, dataset_id, "dataset")
+    """A prepared dataset by its id; see checked_path."""
+    return checked_path(lookup(REGISTRY.datasets, dataset_id, "dataset"))
+
+
+def checked_path(entry):
+    """A prepared dataset's path; real datasets are checked to exist here, before any job starts."""
     try:
         check_dataset_source(entry)
     except ExperimentConfigError as error:
@@ -93,16 +80,9 @@ def dataset_path(dataset_id):
     return entry["path"]
 
 
-DATASET_BY_PATH = {entry["path"]: dataset_id for dataset_id, entry in REGISTRY.datasets.items()}
-
-
-def run_dataset(run):
-    return REGISTRY.datasets[DATASET_BY_PATH[run.config["dataset"]["path"]]]
-
-
 def selected(run_id):
     """A run is left out of every target when its dataset role is in `skip_datasets`."""
-    return run_dataset(REGISTRY.runs[run_id])["role"] not in config.get("skip_datasets", [])
+    return REGISTRY.run_dataset(run_id)["role"] not in config.get("skip_datasets", [])
 
 
 def run_outputs(run_ids):
@@ -112,6 +92,31 @@ def run_outputs(run_ids):
         if selected(run_id)
         for seed in REGISTRY.runs[run_id].seeds
     ]
+
+
+def target_inputs(table_ids):
+    """The input function of the targets (`tables` and each named ablation); see checked_outputs."""
+    return lambda wildcards: checked_outputs(table_ids)
+
+
+def checked_outputs(table_ids):
+    """`table_outputs`, once every real dataset their selected runs read is there; the missing ones
+    all named in one message, while the jobs are planned."""
+    entries = [
+        REGISTRY.run_dataset(run_id)
+        for table_id in table_ids
+        for run_id in REGISTRY.table_members(table_id)[0]
+        if selected(run_id)
+    ]
+    needed = {entry["path"]: entry for entry in entries}
+    try:
+        check_dataset_sources(sorted(needed.values(), key=lambda entry: entry["role"]))
+    except ExperimentConfigError as error:
+        # Snakemake would word an input function's error under a traceback: this one is the
+        # user's to fix, so it is said alone and planning stops (no job exists yet).
+        logger.error(f"Error: {error}")
+        raise SystemExit(1) from None
+    return table_outputs(table_ids)
 
 
 def table_outputs(table_ids):
@@ -285,7 +290,7 @@ def train_inputs(wildcards):
     if run.config["features"]:
         inputs["features"] = run.config["features"]
     else:
-        inputs["dataset"] = dataset_path(DATASET_BY_PATH[run.config["dataset"]["path"]])
+        inputs["dataset"] = checked_path(REGISTRY.run_dataset(run.run_id))
         if run.config["dataset"].get("store"):
             inputs["store"] = run.config["dataset"]["store"]
     if run.config["model"]["backbone_weights"]:

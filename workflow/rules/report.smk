@@ -9,7 +9,7 @@ rule tables:
     """The long-form runs.csv (with its bootstrap and history companions), then from it the tables,
     claim checks, CSVs, the software and hardware of the runs and the figures (`mld tables`)."""
     input:
-        table_outputs(REGISTRY.tables),
+        target_inputs(REGISTRY.tables),
     output:
         markdown=report(paths.TABLES_MD, caption="../report/tables.rst", category="All tables"),
         csv=report(
@@ -68,7 +68,7 @@ rule tables:
         figures=lambda wildcards, output: os.path.dirname(output.png),
     shell:
         "(printf '%s\\n' {params.config} > {output.config}"
-        " && python -m mld tables --config {output.config} --results results --out-md {output.markdown}"
+        " && python -m mld tables --configfile {output.config} --results results --out-md {output.markdown}"
         " --out-csv {output.csv} --out-fig {params.figures} --out-runs {output.runs}"
         " --out-environments {output.environments}) > {log} 2>&1"
 
@@ -80,5 +80,5 @@ for target_name, target_tables in REGISTRY.targets.items():
         name:
             target_name
         input:
-            table_outputs(target_tables),
+            target_inputs(target_tables),
         localrule: True

@@ -2,8 +2,8 @@
 
 Each run's metrics.json keeps a `history` list, one entry per epoch (train_loss, lr, timings and,
 on evaluated epochs, the selection metric of the model and of the EMA). The collection step
-(mld.results) copies every numeric per-epoch key into one row per (run, seed, epoch, quantity),
-whatever the keys are, so the training curves (mld.curves) rebuild from the results alone, as
+(mld.report.results) copies every numeric per-epoch key into one row per (run, seed, epoch, quantity),
+whatever the keys are, so the training curves (mld.report.curves) rebuild from the results alone, as
 the tables do from runs.csv.
 """
 from __future__ import annotations
@@ -33,7 +33,7 @@ def empty() -> pd.DataFrame:
 
 def rows(run_id: str, seed: int, entries: Iterable[Mapping[str, Any]] | None) -> list[dict[str, Any]]:
     """One row per numeric key of each history entry (the epoch number excluded: it is a column)."""
-    from mld.results import finite_number  # mld.results imports this module
+    from mld.report.results import finite_number  # mld.report.results imports this module
 
     out = []
     for position, entry in enumerate(entries or [], start=1):

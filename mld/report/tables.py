@@ -1,14 +1,15 @@
-"""The long-form results frame -> one pandas frame per paper table, the reproduced values beside the reported ones.
+"""The long-form results frame -> one pandas frame per paper table, the reproduced values beside the
+reported ones (building only: mld.report.markdown renders them as tables.md).
 
-For every table (the papers' tables from `mld.paper`, then registry tables the papers do not
-report) this reads the rows of `mld.results` (one per run, seed and metric), summarises every
+For every table (the papers' tables from `mld.report.paper`, then registry tables the papers do not
+report) this reads the rows of `mld.report.results` (one per run, seed and metric), summarises every
 metric over seeds (mean, sample std, n) and pairs the reproduced rows with the reported rows.
 Missing and infeasible runs become rows with a status instead of errors, so a partial results
 tree still reports.
 
 What a table compares depends on its data. On the papers' datasets a reproduced value sits beside
 the reported one with their difference. On synthetic stand-ins absolute values mean nothing next
-to the paper's, so a table with a baseline row (`baseline` in mld/paper_values.yaml) shows each
+to the paper's, so a table with a baseline row (`baseline` in mld/report/paper_values.yaml) shows each
 row's effect against it (an mAP difference with its noise margin, a FLOPs or speed ratio) beside
 the paper's effect, and the paper's absolute values only for reference.
 
@@ -30,9 +31,9 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from mld import results as long_form
-from mld import stats
-from mld.claims import MissingValue, Estimate
+from mld.report import results as long_form
+from mld.report import stats
+from mld.report.claims import MissingValue, Estimate
 
 # A key column that picks the section of metrics.json "final" a row reads (Table 6: one zero-shot
 # run gives a "zsl" row and a "gzsl" row): its metrics are "<section>/<metric>" in the frame.
@@ -41,7 +42,7 @@ SECTION_COLUMN = "task"
 UNREPORTED_TABLE_METRICS = ("mAP", "flops_g", "params_m")
 # Metrics whose effect is a difference (percentage points); every other metric's is a ratio.
 DIFFERENCE_METRICS = frozenset({"mAP", "mAP_seen", "top1", "F1@3", "F1@5"})
-# A metric's "mean", "std" and "n" are of the final selection (mld.results); its "best epoch mean",
+# A metric's "mean", "std" and "n" are of the final selection (mld.report.results); its "best epoch mean",
 # "best epoch std" and "best epoch n" of the official train.py's, shown beside the paper's value.
 BEST_EPOCH = "best epoch"
 METRIC_FIELDS = ("paper", "mean", "std", "n", f"{BEST_EPOCH} mean", f"{BEST_EPOCH} std", f"{BEST_EPOCH} n", "diff",
@@ -105,8 +106,8 @@ class TableSpec:
 
 
 def reported_spec(table_id: str) -> TableSpec:
-    """A table as the papers report it (through mld.paper, the single source of reported numbers)."""
-    from mld import paper
+    """A table as the papers report it (through mld.report.paper, the single source of reported numbers)."""
+    from mld.report import paper
 
     spec = paper.table_spec(table_id)
     return TableSpec(table_id, spec["title"], spec["source"], tuple(spec["key"]), tuple(spec["metrics"]),
@@ -327,7 +328,7 @@ def pair_rows(spec: TableSpec, observations: list[Observation]) -> list[tuple[di
 # ---- effects and their uncertainty --------------------------------------------------------------
 
 def compare(a: Observation, b: Observation, metric: str) -> stats.Difference | None:
-    """a - b of one metric over the seeds both have, with its standard error (mld.stats).
+    """a - b of one metric over the seeds both have, with its standard error (mld.report.stats).
 
     The seed part is the spread of the per-seed differences; the image part, when both runs were
     scored on the same validation images, the paired bootstrap of the seed-mean difference."""
@@ -353,7 +354,7 @@ def compare(a: Observation, b: Observation, metric: str) -> stats.Difference | N
 
 
 def paper_difference(a: float, b: float) -> stats.Difference:
-    """A difference of two printed values: each is off by its rounding (mld.stats)."""
+    """A difference of two printed values: each is off by its rounding (mld.report.stats)."""
     return stats.Difference(a - b, math.hypot(stats.PRINTED_STANDARD_ERROR, stats.PRINTED_STANDARD_ERROR),
                             "printed values")
 
@@ -542,7 +543,7 @@ class Compared:
 
 
 class TableValues:
-    """The `mld.claims.Values` lookup over built tables, on the paper's or the reproduced side."""
+    """The `mld.report.claims.Values` lookup over built tables, on the paper's or the reproduced side."""
 
     def __init__(self, tables: Iterable[TableResult], side: str) -> None:
         if side not in ("paper", "reproduced"):
@@ -584,7 +585,7 @@ class TableValues:
         return Estimate(float(row[metric_column(metric, "mean")]), float(row[metric_column(metric, "std")]), n)
 
     def difference(self, table_id: str, metric: str, a: Mapping[str, Any], b: Mapping[str, Any]) -> Compared:
-        """a - b of one metric, with its noise (mld.stats), and the paper's a - b of the same rows."""
+        """a - b of one metric, with its noise (mld.report.stats), and the paper's a - b of the same rows."""
         table = self._table(table_id)
         i, j = self._index(table_id, a), self._index(table_id, b)
         column = metric_column(metric, "paper")
@@ -617,332 +618,3 @@ class TableValues:
             return str(row["status"]).startswith(STATUS_INFEASIBLE)
         reported = [not math.isnan(row[metric_column(m, "paper")]) for m in self.tables[table_id].spec.metrics]
         return any(reported) and not all(reported)
-
-
-# ---- markdown -----------------------------------------------------------------------------------
-
-MODE_LABELS = {
-    "cached_features": "cached features (heads trained on the frozen, pretrained backbone's cached feature maps)",
-    "end_to_end": "end to end (backbone and head trained on images)",
-    "measurement": "cost measurements on the machine that ran the job",
-}
-LAYOUT_TEXT = {
-    LAYOUT_EFFECTS: "synthetic stand-ins: each row's effect against the baseline row ({baseline}) beside the "
-                    "paper's effect; the paper's absolute values only for reference",
-    LAYOUT_REFERENCE: "synthetic stand-ins: the paper's values only for reference (no baseline row to measure "
-                      "effects against, and absolute values are not comparable)",
-    LAYOUT_ABSOLUTE: "reproduced values beside the paper's, and their difference",
-}
-
-
-BEST_EPOCH_TEXT = (f"Selection: \"{BEST_EPOCH}\" is the official train.py's (behind the paper's numbers), the "
-                   "highest over the evaluated epochs (every train.eval_every-th and the last) of the better of the "
-                   "model and its EMA; \"reproduced\" is the last epoch's better of the two, which differences, "
-                   "effects and claims use.")
-
-
-@dataclass(frozen=True)
-class ReportHeader:
-    """What produced the results: printed at the top of tables.md (from the frame's report rows)."""
-
-    config: str
-    label: str
-    mode: str
-    seeds: Sequence[int]
-    datasets: Sequence[str]
-    backbones: Sequence[str]
-    synthetic: bool
-    commit: str = "unknown"
-    skipped_tables: Sequence[str] = ()   # the config's skip_tables: planned nothing there
-
-
-def header_fields(config_path: str, label: str, mode: str, seeds: Sequence[int],
-                  skipped_tables: Sequence[str] = ()) -> dict[str, str]:
-    """The report rows `mld.results.collect` stores, so that a runs.csv alone can print the header."""
-    fields = {"label": label, "config": config_path, "mode": mode, "seeds": ",".join(str(s) for s in seeds)}
-    return {**fields, "skip_tables": ",".join(skipped_tables)} if skipped_tables else fields
-
-
-def read_header(frame: pd.DataFrame) -> ReportHeader:
-    """The header from the frame's report rows (kind "report")."""
-    report = frame[frame["kind"] == long_form.KIND_REPORT]
-    fields = dict(zip(report["metric"], report["note"]))
-    datasets = report[report["metric"] == "dataset"]
-    backbones = report[report["metric"] == "backbone"]
-    used = set(frame.loc[frame["kind"] != long_form.KIND_REPORT, "dataset"].dropna())
-    dataset_lines = [str(text) for name, text in zip(datasets["dataset"], datasets["dataset_stands_for"])
-                     if name in used or not used]
-    backbone_lines = [str(note) + (f", standing for {paper}" if paper else "")
-                      for note, paper in zip(backbones["note"], backbones["backbone_stands_for"])]
-    seeds = [int(s) for s in str(fields.get("seeds") or "").split(",") if s]
-    commits = sorted(set(report["git_commit"].dropna()))
-    return ReportHeader(config=str(fields.get("config")), label=str(fields.get("label")),
-                        mode=str(fields.get("mode")), seeds=seeds, datasets=dataset_lines, backbones=backbone_lines,
-                        synthetic="synthetic" in set(datasets["reason"].dropna()),
-                        commit=", ".join(commits) or "unknown",
-                        skipped_tables=[t for t in str(fields.get("skip_tables") or "").split(",") if t])
-
-
-def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
-    """A GitHub-flavoured markdown table (cells escaped: '|' would split a cell)."""
-    def line(cells: Sequence[str]) -> str:
-        return "| " + " | ".join(str(cell).replace("|", "\\|").replace("\n", " ") for cell in cells) + " |"
-
-    return "\n".join([line(header), line(["---"] * len(header)), *(line(row) for row in rows)])
-
-
-def _reproduced_cell(row: pd.Series, metric: str, selection: str = "") -> str:
-    """The mean ± std (n) of one metric; `selection` "" for the final values, BEST_EPOCH for the official's."""
-    prefix = f"{selection} " if selection else ""
-    n = int(row[metric_column(metric, f"{prefix}n")])
-    if n == 0:
-        status = str(row["status"])
-        if status.startswith((STATUS_PAPER_ONLY, STATUS_NOT_REPRODUCED)):
-            return "—"
-        return status.split(":")[0] if status.startswith((STATUS_INFEASIBLE, STATUS_MISSING)) else "n/a"
-    mean, std = row[metric_column(metric, f"{prefix}mean")], row[metric_column(metric, f"{prefix}std")]
-    spread = "" if math.isnan(std) else f" ± {format_number(std, like=mean)}"
-    return f"{format_number(mean)}{spread} (n={n})"
-
-
-def _paper_cell(row: pd.Series, metric: str) -> str:
-    value = row[metric_column(metric, "paper")]
-    if not row["reported"]:
-        return "—"
-    return "NA" if math.isnan(value) else f"{value:g}"
-
-
-def _diff_cell(row: pd.Series, metric: str) -> str:
-    value = row[metric_column(metric, "diff")]
-    return "" if math.isnan(value) else f"{value:+.2f}"
-
-
-def _effect_text(metric: str, value: float, margin: float = math.nan, paper: bool = False) -> str:
-    if math.isnan(value):
-        return ""
-    if metric not in DIFFERENCE_METRICS:
-        return f"×{value:.3g}"
-    if paper:
-        return f"{round(value, 2):+g}"
-    return f"{value:+.2f}" + ("" if math.isnan(margin) else f" ± {margin:.2f}")
-
-
-def _effect_cells(table: TableResult, index: int, metric: str) -> list[str]:
-    row = table.frame.loc[index]
-    if table.spec.baseline and table.baselines[index] is None and _is_baseline(table, index):
-        return ["baseline", "baseline" if int(row[metric_column(metric, "n")]) else "—"]
-    paper = _effect_text(metric, row[metric_column(metric, "paper effect")], paper=True)
-    effect = _effect_text(metric, row[metric_column(metric, "effect")], row[metric_column(metric, "effect margin")])
-    if effect and metric in DIFFERENCE_METRICS and math.isnan(row[metric_column(metric, "effect margin")]):
-        effect += " (noise unknown)"
-    return [paper, effect]
-
-
-def _is_baseline(table: TableResult, index: int) -> bool:
-    match = {c: plain_value(v) for c, v in table.spec.baseline["match"].items()}
-    return all(plain_value(table.frame.at[index, c]) == v for c, v in match.items())
-
-
-def _key_cell(value: Any) -> str:
-    value = plain_value(value)
-    return "—" if value is None else str(value)
-
-
-def _run_cell(table: TableResult, index: int) -> str:
-    row, observation = table.frame.loc[index], table.observations[index]
-    if observation is None:
-        return "—"
-    cell = f"`{observation.origin}`" + (f" ({row['run row']})" if isinstance(row["run row"], str) else "")
-    paper_backbone = plain_value(row["backbone"]) if "backbone" in row.index else None
-    stands_for = paper_backbone if isinstance(paper_backbone, str) and row["reported"] else observation.stands_for
-    if observation.backbone:
-        cell += f": {observation.backbone}" + (f" for {stands_for}" if stands_for else "")
-    others = [t for t in observation.tables if t and t != table.spec.table_id]
-    if others:
-        cell += f"; the same run is in {', '.join(others)}"
-    return cell
-
-
-def best_epoch_metrics(table: TableResult) -> list[str]:
-    """The table's metrics some row has best-epoch values of (those get a "best epoch" column)."""
-    return [m for m in table.spec.metrics if (table.frame[metric_column(m, f"{BEST_EPOCH} n")] > 0).any()]
-
-
-def render_table(table: TableResult) -> str:
-    """The markdown rows of one table, laid out as its data allows (see the module docstring)."""
-    spec, frame = table.spec, table.frame
-    notes = "note" in spec.context
-    reproduced = any(observation is not None for observation in table.observations)
-    if not reproduced and spec.not_reproduced:
-        parts: tuple[str, ...] = ("paper",)
-    elif spec.reported.empty:
-        parts = ("reproduced",)
-    elif table.layout == LAYOUT_EFFECTS:
-        parts = ("paper", "paper effect", "reproduced", "effect")
-    elif table.layout == LAYOUT_REFERENCE:
-        parts = ("paper", "reproduced")
-    else:
-        parts = ("paper", "reproduced", "diff")
-    with_best = best_epoch_metrics(table)
-    metric_parts = {m: tuple(shown for part in parts for shown in
-                             ((BEST_EPOCH, part) if part == "reproduced" and m in with_best else (part,)))
-                    for m in spec.metrics}
-    header = list(spec.key) + [f"{m} {part}" for m in spec.metrics for part in metric_parts[m]]
-    header += (["run"] if reproduced else []) + ["status"] + (["note"] if notes else [])
-    rows = []
-    for index, row in frame.iterrows():
-        cells = [_key_cell(row[column]) for column in spec.key]
-        for metric in spec.metrics:
-            effects = _effect_cells(table, index, metric) if "effect" in parts else []
-            values = {"paper": _paper_cell(row, metric), "reproduced": _reproduced_cell(row, metric),
-                      BEST_EPOCH: _reproduced_cell(row, metric, BEST_EPOCH) if metric in with_best else "",
-                      "diff": _diff_cell(row, metric), "paper effect": effects[:1] and effects[0],
-                      "effect": effects[1:] and effects[1]}
-            cells += [values[part] or "" for part in metric_parts[metric]]
-        cells += ([_run_cell(table, index)] if reproduced else []) + [str(row["status"])]
-        if notes:
-            cells.append("" if plain_value(row["note"]) is None else str(row["note"]))
-        rows.append(cells)
-    return markdown_table(header, rows)
-
-
-def render_claims(claims: pd.DataFrame) -> str:
-    """One bullet per claim: the verdict on the reproduced values, then on the paper's."""
-    lines = []
-    for claim in claims.to_dict("records"):
-        lines.append(f"- **{claim['reproduced verdict']}**: `{claim['claim']}` — {claim['text']}\n"
-                     f"  - reproduced: {claim['reproduced evidence']}\n"
-                     f"  - paper ({claim['paper verdict']}): {claim['paper evidence']}")
-    return "\n".join(lines)
-
-
-def _mode_text(modes: Sequence[str]) -> str:
-    return "; ".join(MODE_LABELS.get(mode, mode) for mode in modes) or "no outputs yet"
-
-
-def _baseline_text(spec: TableSpec) -> str:
-    baseline = spec.baseline or {}
-    text = ", ".join(f"{c} {v}" for c, v in (baseline.get("match") or {}).items())
-    within = baseline.get("within")
-    return text + (f", with the same {', '.join(within)}" if within else "")
-
-
-def render_section(table: TableResult, claims: pd.DataFrame, skipped: bool = False) -> str:
-    """One table's section: title, provenance, missing/infeasible runs, the table, its claims.
-    `skipped`: the config left the table out (skip_tables)."""
-    spec = table.spec
-    reproduced = any(observation is not None for observation in table.observations)
-    parts = [f"## {spec.title} (`{spec.table_id}`)"]
-    if spec.not_reproduced and not reproduced:
-        parts.append(f"Source: {spec.source}. Not reproduced: {spec.not_reproduced}.")
-    elif skipped and not reproduced:
-        parts.append(f"Source: {spec.source}. Not planned by this config (`skip_tables`): the paper's values only.")
-    else:
-        parts.append(f"Source: {spec.source}. Reproduced: {_mode_text(table.modes)}.")
-        if table.datasets:
-            parts.append("Data: " + "; ".join(table.datasets) + ".")
-        if not spec.reported.empty and reproduced:
-            parts.append("Shown: " + LAYOUT_TEXT[table.layout].format(baseline=_baseline_text(spec)) + ".")
-        if best_epoch_metrics(table):
-            parts.append(BEST_EPOCH_TEXT)
-    for prefix, what in ((STATUS_MISSING, "Missing runs"), (STATUS_PARTIAL, "Runs with missing seeds"),
-                         (STATUS_NOT_COMPARED, "Not compared with the paper")):
-        runs = table.runs_with_status(prefix)
-        if runs:
-            parts.append(f"{what}: " + "; ".join(f"`{run}` ({detail})" for run, detail in runs) + ".")
-    for run, detail in table.runs_with_status(STATUS_INFEASIBLE):
-        parts.append(f"Infeasible, not trained: `{run}`: {detail}.")
-    parts.append(render_table(table))
-    own_claims = claims[claims["table"] == spec.table_id]
-    if not own_claims.empty:
-        parts.append("Claims:\n\n" + render_claims(own_claims))
-    return "\n\n".join(parts)
-
-
-def _margin_cell(value: Any) -> str:
-    number = long_form.finite_number(value)
-    return "—" if number is None else f"{number:.2f}"
-
-
-# What the noise margins cover, by training mode (the header's "What produced these results").
-MARGIN_SCOPE = {
-    "cached_features": "the heads' seeds and the validation images. The backbones are fixed, one pretrained "
-                       "weights file per role (listed above), as the paper's runs start from fixed ImageNet "
-                       "weights: every verdict is conditional on those weights, and a backbone pretrained "
-                       "elsewhere (another CPU ends its pretraining elsewhere) moves the cells by more than "
-                       "these margins (docs/data.md).",
-    "end_to_end": "the seeds of whole training runs (backbone fine-tuning included) and the validation images; "
-                  "every run of a backbone starts from the same pretrained weights (listed above).",
-}
-
-
-def reading_guide(synthetic: bool) -> list[str]:
-    """The opening of tables.md: how to read a row, what the verdicts mean, where the pictures are."""
-    from mld.stats import FAILS, HOLDS, UNDETERMINED
-
-    comparison = ("(on synthetic stand-ins) the row's effect against its table's baseline row (an mAP difference ± "
-                  "its 95% noise margin, a cost as a ratio ×) beside the paper's effect" if synthetic
-                  else "the difference reproduced - paper")
-    return [
-        "## How to read this file",
-        "",
-        "- A row is one configuration of the paper's table, named by the key columns (head, queries, ...): the "
-        f"paper's value, the reproduced one (mean ± std over seeds, n seeds) and {comparison}; `run` names the "
-        "run (its folder under results/runs/) and `status` says whether every seed finished.",
-        f"- **{HOLDS}**: the reproduced numbers support the claim beyond their noise (the 95% interval clears its bound).",
-        f"- **{FAILS}**: they contradict it beyond their noise (the interval lies wholly on the wrong side of the "
-        "bound, or below the paper's effect).",
-        f"- **{UNDETERMINED}**: the noise is too large to tell; the evidence names the margin that would decide.",
-        "- Pictures, in `figures/` beside this file: `claims.png` (every tested difference with its interval, the "
-        "paper's effect and the claim's bound, coloured by verdict), `map_vs_flops.png` (Figure 5) and "
-        "`curves/<table>.png` (training loss and validation metrics per epoch of each table's runs, seeds "
-        "overlaid); `snakemake --report report.html` puts them beside the tables in one HTML file.",
-    ]
-
-
-def render_markdown(tables: Sequence[TableResult], claims: pd.DataFrame, header: ReportHeader) -> str:
-    """The whole tables.md."""
-    from mld.claims import NOISE_DEFINITION
-
-    environments = sorted({e for table in tables for e in table.environments})
-    counts = claims["reproduced verdict"].value_counts()
-    summary = ", ".join(f"{counts[verdict]} {verdict}" for verdict in sorted(counts.index))
-    data = ("synthetic stand-ins for the papers' datasets: absolute values are not comparable with the "
-            "papers'; the tables show effects within a table beside the paper's" if header.synthetic
-            else "the papers' datasets")
-    lines = [
-        f"# Reproduced results: {header.label}",
-        "",
-        *reading_guide(header.synthetic),
-        "",
-        "## What produced these results",
-        "",
-        f"- Config: `{header.config}` (mode {header.mode}, seeds {', '.join(map(str, header.seeds))}); "
-        f"collected at commit {header.commit}. Every number below is a view of `runs.csv` beside this file "
-        "(`mld tables --from runs.csv --out DIR` rebuilds it).",
-        f"- Data: {data}.",
-        *(f"  - {dataset}" for dataset in header.datasets),
-        "- Backbones (by role):",
-        *(f"  - {backbone}" for backbone in header.backbones),
-        f"- Training: {MODE_LABELS.get(header.mode, header.mode)}.",
-        "- Software and hardware of the runs (metrics.json `versions`):",
-        *(f"  - {environment}" for environment in environments or ["no run outputs yet"]),
-        "- Reproduced cells: mean ± sample standard deviation over seeds (n = seeds with outputs; a spread "
-        "that is float noise prints as 0); \"—\": no such row on that side; NA: the paper reports none. "
-        "Effects: mAP-like metrics as differences to the baseline row, ± the 95% noise margin of that "
-        "difference; costs and speeds as ratios (×). A speed's n counts its timing rounds, taken with nothing "
-        "else of the workflow running; a speed claim is decided by its ratio's 95% interval over the rounds.",
-        f"- What the margins cover: {MARGIN_SCOPE.get(header.mode, MARGIN_SCOPE['end_to_end'])}",
-        f"- Verdicts: {NOISE_DEFINITION}",
-        f"- Claims on the reproduced values: {summary or 'none'} (of {len(claims)}).",
-    ]
-    glance = markdown_table(
-        ["claim", "table", "reproduced", "largest noise margin", "paper"],
-        [(c["claim"], c["table"], c["reproduced verdict"], _margin_cell(c["reproduced margin"]), c["paper verdict"])
-         for c in claims.to_dict("records")])
-    sections = ["## Claims at a glance (evidence under each table)\n\n" + glance]
-    sections += [render_section(table, claims, table.spec.table_id in header.skipped_tables) for table in tables]
-    orphans = claims[~claims["table"].isin([t.spec.table_id for t in tables])]
-    if not orphans.empty:
-        sections.append("## Claims on tables not built\n\n" + render_claims(orphans))
-    return "\n".join(lines) + "\n\n" + "\n\n".join(sections) + "\n"

@@ -7,7 +7,7 @@ refuses what cannot be combined honestly:
 * a run's seed present at two sites: kept once when every metric and status agree; when a value
   differs the merge stops, naming the run, the seed and the metrics, unless `prefer` names the
   site whose values to keep; a seed one site has only as "missing" yields to a site that ran it;
-* a run id whose config (the `config` rows, mld.results) differs between sites: refused, naming
+* a run id whose config (the `config` rows, mld.report.results) differs between sites: refused, naming
   the keys that differ, since the same id would then stand for two experiments;
 * a header whose mode differs: refused (the numbers mean different things); the seeds are the
   union of the sites', other header lines are kept when they differ (a dataset's path per
@@ -25,8 +25,8 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import pandas as pd
 
-from mld import history
-from mld import results as long_form
+from mld.report import history
+from mld.report import results as long_form
 
 SITE = "site"
 RUNS_FILE_STEM = "runs"

@@ -24,15 +24,15 @@ Row kinds (column `kind`):
   spread decides a speed claim, as seeds decide an mAP one.
 * report: the header (label, config, mode, seeds, git commit, one row per dataset and backbone).
 * config: one row per run and measurement, its config (without the seed) as canonical JSON in
-  `note`, so results from several places can be merged and compared key by key (mld.merge).
+  `note`, so results from several places can be merged and compared key by key (mld.report.merge).
 
 A merged file (`mld merge`) adds the column `site`: where each row came from.
 
-Per-image scores for paired comparisons are kept as bootstrap replicates (mld.stats) in a
+Per-image scores for paired comparisons are kept as bootstrap replicates (mld.report.stats) in a
 companion file beside runs.csv, `runs.bootstrap.npz`: for each (run, seed, metric) the metric on the
 same R resamples of the validation images, and a digest of the validation targets, so two runs are
 paired only when they were scored on the same images. The per-epoch history of each run (its
-metrics.json "history") goes to a second companion, `runs.history.csv` (mld.history).
+metrics.json "history") goes to a second companion, `runs.history.csv` (mld.report.history).
 """
 from __future__ import annotations
 
@@ -48,10 +48,10 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 import pandas as pd
 
-from mld import history, stats
+from mld.report import history, stats
 from mld.atomic import canonical_json, config_hash, write_npz, write_text
 from mld.data.prepared import images_with_positive
-from mld.experiments import CHECKOUT, Registry, measurement_path, paper_class_count, run_dir
+from mld.experiments import Registry, measurement_path, paper_class_count, run_dir
 from mld.weights import read_manifest, shipped_file
 
 COLUMNS = ("kind", "run_id", "seed", "table_ids", "metric", "selection", "value", "status", "reason", "mode", "task",
@@ -60,7 +60,7 @@ COLUMNS = ("kind", "run_id", "seed", "table_ids", "metric", "selection", "value"
 # Columns added after runs.csv files were first written: read as empty from older files (whose
 # values are all final-epoch ones, from runs compared with the paper's).
 LATER_COLUMNS = ("selection", "weights", "compared")
-# Columns a runs.csv may have besides COLUMNS: where a merged row came from (mld.merge).
+# Columns a runs.csv may have besides COLUMNS: where a merged row came from (mld.report.merge).
 OPTIONAL_COLUMNS = ("site",)
 KIND_RUN, KIND_MEASUREMENT, KIND_REPORT, KIND_CONFIG = "run", "measurement", "report", "config"
 STATUS_OK, STATUS_MISSING, STATUS_INFEASIBLE = "ok", "missing", "infeasible"
@@ -111,8 +111,9 @@ def describe_environment(versions: Any) -> str:
     return ", ".join(f"{name} {value}" for name, value in versions.items())
 
 
-def git_commit(root: Path = CHECKOUT) -> str:
-    """The checkout's commit when the results are collected ("+dirty" with uncommitted changes)."""
+def git_commit(root: Path = Path(".")) -> str:
+    """The commit of the checkout (the working directory, where the results are) when the results
+    are collected ("+dirty" with uncommitted changes)."""
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
                                 timeout=10, check=True).stdout.strip()
@@ -185,7 +186,7 @@ def describe_backbone(config: Mapping[str, Any], role: str) -> str:
 @dataclass
 class Collected:
     """The long-form frame, its bootstrap replicates ((run id, seed, metric) -> [R], digest) and
-    the runs' per-epoch history (mld.history.COLUMNS)."""
+    the runs' per-epoch history (mld.report.history.COLUMNS)."""
 
     frame: pd.DataFrame
     replicates: dict[tuple[str, int, str], tuple[np.ndarray, str]] = field(default_factory=dict)
@@ -409,7 +410,7 @@ def read(path: str | Path) -> Collected:
     """A runs.csv (and its bootstrap and history companions when present) as `collect` made it."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist; write it with `mld tables --config CONFIG --results DIR` "
+        raise FileNotFoundError(f"{path} does not exist; write it with `mld tables --configfile CONFIG --results DIR` "
                                 "or give the runs.csv of a results folder")
     text_columns = [column for column in COLUMNS + OPTIONAL_COLUMNS if column not in ("seed", "value")]
     frame = pd.read_csv(path, dtype={column: "string" for column in text_columns},

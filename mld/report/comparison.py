@@ -2,7 +2,7 @@
 
 `mld compare --from A/runs.csv --to B/runs.csv` pairs the rows that both files reproduce (same
 table, same run) and gives, for each accuracy metric, B - A over the seeds both have with its 95%
-margin, from the claims' noise model (`mld.tables.compare`: the seed spread of the per-seed
+margin, from the claims' noise model (`mld.report.tables.compare`: the seed spread of the per-seed
 changes plus, when both were scored on the same validation images, the paired bootstrap over
 them). A change is "beyond noise" when its interval excludes 0. Beside the cells, the effects the
 tables show (on synthetic stand-ins, each row minus its baseline row) are compared the same way:
@@ -20,9 +20,9 @@ from typing import Iterable, Sequence
 
 import pandas as pd
 
-from mld import paper
-from mld import results as long_form
-from mld.tables import DIFFERENCE_METRICS, LAYOUT_EFFECTS, Observation, TableResult, build_tables, compare
+from mld.report import paper
+from mld.report import results as long_form
+from mld.report.tables import DIFFERENCE_METRICS, LAYOUT_EFFECTS, Observation, TableResult, build_tables, compare
 
 COLUMNS = ("table", "run", "metric", "from", "to", "change", "margin", "seeds", "beyond noise")
 EFFECT_COLUMNS = ("table", "run", "baseline", "metric", "from", "to", "change", "margin", "seeds", "beyond noise")

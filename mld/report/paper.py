@@ -1,4 +1,4 @@
-"""The papers' reported values and claims, read from `mld/paper_values.yaml`.
+"""The papers' reported values and claims, read from `mld/report/paper_values.yaml`.
 
 That file is the single source of truth for every number the papers report; this module loads
 it once, checks its structure (so a typo fails loudly instead of silently dropping a row), and

@@ -3,7 +3,7 @@
 One figure per table with trained runs (small multiples, one column of two panels per run: the
 training loss above, logarithmic when it spans a decade, the validation metrics below), so a
 diverged or under-trained run stands out. The numbers are the history companion of runs.csv
-(mld.history), so the curves, like the tables, rebuild from the results alone. Quantities are
+(mld.report.history), so the curves, like the tables, rebuild from the results alone. Quantities are
 taken as the history has them: every one whose name contains "loss" goes to the loss panel,
 every other one except the learning rate and timings (seconds) to the metrics panel (the
 model's and the EMA's selection metric, e.g. `mAP_model`, `mAP_ema`), each with its own line
@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-from mld.tables import TableResult
+from mld.report.tables import TableResult
 
 LOSS_MARK = "loss"
 NOT_PLOTTED = frozenset({"lr"})

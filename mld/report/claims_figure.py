@@ -1,7 +1,7 @@
 """The claims at a glance: a forest plot of every difference the claim checks test.
 
 One panel per table with claims, in two columns. Each claim is a bold line naming it and its
-verdict, followed by the differences its check tested (`mld.stats.Comparison`): the reproduced effect with its 95%
+verdict, followed by the differences its check tested (`stats.Comparison`): the reproduced effect with its 95%
 margin, coloured by that difference's verdict, the paper's effect of the same rows beside it, and
 the region where the claim holds shaded, its edge being the claim's bound (a claimed gain, an
 equivalence bound ±d, an allowed maximum). Claims checked on ratios or means (throughput, FLOPs,
@@ -20,8 +20,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 
-from mld.claims import Values, run_check
-from mld.stats import AT_MOST, BEATS, EQUALS, FAILS, HOLDS, NOT_CHECKED, UNDETERMINED, Comparison
+from mld.report.claims import Values, run_check
+from mld.report.stats import AT_MOST, BEATS, EQUALS, FAILS, HOLDS, NOT_CHECKED, UNDETERMINED, Comparison
 
 VERDICT_COLOURS = {HOLDS: "#1a9850", FAILS: "#d73027", UNDETERMINED: "#f39c12", NOT_CHECKED: "#808080"}
 HOLDS_REGION = "#e5f5e0"

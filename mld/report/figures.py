@@ -17,7 +17,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from mld.tables import TableResult, metric_column, plain_value
+from mld.report.tables import TableResult, metric_column, plain_value
 
 HEAD_STYLES = {  # head -> (label, marker, colour)
     "gap": ("GAP", "o", "tab:blue"),

@@ -1,12 +1,12 @@
 """The papers' qualitative claims, checked one by one against reported and reproduced values.
 
-Every claim in `mld/paper_values.yaml` has an id; a check is a small function registered under
+Every claim in `mld/report/paper_values.yaml` has an id; a check is a small function registered under
 that id with `@claim_check(id)`. A check reads values through a `Values` lookup, so the same
 function judges the paper's own numbers (a sanity check of the transcription and of the check)
 and the reproduced ones. A claim without a registered check is reported as "not checked"; a check
 whose inputs are missing reports "undetermined" and names what is missing. Nothing is dropped.
 
-The verdicts and their noise model are `mld.stats`'s: holds / does not hold / undetermined, each
+The verdicts and their noise model are `mld.report.stats`'s: holds / does not hold / undetermined, each
 with the noise margin it had beside the paper's effect. An "equal" claim is an equivalence test
 against the bound written beside it in paper_values.yaml (`equivalence`).
 """
@@ -19,8 +19,8 @@ from typing import Any, Callable, Iterable, Mapping, Protocol
 import numpy as np
 import pandas as pd
 
-from mld import stats
-from mld.stats import FAILS, HOLDS, NOT_CHECKED, UNDETERMINED, Verdict, all_hold
+from mld.report import stats
+from mld.report.stats import FAILS, HOLDS, NOT_CHECKED, UNDETERMINED, Verdict, all_hold
 
 NOISE_DEFINITION = stats.VERDICT_RULES
 
@@ -53,7 +53,7 @@ class Values(Protocol):
         """One value by table, metric and row key; raises MissingValue when it is absent."""
 
     def difference(self, table_id: str, metric: str, a: Mapping[str, Any], b: Mapping[str, Any]) -> Any:
-        """a - b with its noise (`.difference`, an mld.stats.Difference) and the paper's a - b
+        """a - b with its noise (`.difference`, an mld.report.stats.Difference) and the paper's a - b
         of the same rows (`.paper_effect`, None when not reported); MissingValue when absent."""
 
     def keys(self, table_id: str, **filters: Any) -> list[dict[str, Any]]:
@@ -86,7 +86,7 @@ def run_check(claim: Mapping[str, Any], values: Values) -> Verdict:
     """The verdict of one claim on one set of values; never raises for missing inputs."""
     check = _CHECKS.get(claim["id"])
     if check is None:
-        return Verdict(NOT_CHECKED, f"no check is registered for claim id {claim['id']!r} in mld/claims.py")
+        return Verdict(NOT_CHECKED, f"no check is registered for claim id {claim['id']!r} in mld/report/claims.py")
     try:
         return check(values, claim)
     except MissingValue as missing:
@@ -122,7 +122,7 @@ def bound_of(claim: Mapping[str, Any]) -> float:
     equivalence = claim.get("equivalence")
     if not equivalence:
         raise ValueError(f"claim {claim['id']!r} is an equality and needs `equivalence: {{bound, source}}` in "
-                         "mld/paper_values.yaml")
+                         "mld/report/paper_values.yaml")
     return float(equivalence["bound"])
 
 
@@ -219,7 +219,7 @@ def _name(row: dict[str, Any]) -> str:
     return "/".join(f"{value}" for value in row.values() if value is not None) or "row"
 
 
-# ---- the checks, one per claim id of mld/paper_values.yaml -------------------------------------
+# ---- the checks, one per claim id of mld/report/paper_values.yaml -------------------------------------
 
 # "More than 1 mAP", "about 0.1 mAP", "10-20% FLOPs", "about 15% below GAP": the claims' own words,
 # read as these thresholds.
