@@ -114,8 +114,8 @@ def test_a_recipe_on_two_gpus_halves_the_time_and_doubles_the_job(tmp_path: Path
     monkeypatch.chdir(tmp_path)
     test_config = REPO / "config" / "test.yaml"
     exact = {"resources": {"estimate": {"scaling_efficiency": 1.0}}}
-    one = build_registry(workflow_config([test_config], exact))
-    two = build_registry(workflow_config([test_config], {**exact, "recipes": {"voc": {"gpu": 2}}}))
+    one = build_registry(load_config([test_config], exact))
+    two = build_registry(load_config([test_config], {**exact, "recipes": {"voc": {"gpu": 2}}}))
     run_id = "voc-like/large/ml_decoder-k20/fixed_random"
     assert two.runs[run_id].recipes == {"table11_voc": "voc"}
     assert estimate.run_minutes(two, run_id, 0)[0] == pytest.approx(estimate.run_minutes(one, run_id, 0)[0] / 2)
@@ -131,21 +131,21 @@ def test_a_recipe_on_two_gpus_halves_the_time_and_doubles_the_job(tmp_path: Path
 
     a2 = SimpleNamespace(run_id="a2", recipes={"table13_single_label": "imagenet_a2"},
                          config={"train": {"batch_size": 2048}})
-    assert estimate.run_gpus(workflow_config([PAPER], {}), a2) == 8
-    assert estimate.run_gpus(workflow_config([PAPER], {"recipes": {"imagenet_a2": {"gpu": None}}}), a2) == 1
+    assert estimate.run_gpus(load_config([PAPER], {}), a2) == 8
+    assert estimate.run_gpus(load_config([PAPER], {"recipes": {"imagenet_a2": {"gpu": None}}}), a2) == 1
 
 
 def test_a_gpu_count_that_does_not_split_the_batch_is_refused_naming_the_key() -> None:
     from mld.experiments import ExperimentConfigError
 
     test_config = REPO / "config" / "test.yaml"
-    registry = build_registry(workflow_config([test_config], {"recipes": {"voc": {"gpu": 7}}}))
+    registry = build_registry(load_config([test_config], {"recipes": {"voc": {"gpu": 7}}}))
     run = registry.runs["voc-like/large/ml_decoder-k20/fixed_random"]
     with pytest.raises(ExperimentConfigError, match=r"config key recipes\.voc\.gpu = 7: run voc-like/large/"
                                                      r"ml_decoder-k20/fixed_random has train\.batch_size = 64"):
         estimate.run_gpus(registry.config, run)
     with pytest.raises(ExperimentConfigError, match=r"recipes\.voc\.gpu: 0 is less than the minimum of 1"):
-        workflow_config([test_config], {"recipes": {"voc": {"gpu": 0}}})
+        load_config([test_config], {"recipes": {"voc": {"gpu": 0}}})
 
 
 # ---------------------------------------------------------------- weights for offline nodes
