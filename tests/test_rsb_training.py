@@ -282,3 +282,40 @@ def test_an_a2_run_killed_mid_epoch_resumes_to_the_uninterrupted_result(tmp_path
     assert resumed.returncode == 0, resumed.stdout
     assert "resuming from" in (out / "train.log").read_text()
     assert without_timing(json.loads((out / "metrics.json").read_text())) == without_timing(uninterrupted)
+
+
+@pytest.mark.slow
+def test_two_processes_mix_and_repeat_like_one(tmp_path):
+    """Under torchrun each process takes its share of the global batch, with Mixup's pairs and the
+    one lambda per batch: two processes follow the single-process loss trajectory."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    from mld.engine import train
+    from test_engine_support import make_dataset, run_config
+
+    dataset = make_dataset(tmp_path, "imagenet-like", num_train=48, num_val=16)
+    config = run_config(dataset, task="single_label", model={"head": "gap", "head_options": {}},
+                        train={"epochs": 2, "batch_size": 16, "eval_every": 0, "device": "cpu", "ema_decay": None,
+                               "loss": {"name": "bce", "reduction": "mean", "target_threshold": 0.2},
+                               "augment": A2_AUGMENT, "mix": {"mixup_alpha": 0.1, "cutmix_alpha": 1.0}})
+    config_file = tmp_path / "run.yaml"
+    config_file.write_text(yaml.safe_dump(config))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        single = train(config, tmp_path / "one")
+    finally:
+        torch.set_num_threads(threads)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+               "-m", "mld", "train", "--config", str(config_file), "--out", str(tmp_path / "two")]
+    finished = subprocess.run(command, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
+                              text=True, timeout=300)
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    double = json.loads((tmp_path / "two" / "metrics.json").read_text())
+    losses = [[entry["train_loss"] for entry in run["history"]] for run in (single, double)]
+    assert losses[0] == pytest.approx(losses[1], rel=1e-4)
