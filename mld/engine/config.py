@@ -197,7 +197,8 @@ def _augment_problems(config: Mapping[str, Any]) -> list[str]:
                      if augment[key] != square]
         if needs_raw:
             problems.append(f"dataset.store: the image store holds the images resized to squares, but "
-                            f"train.augment.{', '.join(needs_raw)} needs the images themselves; remove dataset.store")
+                            f"train.augment.{', '.join(needs_raw)} needs the images themselves; remove dataset.store "
+                            "(in a workflow config: image_store: false)")
     if mixing_enabled(mix):
         if config["task"] != "single_label":
             problems.append(f"train.mix: Mixup / CutMix mix one class per image; a {config['task']} run cannot "
