@@ -84,9 +84,9 @@ class Trainer:
     _unread: list[tuple[str, torch.Tensor]] = field(default_factory=list, init=False, repr=False)
 
     def step(self, inputs: torch.Tensor | list[torch.Tensor], labels: torch.Tensor,
-             where: str, batch: tuple[int, int] | None = None) -> torch.Tensor:
+             where: str, position: tuple[int, int] | None = None) -> torch.Tensor:
         """Train on one batch and return its loss, left on the device until `read_losses`; `where`
-        names the step if its loss turns out not to be finite. `batch` is its (epoch, step), which
+        names the step if its loss turns out not to be finite. `position` is its (epoch, step), which
         seeds the batch's mixing when there is one.
 
         With `accumulation` > 1 the batch is split into that many micro-batches whose gradients
@@ -99,9 +99,9 @@ class Trainer:
         labels = labels.to(device, non_blocking=True)
         targets, weights = self.labels.targets(labels)
         if self.mixing is not None:
-            if batch is None:
-                raise ValueError("a trainer that mixes batches needs each batch's (epoch, step)")
-            inputs, targets = self.mixing(inputs, targets, *batch)
+            if position is None:
+                raise ValueError("a trainer that mixes batches needs each batch's (epoch, step) position")
+            inputs, targets = self.mixing(inputs, targets, *position)
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         scaler = self.precision.scaler
@@ -168,7 +168,7 @@ class Trainer:
                 data_s += started - waited
                 if batch is None:
                     return EpochProgress(step, self._add_losses(loss_sum), False, data_s, compute_s)
-                self.step(*batch, where=f"epoch {epoch + 1}, step {step + 1}", batch=(epoch, step))
+                self.step(*batch, where=f"epoch {epoch + 1}, step {step + 1}", position=(epoch, step))
                 if len(self._unread) >= self.loss_read_every:
                     loss_sum = self._add_losses(loss_sum)
                 compute_s += time.perf_counter() - started
