@@ -319,3 +319,27 @@ def test_two_processes_mix_and_repeat_like_one(tmp_path):
     double = json.loads((tmp_path / "two" / "metrics.json").read_text())
     losses = [[entry["train_loss"] for entry in run["history"]] for run in (single, double)]
     assert losses[0] == pytest.approx(losses[1], rel=1e-4)
+
+
+def test_runs_with_timms_crops_read_the_images_not_a_store(tmp_path):
+    """An image store holds square-resized pixels: the workflow gives a store only to runs whose
+    transforms start from them (here CIFAR-100 trained with A2's transforms decodes its files)."""
+    from pathlib import Path
+
+    import yaml
+
+    from mld.experiments import build_registry, load_config
+
+    repo = Path(__file__).resolve().parents[1]
+    user = tmp_path / "a2-cifar.yaml"
+    user.write_text(yaml.safe_dump({"base": str(repo / "config" / "paper.yaml"),
+                                    "recipes": {"cifar100": {"train": {"augment": A2_AUGMENT}}}}))
+    registry = build_registry(load_config(user, root=repo))
+    datasets = {}
+    for run in registry.runs.values():
+        if run.config["task"] == "single_label" and "table14_transfer" in run.rows:
+            datasets[run.config["train"]["augment"].get("crop", "resize")] = run.config["dataset"]
+    assert "store" not in datasets["random_resized"]
+    assert datasets["resize"]["store"] == "results/stores/stanford-cars/224px"  # Stanford Cars keeps its store
+    assert {entry.dataset for entry in registry.stores.values()} >= {"stanford-cars"}
+    assert not any(entry.dataset.startswith("cifar") for entry in registry.stores.values())

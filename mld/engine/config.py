@@ -40,6 +40,16 @@ SINGLE_LABEL_LOSSES = (SOFTMAX_LOSS, "bce", "asl")
 # train.augment.randaugment as a string: a timm RandAugment configuration.
 RANDAUGMENT_PREFIX = "rand-"
 
+# What an image store holds (mld.data.store): the images resized to squares, bilinear; only
+# transforms with these train.augment values start from those pixels.
+STORE_AUGMENT = {"crop": "resize", "interpolation": "bilinear", "eval_crop_pct": None}
+
+
+def reads_stored_pixels(augment: Mapping[str, Any] | None) -> bool:
+    """Whether a train.augment block's transforms can read an image store (left-out keys: the
+    defaults, which can)."""
+    return all((augment or {}).get(key, value) == value for key, value in STORE_AUGMENT.items())
+
 
 def _is_section(schema: Mapping[str, Any]) -> bool:
     """A section: a mapping of known keys (a free-form mapping is one value, checked by its consumer)."""
@@ -192,9 +202,7 @@ def _augment_problems(config: Mapping[str, Any]) -> list[str]:
         problems.append(f"train.augment.cutout = {_show(augment['cutout'])}: timm's pipeline (crop: random_resized) "
                         "has no Cutout; set cutout: 0")
     if config["dataset"]["store"] is not None:
-        needs_raw = [f"{key} = {_show(augment[key])}" for key, square in
-                     (("crop", "resize"), ("interpolation", "bilinear"), ("eval_crop_pct", None))
-                     if augment[key] != square]
+        needs_raw = [f"{key} = {_show(augment[key])}" for key, square in STORE_AUGMENT.items() if augment[key] != square]
         if needs_raw:
             problems.append(f"dataset.store: the image store holds the images resized to squares, but "
                             f"train.augment.{', '.join(needs_raw)} needs the images themselves; remove dataset.store "
