@@ -343,3 +343,20 @@ def test_runs_with_timms_crops_read_the_images_not_a_store(tmp_path):
     assert datasets["resize"]["store"] == "results/stores/stanford-cars/224px"  # Stanford Cars keeps its store
     assert {entry.dataset for entry in registry.stores.values()} >= {"stanford-cars"}
     assert not any(entry.dataset.startswith("cifar") for entry in registry.stores.values())
+
+
+def test_a_run_recorded_before_the_new_keys_is_the_same_run():
+    """Finished runs and resume points written before train.mix and the new augment keys existed
+    computed what their defaults compute: they are not refused as another config."""
+    from pathlib import Path
+
+    from mld.engine.run import check_same_run
+
+    config = validate_run_config({**BASE, "train": {"batch_size": 8, "loss": {"name": "bce"}}})
+    recorded = copy.deepcopy(config)
+    del recorded["train"]["mix"]
+    recorded["train"]["augment"] = {"cutout": 0.5, "randaugment": True}
+    check_same_run(recorded, config, Path("run/metrics.json"))
+    recorded["train"]["lr"] = 1.0
+    with pytest.raises(ValueError, match=r"different config \(differs in: train.lr\)"):
+        check_same_run(recorded, config, Path("run/metrics.json"))

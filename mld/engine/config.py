@@ -300,6 +300,13 @@ def load_run_config(path: str | Path) -> dict[str, Any]:
     return validate_run_config(raw, source=str(path))
 
 
+def with_defaults(config: Mapping[str, Any]) -> dict[str, Any]:
+    """`config` with every left-out key set to its default, unvalidated: a config recorded before a
+    key existed reads as the same run as long as the key keeps its default (which computes what
+    the older version computed)."""
+    return _with_defaults(dict(config), SCHEMA)
+
+
 def result_defining(config: Mapping[str, Any]) -> dict[str, Any]:
     """The config without its execution-only keys: two runs agree on this iff they compute the same."""
     out = copy.deepcopy(dict(config))

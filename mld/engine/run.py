@@ -24,6 +24,7 @@ from mld.engine.checkpoint import (
 )
 from mld.engine.config import (
     ACCUMULATION_AUTO, check_components, load_run_config, mixing_enabled, result_defining, validate_run_config,
+    with_defaults,
 )
 from mld.engine.costing import (
     COST_KEY, MEMORY_KEY, TrainingStep, check_feasibility, cost_key, fitting_accumulation, measure_cost,
@@ -117,7 +118,7 @@ def finished_metrics(out_dir: Path, config: Mapping[str, Any]) -> dict[str, Any]
 
 def check_same_run(recorded: Mapping[str, Any], config: Mapping[str, Any], where: Path) -> None:
     """Refuse to continue or reuse a run made with a config that computes something else."""
-    old, new = result_defining(recorded), result_defining(config)
+    old, new = result_defining(with_defaults(recorded)), result_defining(config)
     if old != new:
         keys = sorted(_differing_keys(old, new))
         raise ValueError(f"{where} belongs to a run with a different config (differs in: "
