@@ -116,17 +116,27 @@ class AsymmetricLoss(nn.Module):
 
 
 class BinaryCrossEntropy(nn.Module):
-    """Sigmoid binary cross-entropy on logits, with optional per-element weights."""
+    """Sigmoid binary cross-entropy on logits, with optional per-element weights.
 
-    def __init__(self, reduction: str = "sum") -> None:
+    `target_threshold` ("ResNet strikes back"'s BCE, timm's semantics): a target above it counts
+    as 1 and every other as 0, so Mixup / CutMix targets become the classes that fill more than
+    the threshold of the image; None keeps soft targets as they are.
+    """
+
+    def __init__(self, reduction: str = "sum", target_threshold: float | None = None) -> None:
         super().__init__()
         self.reduction = _check_reduction(reduction)
+        if target_threshold is not None and not 0 <= target_threshold < 1:
+            raise ValueError(f"target_threshold must be in [0, 1) or null, got {target_threshold}")
+        self.target_threshold = target_threshold
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor,
                 weights: torch.Tensor | None = None) -> torch.Tensor:
         _check_multilabel(logits, targets, weights)
-        loss = F.binary_cross_entropy_with_logits(logits.float(), targets.float(),
-                                                  reduction="none")
+        targets = targets.float()
+        if self.target_threshold is not None:
+            targets = (targets > self.target_threshold).float()
+        loss = F.binary_cross_entropy_with_logits(logits.float(), targets, reduction="none")
         if weights is not None:
             loss = loss * weights
         return _reduce(loss, self.reduction)

@@ -19,7 +19,12 @@ def test_minimal_config_gets_the_paper_recipe():
     assert train["ema_decay"] == 0.9997 and train["loss"] == PAPER_LOSS
     # ASL as appendix C (gamma_neg 4, gamma_pos 0) with the official code's clip 0.05.
     assert PAPER_LOSS == {"name": "asl", "gamma_neg": 4, "gamma_pos": 0, "clip": 0.05}, "train.loss's default"
-    assert train["augment"] == {"cutout": 0.5, "randaugment": True}
+    # The paper's transforms: square resize, Cutout 0.5, RandAugment; no flip, crop or mixing.
+    assert train["augment"] == {"cutout": 0.5, "randaugment": True, "crop": "resize", "crop_scale": [0.08, 1.0],
+                                "crop_ratio": [0.75, 4 / 3], "hflip": 0.0, "interpolation": "bilinear",
+                                "eval_crop_pct": None, "repeats": 1}
+    assert train["mix"] == {"mixup_alpha": 0.0, "cutmix_alpha": 0.0, "prob": 1.0, "switch_prob": 0.5,
+                            "label_smoothing": 0.0}
     assert config["task"] == "multilabel" and config["features"] is None and config["seed"] == 0
 
 

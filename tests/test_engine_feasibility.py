@@ -168,10 +168,10 @@ def test_a_run_out_of_memory_is_recorded_as_infeasible(caches, tmp_path, monkeyp
 
     step = Trainer.step
 
-    def out_of_memory_at_step_3(self, inputs, labels, where):
+    def out_of_memory_at_step_3(self, inputs, labels, where, **position):
         if where == "epoch 1, step 3":
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 83.00 GiB")
-        return step(self, inputs, labels, where)
+        return step(self, inputs, labels, where, **position)
 
     monkeypatch.setattr(Trainer, "step", out_of_memory_at_step_3)
     config_path, out = tmp_path / "run.yaml", tmp_path / "oom"

@@ -357,7 +357,7 @@ def test_trainer_steps_any_module_and_pads_targets_of_extra_columns():
                       extend_targets=extend_targets)
     inputs = torch.randn(8, 3)
     labels = torch.tensor([[1, 0], [0, -1]] * 4, dtype=torch.int8)
-    logits, targets, weights = trainer._loss_inputs(model(inputs), labels)
+    logits, targets, weights = trainer._loss_inputs(model(inputs), *trainer.labels.targets(labels))
     assert targets[:, 2].eq(1).all() and weights[1].tolist() == [1.0, 0.5, 1.0]
     progress = trainer.run_epoch([(inputs, labels)] * 20, epoch=0, first_step=0, should_stop=lambda: False)
     assert progress.steps == 20 and not progress.stopped

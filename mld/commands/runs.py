@@ -20,7 +20,7 @@ from mld.commands import add_config_arguments, workflow_config
 COLUMNS = ("run_id", "table", "row", "recipe", "dataset", "num_classes", "backbone", "backbone_role",
            "backbone_options", "head", "num_queries", "resolution", "epochs", "batch_size", "optimizer", "lr",
            "weight_decay", "schedule", "warmup_epochs", "loss", "gamma_neg", "gamma_pos", "ema_decay", "cutout", "randaugment",
-           "unknown_labels", "mean", "std", "max_memory_gb", "max_gflops", "weights", "compared", "accumulation",
+           "crop", "eval_crop_pct", "repeats", "mixup_alpha", "cutmix_alpha", "target_threshold", "unknown_labels", "mean", "std", "max_memory_gb", "max_gflops", "weights", "compared", "accumulation",
            "amp", "selection", "mode", "seeds")
 # What every run reports (mld.engine): the final epoch's better of model and EMA, and the official
 # code's choice, the best over the evaluated epochs of max(model, EMA).
@@ -95,7 +95,10 @@ def run_rows(registry: Any, table: str | None = None) -> list[dict[str, Any]]:
                 "lr": train["lr"], "weight_decay": train["weight_decay"], "schedule": train["schedule"],
                 "warmup_epochs": train["warmup_epochs"], "loss": loss["name"], "gamma_neg": loss.get("gamma_neg"), "gamma_pos": loss.get("gamma_pos"),
                 "ema_decay": train["ema_decay"], "cutout": train["augment"]["cutout"],
-                "randaugment": train["augment"]["randaugment"], "unknown_labels": resolved["dataset"]["unknown_labels"],
+                "randaugment": train["augment"]["randaugment"], "crop": train["augment"]["crop"],
+                "eval_crop_pct": train["augment"]["eval_crop_pct"], "repeats": train["augment"]["repeats"],
+                "mixup_alpha": train["mix"]["mixup_alpha"], "cutmix_alpha": train["mix"]["cutmix_alpha"],
+                "target_threshold": loss.get("target_threshold"), "unknown_labels": resolved["dataset"]["unknown_labels"],
                 "mean": mean, "std": std, "max_memory_gb": budget["max_memory_gb"],
                 "max_gflops": budget["max_gflops"], "weights": run.weights, "compared": run.compared,
                 "accumulation": train["accumulation"], "amp": train["amp"], "selection": SELECTION,

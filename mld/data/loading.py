@@ -25,7 +25,7 @@ from mld.data.images import read_image
 from mld.data.prepared import PreparedMeta, open_prepared
 from mld.data.sampling import EvalBatchSampler, SeededSamples, TrainBatchSampler
 from mld.data.store import ImageStore, open_store
-from mld.data.transforms import ImageTransform, build_transform, to_tensor
+from mld.data.transforms import AugmentSettings, build_transform, to_tensor
 from mld.signals import held_while_forking, ignore_in_worker
 
 
@@ -80,29 +80,31 @@ class PreparedDataset(Dataset):
 
 
 class ImageDataset(PreparedDataset):
-    """A split at a run's input resolution: with `augment` (a run config's `train.augment` block,
-    keys `cutout` and `randaugment`, the paper's 0.5 and true when absent) the training
-    transform, without it resize only. Stored images already at the resolution (an array
-    dataset at it, or a `store` of it) skip PIL for evaluation, and skip the resize for training."""
+    """A split at a run's input resolution, transformed as a run config's `train.augment` block
+    (`augment`; left-out keys take the paper's values) says: the training transform when `train`
+    (by default: when `augment` is given), else the evaluation one (the paper's: resize only).
+    Stored images already at the resolution (an array dataset at it, or a `store` of it) skip PIL
+    for the paper's evaluation, and skip the resize for its training."""
 
     def __init__(self, path: str | Path | PreparedMeta, split: str, resolution: int,
-                 augment: Mapping[str, Any] | None = None, store: ImageStore | None = None) -> None:
+                 augment: Mapping[str, Any] | None = None, store: ImageStore | None = None,
+                 train: bool | None = None) -> None:
         meta = path if isinstance(path, PreparedMeta) else open_prepared(path)
         stored_size = meta.image_size if meta.image_storage == "array" else None
         if store is not None:
             stored_size = store.resolution
-        super().__init__(meta, split, image_transform(stored_size, resolution, augment), store)
+        train = augment is not None if train is None else train
+        super().__init__(meta, split, image_transform(stored_size, resolution, AugmentSettings.from_config(augment),
+                                                      train), store)
 
 
-def image_transform(stored_size: int | None, resolution: int,
-                    augment: Mapping[str, Any] | None) -> ImageTransform | None:
-    """The transform of images stored at `stored_size` px (None: files of any size)."""
-    if augment is not None:
-        return build_transform(resolution, train=True, cutout=float(augment.get("cutout", 0.5)),
-                               randaugment_enabled=bool(augment.get("randaugment", True)))
-    if stored_size == resolution:
+def image_transform(stored_size: int | None, resolution: int, settings: AugmentSettings,
+                    train: bool) -> Callable[[Image.Image], torch.Tensor] | None:
+    """The transform of images stored at `stored_size` px (None: files of any size); None where
+    the stored pixels are already what evaluation takes."""
+    if not train and settings.eval_crop_pct is None and stored_size == resolution:
         return None
-    return build_transform(resolution, train=False)
+    return build_transform(resolution, train, settings)
 
 
 class Loader(DataLoader):
@@ -189,24 +191,25 @@ class PreparedLoader(Loader):
 
 
 def create_loader(path: str | Path, split: str, batch_size: int, resolution: int, train: bool,
-                  num_workers: int = 0, seed: int = 0, cutout: float = 0.5, randaugment: bool = True,
+                  num_workers: int = 0, seed: int = 0, augment: Mapping[str, Any] | None = None,
                   rank: int = 0, world_size: int = 1, store: str | Path | None = None) -> PreparedLoader:
     """A loader over one split at `resolution` px, its images read from `store` when given (an
     image store of the dataset at that resolution: mld.data.store).
 
-    Training (`train=True`): the paper's augmentation (`cutout` factor, `randaugment`), batches of
-    `batch_size` images (the global batch over `world_size` processes; the last incomplete batch
-    is dropped), shuffled by (seed, epoch) - call `loader.set_epoch(epoch)` before each epoch.
-    Evaluation: resize only, in order, this process's shard of the split.
+    `augment`: a run config's `train.augment` block (None or left-out keys: the paper's).
+    Training (`train=True`): its training transform, batches of `batch_size` images (the global
+    batch over `world_size` processes; the last incomplete batch is dropped), shuffled by
+    (seed, epoch), each image `augment["repeats"]` times - call `loader.set_epoch(epoch)` before
+    each epoch. Evaluation: its evaluation transform, in order, this process's shard of the split.
     """
-    augment = {"cutout": cutout, "randaugment": randaugment} if train else None
     meta = open_prepared(path)
     image_store = None if store is None else open_store(store)
     if image_store is not None:
         image_store.check_matches(meta, resolution, f"the loader of {path}")
-    dataset = ImageDataset(meta, split, resolution, augment, image_store)
+    dataset = ImageDataset(meta, split, resolution, augment or {}, image_store, train=train)
     if train:
-        sampler = TrainBatchSampler(len(dataset), batch_size, seed, rank=rank, world_size=world_size)
+        sampler = TrainBatchSampler(len(dataset), batch_size, seed, rank=rank, world_size=world_size,
+                                    repeats=int((augment or {}).get("repeats", 1)))
     else:
         sampler = EvalBatchSampler(len(dataset), batch_size, rank=rank, world_size=world_size)
     return make_loader(SeededSamples(dataset), sampler, None, num_workers, torch.device("cpu"),

@@ -31,21 +31,35 @@ class TrainBatchSampler(Sampler[list[Key]]):
 
     Global batch b of epoch e is the same set of samples for any world size; rank r takes its
     r-th slice, so the union over processes equals the single-process batch.
+
+    `repeats` > 1 is repeated augmentation (timm's RepeatAugSampler): the epoch's order lists each
+    image `repeats` times in a row, each copy with its own sample seed, and the epoch takes as many
+    samples of it as the split has. `keep_pairs` gives each rank the positions (i, B-1-i) of a
+    global batch B together, in mirrored order, so that batch Mixup (image i with image B-1-i of
+    the rank's batch) mixes the same pairs for any world size; the slices are otherwise contiguous.
     """
 
     def __init__(self, num_samples: int, global_batch_size: int, seed: int,
-                 rank: int = 0, world_size: int = 1) -> None:
+                 rank: int = 0, world_size: int = 1, repeats: int = 1, keep_pairs: bool = False) -> None:
         if global_batch_size % world_size:
             raise ValueError(f"train.batch_size = {global_batch_size} is the global batch and must be "
                              f"divisible by the number of processes ({world_size})")
         if num_samples < global_batch_size:
             raise ValueError(f"the training split has {num_samples} samples, fewer than "
                              f"train.batch_size = {global_batch_size}; lower the batch size")
+        if repeats < 1:
+            raise ValueError(f"train.augment.repeats = {repeats}: expected an integer >= 1")
         self.num_samples = num_samples
         self.global_batch_size = global_batch_size
         self.local_batch_size = global_batch_size // world_size
+        if keep_pairs and self.local_batch_size % 2:
+            raise ValueError(f"train.batch_size = {global_batch_size} over {world_size} processes leaves "
+                             f"{self.local_batch_size} images per process; Mixup / CutMix pair the images of "
+                             "each process's batch and need an even number")
         self.seed = seed
         self.rank = rank
+        self.repeats = repeats
+        self.positions = _rank_positions(global_batch_size, self.local_batch_size, rank, keep_pairs)
         self.epoch = 0
         self.start_batch = 0
 
@@ -63,12 +77,23 @@ class TrainBatchSampler(Sampler[list[Key]]):
 
     def __iter__(self) -> Iterator[list[Key]]:
         generator = torch.Generator().manual_seed(mix_seed(self.seed, self.epoch))
-        order = torch.randperm(self.num_samples, generator=generator).tolist()
-        seeds = torch.randint(0, 2**31 - 1, (self.num_samples,), generator=generator).tolist()
-        offset = self.rank * self.local_batch_size
+        order = torch.randperm(self.num_samples, generator=generator)
+        # Copy c of image i has seed seeds[i * repeats + c] (one seed per image without repeats).
+        seeds = torch.randint(0, 2**31 - 1, (self.num_samples * self.repeats,), generator=generator).tolist()
+        sequence = order.repeat_interleave(self.repeats).tolist()
         for batch in range(self.start_batch, self.batches_per_epoch):
-            start = batch * self.global_batch_size + offset
-            yield [(index, seeds[index]) for index in order[start:start + self.local_batch_size]]
+            start = batch * self.global_batch_size
+            yield [(sequence[position], seeds[sequence[position] * self.repeats + position % self.repeats])
+                   for position in (start + offset for offset in self.positions)]
+
+
+def _rank_positions(global_batch: int, local_batch: int, rank: int, keep_pairs: bool) -> list[int]:
+    """The positions of a global batch that process `rank` takes, in its batch's order."""
+    if not keep_pairs:
+        return list(range(rank * local_batch, (rank + 1) * local_batch))
+    half = local_batch // 2
+    front = list(range(rank * half, (rank + 1) * half))
+    return front + [global_batch - 1 - position for position in reversed(front)]
 
 
 def shard_bounds(num_samples: int, rank: int, world_size: int) -> range:

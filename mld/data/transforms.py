@@ -1,27 +1,61 @@
 """The paper's image transforms: PIL image in, uint8 tensor [3, R, R] out; `model_input` scales.
 
 Training: resize to the square input resolution, Cutout (a random rectangle of `factor` times
-each side, painted a random colour), RandAugment (timm's). Validation: resize only. Every step
+each side, painted a random colour), RandAugment (timm's). Validation: resize only. A run's
+`train.augment` block (`AugmentSettings`) may choose timm's own pipeline instead ("ResNet strikes
+back"): `timm.data.create_transform`'s random-resized crop, flip and RandAugment for training,
+its centre crop of `eval_crop_pct` for validation, both ending in uint8 (timm's prefetcher
+output: no scaling, no normalisation). Every step
 works on uint8 pixels, so loader workers ship bytes (a quarter of float32's to share and pin)
 and `model_input` scales them to [0, 1] on the device, giving exactly the floats that scaling
 in the worker gave. Mean/std normalisation, where a backbone's weights expect it, is the
 model's own first step (mld.models).
 
-The random choices use Python's and NumPy's global generators (timm's RandAugment does), which
-the engine seeds per sample (see mld.data.sampling), so an epoch's augmentations are a
-function of (seed, epoch).
+The random choices use Python's, NumPy's and torch's global generators (timm's crop, flip and
+RandAugment do), which the engine seeds per sample (see mld.data.sampling), so an epoch's
+augmentations are a function of (seed, epoch).
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import random
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
 RANDAUGMENT_CONFIG = "rand-m9-mstd0.5"  # timm's usual setting: 2 ops, magnitude 9 +- 0.5
+INTERPOLATIONS = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}
+
+
+@dataclasses.dataclass(frozen=True)
+class AugmentSettings:
+    """A run config's `train.augment` block as the transforms read it; left-out keys take the run
+    config schema's defaults (the paper's transforms). `repeats` belongs to the sampler."""
+
+    cutout: float = 0.5
+    randaugment: bool | str = True  # true: RANDAUGMENT_CONFIG; or a timm RandAugment string
+    crop: str = "resize"  # resize (the paper's square resize) | random_resized (timm's pipeline)
+    crop_scale: tuple[float, float] = (0.08, 1.0)
+    crop_ratio: tuple[float, float] = (0.75, 4 / 3)
+    hflip: float = 0.0
+    interpolation: str = "bilinear"
+    eval_crop_pct: float | None = None  # None: square resize; else timm's centre crop
+
+    @classmethod
+    def from_config(cls, augment: Mapping[str, Any] | None) -> "AugmentSettings":
+        names = {field.name for field in dataclasses.fields(cls)}
+        return cls(**{key: tuple(value) if isinstance(value, list) else value
+                      for key, value in (augment or {}).items() if key in names})
+
+    @property
+    def randaugment_config(self) -> str | None:
+        """The timm RandAugment string, None without RandAugment."""
+        if self.randaugment is True:
+            return RANDAUGMENT_CONFIG
+        return self.randaugment or None
 
 
 class Cutout:
@@ -45,15 +79,16 @@ class Cutout:
 
 
 class Resize:
-    """Bilinear resize to a square; a no-op when the image already has that size."""
+    """Resize to a square (bilinear unless told); a no-op when the image already has that size."""
 
-    def __init__(self, resolution: int) -> None:
+    def __init__(self, resolution: int, interpolation: str = "bilinear") -> None:
         self.resolution = resolution
+        self.interpolation = INTERPOLATIONS[interpolation]
 
     def __call__(self, image: Image.Image) -> Image.Image:
         if image.size == (self.resolution, self.resolution):
             return image
-        return image.resize((self.resolution, self.resolution), Image.BILINEAR)
+        return image.resize((self.resolution, self.resolution), self.interpolation)
 
 
 def to_tensor(image: Image.Image | np.ndarray) -> torch.Tensor:
@@ -88,12 +123,13 @@ def model_input(inputs: torch.Tensor | list[torch.Tensor], device: torch.device
     return inputs.float().div_(_pixel_max(inputs.device))  # float() keeps the memory format
 
 
-def randaugment(resolution: int) -> Callable[[Image.Image], Image.Image]:
+def randaugment(resolution: int, config: str = RANDAUGMENT_CONFIG) -> Callable[[Image.Image], Image.Image]:
+    """timm's RandAugment of `config` for the paper's pipeline (timm's own pipeline builds its own)."""
     from timm.data.auto_augment import rand_augment_transform  # timm is heavy: import on use
 
     # Translations scale with the image, as timm's own pipelines set them (0.45 x the side).
     hparams = {"translate_const": int(resolution * 0.45), "img_mean": (128, 128, 128)}
-    return rand_augment_transform(RANDAUGMENT_CONFIG, hparams)
+    return rand_augment_transform(config, hparams)
 
 
 class ImageTransform:
@@ -108,12 +144,29 @@ class ImageTransform:
         return to_tensor(image)
 
 
-def build_transform(resolution: int, train: bool, cutout: float = 0.5,
-                    randaugment_enabled: bool = True) -> ImageTransform:
-    """The training (`train=True`) or validation transform at `resolution` px."""
-    steps: list[Callable[[Image.Image], Image.Image]] = [Resize(resolution)]
-    if train and cutout > 0:
-        steps.append(Cutout(cutout))
-    if train and randaugment_enabled:
-        steps.append(randaugment(resolution))
+def build_transform(resolution: int, train: bool,
+                    settings: AugmentSettings | None = None) -> Callable[[Image.Image], torch.Tensor]:
+    """The training (`train=True`) or validation transform at `resolution` px (the paper's unless
+    `settings` say otherwise)."""
+    settings = settings or AugmentSettings()
+    if train and settings.crop == "random_resized":
+        return _timm_transform(resolution, is_training=True, scale=settings.crop_scale, ratio=settings.crop_ratio,
+                               hflip=settings.hflip, auto_augment=settings.randaugment_config,
+                               interpolation=settings.interpolation)
+    if not train and settings.eval_crop_pct is not None:
+        return _timm_transform(resolution, is_training=False, crop_pct=settings.eval_crop_pct,
+                               interpolation=settings.interpolation)
+    steps: list[Callable[[Image.Image], Image.Image]] = [Resize(resolution, settings.interpolation)]
+    if train and settings.cutout > 0:
+        steps.append(Cutout(settings.cutout))
+    if train and settings.randaugment_config:
+        steps.append(randaugment(resolution, settings.randaugment_config))
     return ImageTransform(steps)
+
+
+def _timm_transform(resolution: int, **options: Any) -> Callable[[Image.Image], torch.Tensor]:
+    """timm.data.create_transform ending in uint8 CHW (its prefetcher output); no colour jitter (timm
+    leaves it out beside RandAugment) and no random erasing, as "ResNet strikes back" A1/A2."""
+    from timm.data import create_transform
+
+    return create_transform(resolution, color_jitter=None, re_prob=0.0, use_prefetcher=True, **options)

@@ -37,6 +37,19 @@ ACCUMULATION_AUTO = "auto"
 SOFTMAX_LOSS = "softmax_ce"
 SINGLE_LABEL_LOSSES = (SOFTMAX_LOSS, "bce", "asl")
 
+# train.augment.randaugment as a string: a timm RandAugment configuration.
+RANDAUGMENT_PREFIX = "rand-"
+
+# What an image store holds (mld.data.store): the images resized to squares, bilinear; only
+# transforms with these train.augment values start from those pixels.
+STORE_AUGMENT = {"crop": "resize", "interpolation": "bilinear", "eval_crop_pct": None}
+
+
+def reads_stored_pixels(augment: Mapping[str, Any] | None) -> bool:
+    """Whether a train.augment block's transforms can read an image store (left-out keys: the
+    defaults, which can)."""
+    return all((augment or {}).get(key, value) == value for key, value in STORE_AUGMENT.items())
+
 
 def _is_section(schema: Mapping[str, Any]) -> bool:
     """A section: a mapping of known keys (a free-form mapping is one value, checked by its consumer)."""
@@ -86,7 +99,10 @@ def _expected(spec: Mapping[str, Any]) -> str:
     if kind == "string":
         return ("a non-empty string" if spec.get("minLength") else "a string") + null
     if kind == "boolean":
-        return "true or false" + null
+        return "true or false" + ("" if len(kinds) == 1 else f" or a {kinds[1]}") + null
+    if kind == "array":  # a fixed number of numbers (a range)
+        item = _expected(spec["items"]).removeprefix("a number")
+        return f"a list of {spec['minItems']} numbers" + (f", each{item}" if item else "") + null
     bounds = [f"{sign} {spec[keyword]}" for keyword, sign in (("exclusiveMinimum", ">"), ("minimum", ">="),
                                                                ("exclusiveMaximum", "<"), ("maximum", "<="))
               if keyword in spec]
@@ -151,6 +167,7 @@ def _cross_field_problems(config: Mapping[str, Any]) -> list[str]:
     if train["warmup_epochs"] >= train["epochs"]:
         problems.append(f"train.warmup_epochs = {_show(train['warmup_epochs'])}: the warm-up must end before the "
                         f"run's train.epochs = {train['epochs']}; shorten it")
+    problems += _augment_problems(config)
     dataset = config["dataset"]
     if dataset["unknown_labels"] == "negative" and dataset["unknown_weight"] is None:
         problems.append("dataset.unknown_weight: missing; unknown_labels: negative needs the weight of "
@@ -158,6 +175,51 @@ def _cross_field_problems(config: Mapping[str, Any]) -> list[str]:
     if dataset["unknown_labels"] == "ignore" and dataset["unknown_weight"] is not None:
         problems.append(f"dataset.unknown_weight = {_show(dataset['unknown_weight'])}: only used with "
                         "unknown_labels: negative; remove it or set unknown_labels: negative")
+    return problems
+
+
+def mixing_enabled(mix: Mapping[str, Any]) -> bool:
+    """Whether a train.mix block mixes batches (Mixup or CutMix has an alpha above 0)."""
+    return mix["mixup_alpha"] > 0 or mix["cutmix_alpha"] > 0
+
+
+def _augment_problems(config: Mapping[str, Any]) -> list[str]:
+    """train.augment and train.mix keys that contradict each other, the task or the data source."""
+    augment, mix, problems = config["train"]["augment"], config["train"]["mix"], []
+    randaugment = augment["randaugment"]
+    if isinstance(randaugment, str) and not randaugment.startswith(RANDAUGMENT_PREFIX):
+        problems.append(f"train.augment.randaugment = {_show(randaugment)}: expected true, false or a timm "
+                        f"RandAugment string starting with {RANDAUGMENT_PREFIX} (e.g. rand-m7-mstd0.5-inc1)")
+    for key in ("crop_scale", "crop_ratio"):
+        low, high = augment[key]
+        if low > high:
+            problems.append(f"train.augment.{key} = {_show(augment[key])}: the first value is the lower bound; "
+                            f"swap them")
+    if augment["crop"] == "resize" and augment["hflip"] > 0:
+        problems.append(f"train.augment.hflip = {_show(augment['hflip'])}: flips are part of timm's pipeline; "
+                        "set crop: random_resized, or remove hflip")
+    if augment["crop"] == "random_resized" and augment["cutout"] > 0:
+        problems.append(f"train.augment.cutout = {_show(augment['cutout'])}: timm's pipeline (crop: random_resized) "
+                        "has no Cutout; set cutout: 0")
+    if config["dataset"]["store"] is not None:
+        needs_raw = [f"{key} = {_show(augment[key])}" for key, square in STORE_AUGMENT.items() if augment[key] != square]
+        if needs_raw:
+            problems.append(f"dataset.store: the image store holds the images resized to squares, but "
+                            f"train.augment.{', '.join(needs_raw)} needs the images themselves; remove dataset.store "
+                            "(in a workflow config: image_store: false)")
+    if mixing_enabled(mix):
+        if config["task"] != "single_label":
+            problems.append(f"train.mix: Mixup / CutMix mix one class per image; a {config['task']} run cannot "
+                            "use them (set mixup_alpha and cutmix_alpha to 0, or task: single_label)")
+        if config["features"] is not None:
+            problems.append("train.mix: Mixup / CutMix mix images, and this run trains on cached features; "
+                            "remove features or the mix block")
+        if config["train"]["batch_size"] % 2:
+            problems.append(f"train.batch_size = {config['train']['batch_size']}: Mixup / CutMix mix image i with "
+                            "image B-1-i of each batch and need an even batch size")
+    elif mix["label_smoothing"] > 0:
+        problems.append(f"train.mix.label_smoothing = {_show(mix['label_smoothing'])}: smooths the mixed targets "
+                        "and is only used with mixup_alpha or cutmix_alpha above 0")
     return problems
 
 
@@ -196,6 +258,16 @@ def check_components(config: Mapping[str, Any], source: str = "<run config>") ->
         check_head_options(model["head"], options)
     except ValueError as error:
         problems.append(f"model.head = {model['head']}, model.head_options: {error}")
+    randaugment = config["train"]["augment"]["randaugment"]
+    if isinstance(randaugment, str):
+        from mld.data.transforms import randaugment as randaugment_transform
+
+        try:
+            randaugment_transform(224, randaugment)
+        except (AssertionError, ValueError, KeyError) as error:  # timm asserts on unknown sections
+            reason = str(error) or "an unknown section"
+            problems.append(f"train.augment.randaugment = {randaugment}: timm cannot read it ({reason}); see "
+                            "timm.data.auto_augment.rand_augment_transform for the sections")
     # With cached features the backbone never runs: the cache names it, checked when it is opened.
     if config["features"] is None and not _is_timm_model(model["backbone"]):
         problems.append(f"model.backbone = {model['backbone']}: not a timm model; see timm.list_models()")
@@ -226,6 +298,13 @@ def load_run_config(path: str | Path) -> dict[str, Any]:
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML: {error}") from None
     return validate_run_config(raw, source=str(path))
+
+
+def with_defaults(config: Mapping[str, Any]) -> dict[str, Any]:
+    """`config` with every left-out key set to its default, unvalidated: a config recorded before a
+    key existed reads as the same run as long as the key keeps its default (which computes what
+    the older version computed)."""
+    return _with_defaults(dict(config), SCHEMA)
 
 
 def result_defining(config: Mapping[str, Any]) -> dict[str, Any]:

@@ -85,8 +85,9 @@ def open_run_data(config: Mapping[str, Any], source: str) -> RunData:
                        collate=keep_batch, feature_channels=cache.in_channels,
                        backbone_cost=cache.meta.get("backbone_cost"), **common)
     resolution, store = config["train"]["resolution"], open_run_store(config, meta, source)
-    return RunData(train_set=SeededSamples(ImageDataset(meta, TRAIN_SPLIT, resolution, config["train"]["augment"], store)),
-                   eval_set=SeededSamples(ImageDataset(meta, EVAL_SPLIT, resolution, store=store)),
+    augment = config["train"]["augment"]
+    return RunData(train_set=SeededSamples(ImageDataset(meta, TRAIN_SPLIT, resolution, augment, store)),
+                   eval_set=SeededSamples(ImageDataset(meta, EVAL_SPLIT, resolution, augment, store, train=False)),
                    collate=None, feature_channels=None, **common)
 
 

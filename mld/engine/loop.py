@@ -23,6 +23,7 @@ from torch import nn
 
 from mld.data.transforms import model_input
 from mld.engine.ema import ModelEma
+from mld.engine.mixing import BatchMixing
 from mld.engine.precision import Precision
 from mld.engine.targets import LabelPolicy
 
@@ -78,13 +79,15 @@ class Trainer:
     loss_scale: float = 1.0
     extend_targets: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
     accumulation: int = 1  # micro-batches per optimiser step (gradient accumulation)
+    mixing: BatchMixing | None = None  # Mixup / CutMix of each batch (train.mix)
     loss_read_every: int = 100
     _unread: list[tuple[str, torch.Tensor]] = field(default_factory=list, init=False, repr=False)
 
     def step(self, inputs: torch.Tensor | list[torch.Tensor], labels: torch.Tensor,
-             where: str) -> torch.Tensor:
+             where: str, position: tuple[int, int] | None = None) -> torch.Tensor:
         """Train on one batch and return its loss, left on the device until `read_losses`; `where`
-        names the step if its loss turns out not to be finite.
+        names the step if its loss turns out not to be finite. `position` is its (epoch, step), which
+        seeds the batch's mixing when there is one.
 
         With `accumulation` > 1 the batch is split into that many micro-batches whose gradients
         add up to the whole batch's (a summed loss adds as it is, a mean is weighted by each
@@ -94,13 +97,18 @@ class Trainer:
         device = self.precision.device
         inputs = _to_device(inputs, device)
         labels = labels.to(device, non_blocking=True)
+        targets, weights = self.labels.targets(labels)
+        if self.mixing is not None:
+            if position is None:
+                raise ValueError("a trainer that mixes batches needs each batch's (epoch, step) position")
+            inputs, targets = self.mixing(inputs, targets, *position)
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         scaler = self.precision.scaler
         summed = getattr(self.loss, "reduction", "mean") == "sum"
-        parts = micro_batches(inputs, labels, self.accumulation)
+        parts = micro_batches(inputs, (targets, weights), self.accumulation)
         total: torch.Tensor | None = None
-        for index, (part_inputs, part_labels) in enumerate(parts):
+        for index, (part_inputs, part_targets) in enumerate(parts):
             last = index == len(parts) - 1
             # Under DDP only the last micro-batch's backward averages gradients across processes.
             synchronised = contextlib.nullcontext() if last or not hasattr(self.model, "no_sync") \
@@ -108,9 +116,9 @@ class Trainer:
             with synchronised:
                 with self.precision.autocast():
                     logits = self.model(part_inputs, class_embeddings=self.class_embeddings)
-                loss = self.loss(*self._loss_inputs(logits.float(), part_labels))
+                loss = self.loss(*self._loss_inputs(logits.float(), *part_targets))
                 if not summed and len(parts) > 1:
-                    loss = loss * (len(part_labels) / len(labels))
+                    loss = loss * (len(part_targets[0]) / len(labels))
                 total = loss.detach() if total is None else total + loss.detach()
                 scaler.scale(loss * self.loss_scale).backward()
         self._unread.append((where, total))
@@ -137,8 +145,7 @@ class Trainer:
                     "unusable. Lower train.lr, check the inputs for NaN, or use train.amp: off")
         return values
 
-    def _loss_inputs(self, logits: torch.Tensor, labels: torch.Tensor):
-        targets, weights = self.labels.targets(labels)
+    def _loss_inputs(self, logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor | None):
         if logits.shape[1] != targets.shape[1]:
             if self.extend_targets is None:
                 raise ValueError(f"the model returned {logits.shape[1]} logits for {targets.shape[1]} "
@@ -161,7 +168,7 @@ class Trainer:
                 data_s += started - waited
                 if batch is None:
                     return EpochProgress(step, self._add_losses(loss_sum), False, data_s, compute_s)
-                self.step(*batch, where=f"epoch {epoch + 1}, step {step + 1}")
+                self.step(*batch, where=f"epoch {epoch + 1}, step {step + 1}", position=(epoch, step))
                 if len(self._unread) >= self.loss_read_every:
                     loss_sum = self._add_losses(loss_sum)
                 compute_s += time.perf_counter() - started
@@ -202,13 +209,19 @@ def predict(models: Mapping[str, nn.Module], batches: Iterable, class_embeddings
     return {name: torch.cat(values) for name, values in scores.items()}, torch.cat(all_labels)
 
 
-def micro_batches(inputs: torch.Tensor | list[torch.Tensor], labels: torch.Tensor,
-                  count: int) -> list[tuple[torch.Tensor | list[torch.Tensor], torch.Tensor]]:
-    """The batch cut into `count` consecutive micro-batches (sizes differing by at most one)."""
+def micro_batches(inputs: torch.Tensor | list[torch.Tensor], labels: torch.Tensor | tuple[torch.Tensor | None, ...],
+                  count: int) -> list[tuple[torch.Tensor | list[torch.Tensor], Any]]:
+    """The batch cut into `count` consecutive micro-batches (sizes differing by at most one);
+    `labels` is a tensor or a tuple of tensors (or None) cut alike."""
     if count <= 1:
         return [(inputs, labels)]
-    sizes = [len(part) for part in torch.arange(len(labels)).tensor_split(count) if len(part)]
-    label_parts = labels.split(sizes)
+    rows = len(labels[0] if isinstance(labels, tuple) else labels)
+    sizes = [len(part) for part in torch.arange(rows).tensor_split(count) if len(part)]
+    if isinstance(labels, tuple):
+        label_parts = list(zip(*(tensor.split(sizes) if tensor is not None else [None] * len(sizes)
+                                 for tensor in labels)))
+    else:
+        label_parts = labels.split(sizes)
     if isinstance(inputs, (list, tuple)):
         input_parts = list(zip(*(tensor.split(sizes) for tensor in inputs)))
         return [(list(part), label_part) for part, label_part in zip(input_parts, label_parts)]

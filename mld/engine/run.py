@@ -23,7 +23,8 @@ from mld.engine.checkpoint import (
     CheckpointError, capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint,
 )
 from mld.engine.config import (
-    ACCUMULATION_AUTO, check_components, load_run_config, result_defining, validate_run_config,
+    ACCUMULATION_AUTO, check_components, load_run_config, mixing_enabled, result_defining, validate_run_config,
+    with_defaults,
 )
 from mld.engine.costing import (
     COST_KEY, MEMORY_KEY, TrainingStep, check_feasibility, cost_key, fitting_accumulation, measure_cost,
@@ -38,6 +39,7 @@ from mld.engine.evaluation import (
     Evaluator, FullEvaluation, best_epoch_section, evaluation_batch_size, final_section,
 )
 from mld.engine.loop import Trainer
+from mld.engine.mixing import BatchMixing
 from mld.engine.modeling import build_model
 from mld.engine.optim import build_optimizer, build_schedule
 from mld.engine.precision import Precision, choose_precision
@@ -116,7 +118,7 @@ def finished_metrics(out_dir: Path, config: Mapping[str, Any]) -> dict[str, Any]
 
 def check_same_run(recorded: Mapping[str, Any], config: Mapping[str, Any], where: Path) -> None:
     """Refuse to continue or reuse a run made with a config that computes something else."""
-    old, new = result_defining(recorded), result_defining(config)
+    old, new = result_defining(with_defaults(recorded)), result_defining(config)
     if old != new:
         keys = sorted(_differing_keys(old, new))
         raise ValueError(f"{where} belongs to a run with a different config (differs in: "
@@ -192,8 +194,11 @@ class _Run:
         if world.distributed:
             wrapped = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
         self.precision: Precision = choose_precision(train["amp"], device)
+        mixing = BatchMixing(train["mix"], self.data.num_train_classes, self.config["seed"]) \
+            if mixing_enabled(train["mix"]) else None
         self.sampler = TrainBatchSampler(len(self.data.train_set), train["batch_size"], self.config["seed"],
-                                         world.rank, world.world_size)
+                                         world.rank, world.world_size, repeats=train["augment"]["repeats"],
+                                         keep_pairs=mixing is not None)
         self.steps_per_epoch = self.sampler.batches_per_epoch
         optimizer = build_optimizer(model, train)
         loss = create_loss(**train["loss"])
@@ -203,7 +208,7 @@ class _Run:
             schedule=build_schedule(optimizer, train, train["epochs"] * self.steps_per_epoch),
             loss=loss, labels=self.data.labels, precision=self.precision, ema=self.ema,
             class_embeddings=_on(self.data.train_class_embeddings, device), loss_scale=self.loss_scale,
-            extend_targets=extend_targets)
+            extend_targets=extend_targets, mixing=mixing)
         self.train_loader = make_loader(self.data.train_set, self.sampler, self.data.collate,
                                         train["num_workers"], device)
         self.evaluator = Evaluator(self.data, self.config["task"], evaluation_batch_size(self.sampler.local_batch_size),

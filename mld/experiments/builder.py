@@ -10,6 +10,7 @@ import copy
 from typing import Any, Mapping
 
 from mld import paths
+from mld.engine.config import reads_stored_pixels
 from mld.experiments.config import ExperimentConfigError, deep_merge
 from mld.weights import backbone_weights, pretraining_identity, shipped_file
 from mld.experiments.records import (
@@ -308,20 +309,21 @@ class _Builder:
         dataset_id = self.dataset(cell.dataset, resolution)
         options, extra = self.head_options(cell)
         model = self.model_block(cell.backbone, cell.head, cell.k, options)
+        # The recipe's and the cell's train keys replace the shared ones whole (a loss's options
+        # belong to it).
+        train = {**copy.deepcopy(self.config["train"]), **copy.deepcopy(dict(recipe.get("train", {}))),
+                 **copy.deepcopy(cell.train), "resolution": resolution}
         features, store = None, None
         if self.cached:
             features = self.feature_cache(self.backbone_id(cell.backbone), dataset_id, cell.head, resolution)
-        else:
+        elif reads_stored_pixels(train.get("augment")):  # timm's crops need the images themselves
             store = self.image_store(dataset_id, resolution)
         config = {
             "dataset": {**self._dataset_block(dataset_id), **({"store": store} if store else {})},
             "features": features,
             "model": model,
             "task": TASK_BY_ROLE.get(cell.dataset, "multilabel"),
-            # The recipe's and the cell's train keys replace the shared ones whole (a loss's options
-            # belong to it).
-            "train": {**copy.deepcopy(self.config["train"]), **copy.deepcopy(dict(recipe.get("train", {}))),
-                      **copy.deepcopy(cell.train), "resolution": resolution},
+            "train": train,
         }
         run_id = self._run_id(cell, resolution, extra)
         existing = self.registry.runs.get(run_id)
