@@ -15,7 +15,7 @@ import torch
 import yaml
 
 from mld.engine import outputs, train
-from mld.engine.signals import TEST_SIGNAL_ENV, TEST_SIGNAL_GROUP_ENV
+from mld.signals import TEST_SIGNAL_ENV, TEST_SIGNAL_GROUP_ENV
 from test_engine_support import make_dataset, one_thread, run_config  # noqa: F401 (one thread, autouse)
 
 pytestmark = pytest.mark.slow

@@ -252,7 +252,7 @@ def test_an_a2_run_killed_mid_epoch_resumes_to_the_uninterrupted_result(tmp_path
     import yaml
 
     from mld.engine import train
-    from mld.engine.signals import TEST_SIGNAL_ENV
+    from mld.signals import TEST_SIGNAL_ENV
     from test_engine_support import make_dataset, run_config, without_timing
 
     dataset = make_dataset(tmp_path, "imagenet-like", num_train=48, num_val=16)
