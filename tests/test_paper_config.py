@@ -124,7 +124,7 @@ def paper_results(toy_paper: ToyPaper, tmp_path_factory: pytest.TempPathFactory)
     """The toy paper config through Snakemake on 2 cores, for runs that together take every
     end-to-end path of the paper DAG (each dataset, backbone weights, recipe, loss, resolution and
     head) and the head options the tiny config does not train on cached features
-    (toy_paper.end_to_end_runs: 15 of its 53 runs), and one measurement of each kind; then the
+    (toy_paper.end_to_end_runs: 14 of its 53 runs), and one measurement of each kind; then the
     tables. Checkpoints are removed at the end (gigabytes)."""
     workdir = tmp_path_factory.mktemp("toy-paper-local")
     registry = registry_of(toy_paper.config_file)

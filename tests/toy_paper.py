@@ -524,14 +524,19 @@ def head_paths(registry: Any, run: Any) -> set[str]:
 
 def covering_runs(registry: Any, covered: frozenset[str]) -> list[str]:
     """A small set of runs that together take every path (end to end and head) of the registry's
-    runs that `covered` lacks (greedy set cover, in registry order: deterministic)."""
-    paths = {run_id: end_to_end_paths(registry, run) | head_paths(registry, run)
+    runs that `covered` lacks: a greedy set cover (in registry order: deterministic), then each
+    chosen run, the last chosen first, left out where the others take all its paths."""
+    paths = {run_id: (end_to_end_paths(registry, run) | head_paths(registry, run)) - covered
              for run_id, run in registry.runs.items()}
-    left, chosen = set().union(*paths.values()) - covered, []
+    left, chosen = set().union(*paths.values()), []
     while left:
         best = max(paths, key=lambda run_id: len(paths[run_id] & left))
         chosen.append(best)
         left -= paths[best]
+    for run_id in reversed(list(chosen)):
+        others = [other for other in chosen if other != run_id]
+        if paths[run_id] <= set().union(*(paths[other] for other in others)):
+            chosen = others
     return chosen
 
 
