@@ -1,12 +1,14 @@
 """config/paper.yaml at toy scale, the way a user runs it: tiny datasets in the real release formats,
 the paper's timm architectures loaded from local weight files, and a user config that is
-`base: config/paper.yaml` plus overrides only (tests/toy_paper.py). Every run of the paper DAG is
-planned; runs that together take every code path the paper config takes are trained end to end on
-CPU through Snakemake: each head (GAP, transformer-decoder, ML-Decoder, HSVLT with Hamburger and
-its ablations), each query type, each zero-shot variant (full and group decoding, head types,
-query augmentations), every backbone from its weights file, single-label ImageNet, Open Images,
-Pascal VOC, both kinds of cost measurement, and Table 2's transformer-decoder (the one run with a
-budget, `experiments.extreme_feasibility`) ending "infeasible" over its budget.
+`base: config/paper.yaml` plus overrides only (tests/toy_paper.py). Runs that together take every
+end-to-end path the paper config takes are trained on CPU through Snakemake: every dataset
+(single-label ImageNet, Open Images, Pascal VOC, ...), every backbone from its weights file, every
+recipe, loss and head (GAP, transformer-decoder, ML-Decoder, HSVLT), both kinds of cost
+measurement, and Table 2's transformer-decoder (the one run with a budget,
+`experiments.extreme_feasibility`) ending "infeasible" over its budget; each table row beside the
+paper's value for it. Head options (query and head types, query augmentations, Hamburger and
+HSVLT's ablations, stacked layers) train here only where the tiny config, which trains them all on
+cached features, lacks them. tests/test_workflow.py plans the whole paper DAG.
 """
 from __future__ import annotations
 
@@ -21,13 +23,15 @@ from typing import Iterator
 import pytest
 import yaml
 
+from mld.report import paper
 from mld.data.adapters import read_cifar100, read_coco, read_nuswide, read_openimages, read_stanford_cars, read_voc
 from mld.data.adapters.common import ArraySplit
 from mld.data.overlap import check_no_shared_images
 from mld.engine.costing import MEMORY_KEY  # cost.json: the memory estimate's result
 from mld.experiments import Registry, build_registry, load_config
-from test_workflow import SLURM_OVERRIDES, job_counts, planned_runs, snakemake
-from toy_paper import REPO, ToyPaper, covering_measurements, covering_runs
+from test_paper_literals import REPORTED, reported_keys, reports_row
+from test_workflow import SLURM_OVERRIDES, snakemake
+from toy_paper import REPO, ToyPaper, cached_feature_head_paths, covering_measurements, end_to_end_runs, head_paths
 
 
 def registry_of(config_file: Path) -> Registry:
@@ -71,21 +75,37 @@ def test_toy_datasets_read_with_the_configured_class_counts(toy_paper: ToyPaper)
                                 for split, content in dataset.splits.items()}, role)
 
 
-def test_dry_run_plans_the_whole_paper_dag(toy_paper: ToyPaper, tmp_path: Path) -> None:
-    """From a fresh working directory the default target plans every run of every table."""
-    result = snakemake("--dry-run", "--configfile", toy_paper.config_file, workdir=tmp_path)
-    assert result.returncode == 0, result.stdout[-5000:]
-    counts = job_counts(result.stdout)
+# ---------------------------------------------------------------- end to end (minutes)
+
+
+def write_tables(workdir: Path, config_file: Path) -> None:
+    """`mld tables` over the results there (the workflow's tables rule would first train every run)."""
+    command = [sys.executable, "-m", "mld", "tables", "--config", str(config_file), "--results", "results",
+               "--out", "results"]
+    result = subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_every_head_option_of_the_paper_trains_on_cached_features_or_from_images(toy_paper: ToyPaper) -> None:
+    """Head options switch the same code whether the head is fed images or cached features: the
+    tiny config (tests/test_workflow.py runs it whole) trains them on cached features, the toy
+    paper config from images only the ones it lacks. Together they take every option the paper
+    config asks for: a change that drops one fails here."""
     registry = registry_of(toy_paper.config_file)
-    assert counts["train"] == sum(len(run.seeds) for run in registry.runs.values())
-    assert counts["measure"] == len(registry.measurements)
-    # COCO, VOC, NUS-WIDE (zero-shot, and its 81 concepts for HSVLT), Open Images, CIFAR-100,
-    # Stanford Cars; ImageNet comes prepared.
-    assert counts["prepare_dataset"] == 7
-    # Every real dataset's images decoded once per resolution its runs read, not once per epoch.
-    assert counts["prepare_store"] == len(registry.stores) > 0
-    assert counts["tables"] == 1
-    assert {run_id for run_id, _ in planned_runs(result.stdout)} == set(registry.runs)
+    trained = cached_feature_head_paths() | {path for run_id in end_to_end_runs(registry)
+                                             for path in head_paths(registry, registry.runs[run_id])}
+    assert {path for run in registry.runs.values() for path in head_paths(registry, run)} <= trained
+    for path in ("multilabel/gap", "multilabel/transformer_decoder", "multilabel/transformer_decoder/stacked_layers",
+                 "multilabel/hsvlt/hamburger=True", "multilabel/hsvlt/hamburger=False",
+                 "multilabel/hsvlt/interaction=cross_attention", "multilabel/hsvlt/fewer_scales",
+                 "single_label/gap", "single_label/ml_decoder/full", "single_label/ml_decoder/group",
+                 "zero_shot/ml_decoder/full/query_noise=True", "zero_shot/ml_decoder/full/random_queries=True",
+                 "zero_shot/ml_decoder/full/query_noise=False", "zero_shot/ml_decoder/full/random_queries=False"):
+        assert path in trained, path
+    for query_type in ("learnable", "nlp", "fixed_random"):
+        assert f"multilabel/ml_decoder/full/query_type={query_type}" in trained, query_type
+    for head_type in ("learnable", "shared", "nlp"):
+        assert f"zero_shot/ml_decoder/group/head_type={head_type}" in trained, head_type
 
 
 # ---------------------------------------------------------------- end to end (minutes)
@@ -101,14 +121,14 @@ def write_tables(workdir: Path, config_file: Path) -> None:
 
 @pytest.fixture(scope="module")
 def paper_results(toy_paper: ToyPaper, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """The toy paper config through Snakemake on 2 cores, for runs that together take every code path
-    of the paper DAG (toy_paper.covering_runs: about 20 of its 43 runs; the others differ from one
-    of these only in sizes such as K, the resolution or a layer count) and one measurement of each
-    kind; then the tables. The whole DAG takes about twice as long. Checkpoints are removed at
-    the end (gigabytes)."""
+    """The toy paper config through Snakemake on 2 cores, for runs that together take every
+    end-to-end path of the paper DAG (each dataset, backbone weights, recipe, loss, resolution and
+    head) and the head options the tiny config does not train on cached features
+    (toy_paper.end_to_end_runs: 14 of its 53 runs), and one measurement of each kind; then the
+    tables. Checkpoints are removed at the end (gigabytes)."""
     workdir = tmp_path_factory.mktemp("toy-paper-local")
     registry = registry_of(toy_paper.config_file)
-    targets = [f"results/runs/{run_id}/seed{seed}/metrics.json" for run_id in covering_runs(registry)
+    targets = [f"results/runs/{run_id}/seed{seed}/metrics.json" for run_id in end_to_end_runs(registry)
                for seed in registry.runs[run_id].seeds]
     targets += [registry.measurements[m]["path"] for m in covering_measurements(registry)]
     start = time.monotonic()
@@ -134,48 +154,65 @@ def extreme_transformer_decoder(registry: Registry) -> str:
 
 
 @pytest.mark.slow
-def test_every_code_path_of_the_paper_trains_with_the_memory_estimate(toy_paper: ToyPaper,
-                                                                        paper_results: Path) -> None:
+def test_every_end_to_end_path_of_the_paper_trains_with_the_memory_estimate(toy_paper: ToyPaper,
+                                                                             paper_results: Path) -> None:
     registry = registry_of(toy_paper.config_file)
-    heads, queries, zero_shot, tasks, backbones = set(), set(), set(), set(), set()
-    for run_id in covering_runs(registry):
+    heads, tasks, backbones = set(), set(), set()
+    for run_id in end_to_end_runs(registry):
         run = registry.runs[run_id]
         for seed in run.seeds:
             folder = paper_results / "results" / "runs" / run_id / f"seed{seed}"
             metrics = json.loads((folder / "metrics.json").read_text())
             assert metrics["mode"] == "end_to_end" and not metrics.get("infeasible"), run_id
             assert json.loads((folder / "cost.json").read_text())[MEMORY_KEY] > 0, run_id
-        model = run.config["model"]
-        options = model["head_options"]
-        heads.add((model["head"], options.get("hamburger")))
-        queries.add(options.get("query_type"))
+        heads.add(run.config["model"]["head"])
         tasks.add(run.config["task"])
-        backbones.add(model["backbone_weights"])
-        if run.config["task"] == "zero_shot":
-            zero_shot.add((model["num_groups"] is None, options["head_type"], options["query_noise"] > 0,
-                           options["random_queries"] > 0))
+        backbones.add(run.config["model"]["backbone_weights"])
     # What the paper config asks for, so what just ran: a change that drops a path fails here.
-    assert {"gap", "transformer_decoder", "ml_decoder"} <= {head for head, _ in heads}
-    assert ("hsvlt", True) in heads and ("hsvlt", False) in heads
-    assert {"learnable", "nlp", "fixed_random"} <= queries
-    assert {"multilabel", "zero_shot", "single_label"} == tasks
-    assert {full for full, *_ in zero_shot} == {True, False}
-    assert {head_type for _, head_type, *_ in zero_shot} == {"learnable", "shared", "nlp"}
-    assert {(noise, extra) for *_, noise, extra in zero_shot} >= {(False, False), (True, True)}
+    assert heads == {"gap", "transformer_decoder", "ml_decoder", "hsvlt"}
+    assert tasks == {"multilabel", "zero_shot", "single_label"}
     assert backbones == {str(path) for path in (toy_paper.config_file.parent / "weights").glob("*.pt")}
     for measurement_id in covering_measurements(registry):
         assert json.loads((paper_results / registry.measurements[measurement_id]["path"]).read_text())
 
 
+def check_paper_cells(table_id: str, row: dict[str, str]) -> None:
+    """A reproduced row of a table CSV beside the paper's: the paper's values (REPORTED, typed in
+    from the papers) where it is a reported row (its key columns are the paper's), none elsewhere."""
+    cells = {column.removesuffix(" paper"): value for column, value in row.items() if column.endswith(" paper")}
+    expected: dict[str, float | None] = {}
+    if table_id in REPORTED:
+        typed = {tuple("" if value is None else str(value) for value in key): values
+                 for key, values in REPORTED[table_id].items()}
+        expected = typed.get(tuple(row[column] for column in paper.table_spec(table_id)["key"]), {})
+    where = f"{table_id} row of run {row['run']}"
+    assert row["reported"] == str(bool(expected)), f"{where}: reported {row['reported']}; the paper's: {expected}"
+    for metric, value in cells.items():
+        reported = expected.get(metric)
+        assert (value == "") if reported is None else (float(value) == reported), (
+            f"{where}, cell {metric}: paper column {value!r}; the paper reports {reported!r}")
+
+
 @pytest.mark.slow
 def test_every_table_is_produced(toy_paper: ToyPaper, paper_results: Path) -> None:
+    """Each run trained fills its rows of every table it belongs to, finished ("ok") and beside
+    the paper's value for that row, if the paper reports one."""
     registry = registry_of(toy_paper.config_file)
     markdown = (paper_results / "results" / "tables.md").read_text()
-    for run_id in covering_runs(registry):
-        for table_id in registry.runs[run_id].rows:
+    for run_id in end_to_end_runs(registry):
+        for table_id, run_row in registry.runs[run_id].rows.items():
             assert table_id in markdown, table_id
             rows = [row for row in table_rows(paper_results, table_id) if row["run"] == run_id]
             assert rows and all(row["status"] == "ok" for row in rows), (table_id, run_id, rows)
+            for row in rows:
+                check_paper_cells(table_id, row)
+            # A row with the paper's key pairs with it; one the papers give no number for pairs with
+            # none; one with a toy size (K, the resolution) may pair by rank ("run row" names it).
+            paired = bool(reported_keys(table_id, run_row))
+            if paired or not reports_row(table_id, run_row):
+                assert all(row["reported"] == str(paired) for row in rows), (
+                    f"{table_id}: run {run_id} (row {run_row}) should {'' if paired else 'not '}pair with a "
+                    f"reported row: {[(row['reported'], row['run row']) for row in rows]}")
 
 
 @pytest.mark.slow

@@ -34,6 +34,7 @@ COCO = {  # ML-Decoder appendix C (MS-COCO); the base of the other datasets' rec
     "batch_size": 56,
     "pct_start": 0.2,
     "ema_decay": 0.9997,
+    "eval_every": 1,  # the official train.py scores the model and its EMA every epoch
 }
 RECIPES: dict[str, dict[str, Any]] = {
     "coco": COCO,
@@ -115,6 +116,15 @@ def test_each_recipe_value_is_the_papers(paper_runs, recipe, key):
                                             f"in run {run.run_id} ({table}); the paper's is {expected!r}")
                 checked += 1
     assert checked, f"no run of config/paper.yaml trains with recipe {recipe}"
+
+
+def test_the_recipes_from_random_weights_are_the_papers():
+    """ImageNet's A2 and A1 ("ResNet strikes back") train the ResNet from scratch; every other
+    recipe fine-tunes pretrained weights."""
+    recipes = load_config(REPO / "config" / "paper.yaml", root=REPO)["recipes"]
+    from_scratch = {name for name, recipe in recipes.items() if recipe.get("from_scratch")}
+    assert from_scratch == {"imagenet_a2", "imagenet_a1"}, (
+        f"config/paper.yaml recipes.<name>.from_scratch is true for {sorted(from_scratch)}; the papers': A2 and A1")
 
 
 def test_every_recipe_of_the_paper_config_is_typed_here(paper_runs):
@@ -237,6 +247,21 @@ REPORTED: dict[str, dict[tuple, dict[str, float | None]]] = {
         ("nus_wide",): {"mAP": 72.1, "params_m": None},
     },
 }
+# How each reported number was obtained (the rows' context columns): every number of each, over the
+# table's rows (Table 5's resolution per row: test_table5_resolutions_are_the_papers).
+CONTEXT: dict[str, dict[str, set[float]]] = {
+    "table1_heads": {"resolution": {448}, "classes": {80}}, "table2_extreme": {"resolution": {224}, "classes": {9600}},
+    "table3_query_aug": {"resolution": {224}}, "table4_zsl_groups": {"classes": {1006}},
+    "table5_coco_sota": {"resolution": {448, 576}}, "table7_query_types": {"queries": {80}, "classes": {80}},
+    "table9_throughput": {"queries": {100, 1000, 5000}, "resolution": {224}},
+    "resolution": {"queries": {80}, "classes": {80}},
+    "stacked_layers": {"queries": {80}, "resolution": {448}, "classes": {80}},
+    "table11_voc": {"resolution": {448}, "queries": {20}},
+    "table12_openimages": {"resolution": {224}, "queries": {200}},
+    "table13_single_label": {"queries": {100}}, "figure6": {"queries": {100}, "resolution": {224}},
+    "figure6_speed": {"queries": {100}, "resolution": {224}},
+    "figure5": {"queries": {80}, "resolution": {448}, "classes": {80}}, "hsvlt_reported": {"resolution": {448}},
+}
 CELLS = [(table, key, metric, value) for table, rows in REPORTED.items()
          for key, cells in rows.items() for metric, value in cells.items()]
 
@@ -271,6 +296,19 @@ def test_every_reported_row_and_metric_has_a_literal_here(table_id):
         assert set(cells) == set(REPORTED[table_id][key]), f"{table_id} row {key}: metrics differ"
 
 
+@pytest.mark.parametrize("table_id", list(REPORTED))
+def test_each_reported_rows_context_numbers_are_the_papers(table_id):
+    frame, spec = paper.paper_table(table_id), paper.table_spec(table_id)
+    numbers = {}
+    for column in frame.columns.drop(spec["key"] + spec["metrics"]):
+        values = [plain(value) for value in frame[column] if not isinstance(value, (dict, list))]
+        if any(values) and all(isinstance(value, (int, float)) and not isinstance(value, bool)
+                               for value in values if value is not None):
+            numbers[column] = set(values) - {None}
+    assert numbers == CONTEXT.get(table_id, {}), (f"mld/report/paper_values.yaml table {table_id}: context numbers "
+                                                  f"{numbers}; the paper's {CONTEXT.get(table_id, {})}")
+
+
 def test_every_reported_table_is_typed_here():
     assert set(paper.table_ids()) == set(REPORTED)
 
@@ -279,3 +317,41 @@ def test_table5_resolutions_are_the_papers():
     frame = paper.paper_table("table5_coco_sota")
     resolutions = {(row["method"], row["backbone"]): row["resolution"] for _, row in frame.iterrows()}
     assert resolutions == {**dict.fromkeys(REPORTED["table5_coco_sota"], 448), ("ssgrl", "resnet101"): 576}
+
+
+# ---------------------------------------------------------------- runs paired with reported rows
+
+# Rows config/paper.yaml reproduces that the papers give no number for: HSVLT's summary reports
+# neither the heads trained beside it nor its ablation; Figures 5 and 6 give only the TResNet-M
+# and ResNet50 points as numbers (the other backbones are drawn).
+WITHOUT_REPORTED_ROW = {"hsvlt_heads": None, "hsvlt_ablation": None,
+                        "figure5": {"tresnet_l", "tresnet_xl"}, "figure6": {"resnet18", "resnet101"},
+                        "figure6_speed": {"resnet18", "resnet101"}}
+
+
+def reported_keys(table_id: str, row: dict[str, Any]) -> list[tuple]:
+    """The paper's rows (REPORTED keys) a reproduced row fills: those equal on every key column the
+    row states (Table 6's run states its method and fills both tasks' rows)."""
+    if table_id not in REPORTED:
+        return []
+    columns = paper.table_spec(table_id)["key"]
+    return [key for key in REPORTED[table_id]
+            if all(row[column] == value for column, value in zip(columns, key) if column in row)]
+
+
+def reports_row(table_id: str, row: dict[str, Any]) -> bool:
+    """Whether the papers give a number for a reproduced row: every row but WITHOUT_REPORTED_ROW's."""
+    without = WITHOUT_REPORTED_ROW.get(table_id, set())
+    return not (table_id in WITHOUT_REPORTED_ROW and (without is None or row["backbone"] in without))
+
+
+def test_every_run_of_the_paper_config_fills_a_reported_row():
+    registry = build_registry(load_config(REPO / "config" / "paper.yaml", root=REPO))
+    filled = [(run_id, table_id, row) for run_id, run in registry.runs.items() for table_id, row in run.rows.items()]
+    filled += [(measurement_id, table_id, row) for measurement_id, measurement in registry.measurements.items()
+               for table_id, row in measurement.rows.items()]
+    for member, table_id, row in filled:
+        keys = reported_keys(table_id, row)
+        assert bool(keys) == reports_row(table_id, row), (
+            f"config/paper.yaml: {member} fills {table_id} row {row}, which "
+            + ("the paper does not report" if not keys else f"the paper reports: {keys}"))

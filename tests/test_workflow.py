@@ -10,13 +10,14 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
 
 from mld import numerics, paths
-from mld.experiments import SCHEMA_PATH, build_registry, load_config
+from mld.experiments import SCHEMA_PATH, Registry, build_registry, load_config
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_CONFIG = REPO / "config" / "test.yaml"
@@ -58,6 +59,55 @@ def planned_runs(output: str) -> set[tuple[str, str]]:
     return set(re.findall(r"output: results/runs/(\S+)/seed(\d+)/metrics\.json", output))
 
 
+# The named targets (`snakemake <name>`; the README's target table): each with the tables whose
+# runs and measurements it makes.
+TARGETS = {
+    "heads": {"table1_heads"}, "extreme_classification": {"table2_extreme"},
+    "query_augmentation": {"table3_query_aug"}, "zsl_groups": {"table4_zsl_groups"}, "coco": {"table5_coco_sota"},
+    "zero_shot": {"table6_zsl"}, "query_types": {"table7_query_types"}, "zsl_query_head": {"table8_zsl_query_head"},
+    "throughput": {"table9_throughput"}, "resolution": {"resolution"}, "stacked_layers": {"stacked_layers"},
+    "module_timing": {"module_timing"}, "voc": {"table11_voc"}, "openimages": {"table12_openimages"},
+    "single_label": {"table13_single_label"}, "top1_vs_speed": {"figure6", "figure6_speed"},
+    "transfer": {"table14_transfer"}, "map_vs_flops": {"figure5"}, "hsvlt": {"hsvlt_heads", "hsvlt_reported"},
+    "hsvlt_ablation": {"hsvlt_ablation"},
+}
+
+
+@dataclass(frozen=True)
+class DryRun:
+    """One `snakemake --dry-run` of the default target and every named target together: the whole
+    DAG of a config, built once for every assertion about it."""
+
+    output: str
+    registry: Registry
+
+    def counts(self) -> dict[str, int]:
+        return job_counts(self.output)
+
+    def target_inputs(self, target: str) -> set[str]:
+        """The files a named target's job waits for (its `input:` line; none where its tables are skipped)."""
+        job = re.search(rf"^(?:local)?rule {target}:\n((?:    .*\n)*)", self.output, re.MULTILINE)
+        assert job, f"the dry run planned no job for target {target}"
+        inputs = re.search(r"^    input: (.*)$", job.group(1), re.MULTILINE)
+        return set(inputs.group(1).split(", ")) if inputs else set()
+
+
+def dry_run_every_target(config_file: Path, workdir: Path, *options: str) -> DryRun:
+    """The dry run of `all` and every named target in a fresh working directory."""
+    result = snakemake("--dry-run", *options, "--configfile", config_file, "--", "all", *TARGETS, workdir=workdir)
+    assert result.returncode == 0, result.stdout[-5000:]
+    return DryRun(result.stdout, build_registry(load_config(config_file, root=REPO)))
+
+
+def assigned_outputs(registry: Registry, tables: set[str]) -> set[str]:
+    """What the experiments table assigns to `tables`: the metrics of every seed of each run with a
+    row in one of them, and each such measurement (read from the rows, not the Snakefile's lookup)."""
+    outputs = {paths.run_metrics(run_id, seed) for run_id, run in registry.runs.items() if tables & set(run.rows)
+               for seed in run.seeds}
+    return outputs | {measurement.path for measurement in registry.measurements.values()
+                      if tables & set(measurement.rows)}
+
+
 def load_config_dict(config: dict) -> dict:
     """A config given as a mapping, resolved and validated as the Snakefile does."""
     return load_config(config, root=REPO)
@@ -80,7 +130,7 @@ def write_raw_release(config: dict, roles: tuple[str, ...] | None = None) -> Non
                 path.mkdir(parents=True, exist_ok=True)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def paper_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A user config on top of config/paper.yaml whose datasets exist (empty files in the layouts
     the adapters read)."""
@@ -97,6 +147,20 @@ def paper_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return user_config
 
 
+@pytest.fixture(scope="session")
+def default_dry_run(tmp_path_factory: pytest.TempPathFactory) -> DryRun:
+    """The embedded default's whole DAG with every named target."""
+    return dry_run_every_target(REPO / "config" / "config.yaml", tmp_path_factory.mktemp("default-dry-run"))
+
+
+@pytest.fixture(scope="session")
+def paper_dry_run(paper_data: Path, tmp_path_factory: pytest.TempPathFactory) -> DryRun:
+    """The paper config's whole DAG with every named target, planned as users submit it (the slurm
+    profile, which names config/paper.yaml; here the user config on top of it whose data exist)."""
+    return dry_run_every_target(paper_data, tmp_path_factory.mktemp("paper-dry-run"), "--cores", "8",
+                                "--profile", "slurm")
+
+
 def test_rules_are_snakefmt_formatted() -> None:
     result = subprocess.run([sys.executable, "-m", "snakefmt", "--check", "Snakefile", "workflow/rules"], cwd=REPO,
                             capture_output=True, text=True)
@@ -111,24 +175,18 @@ def test_config_readme_describes_every_config_key() -> None:
     assert (REPO / "LICENSE").read_text().startswith("MIT License")
 
 
-def test_a_fresh_clone_runs_the_whole_workflow(paper_data: Path, tmp_path: Path) -> None:
+def test_a_fresh_clone_runs_the_whole_workflow(tmp_path: Path) -> None:
     """The committed reference (results/reference/) satisfies no target: a clone plans everything."""
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
     assert (clone / paths.REFERENCE / "tables.md").is_file() and not (clone / paths.TABLES_MD).exists()
-    command = [sys.executable, "-m", "snakemake", "--dry-run"]
-    default = subprocess.run(command, cwd=clone, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    default = subprocess.run([sys.executable, "-m", "snakemake", "--dry-run"], cwd=clone, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
     assert default.returncode == 0, default.stdout[-3000:]
     registry = build_registry(load_config(clone / "config" / "config.yaml", root=clone))
     counts = job_counts(default.stdout)
     # Cached features: one job per run trains all its seeds.
     assert counts["train"] == len(registry.runs) and counts["tables"] == 1
-    paper = subprocess.run(command + ["--configfile", str(paper_data)], cwd=clone, stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, text=True)
-    assert paper.returncode == 0, paper.stdout[-3000:]
-    # End to end: one job per run and seed.
-    paper_registry = build_registry(load_config(paper_data, root=REPO))
-    assert job_counts(paper.stdout)["train"] == sum(len(run.seeds) for run in paper_registry.runs.values())
 
 
 def test_seeds_and_datasets_are_chosen_on_the_command_line(tmp_path: Path) -> None:
@@ -163,12 +221,10 @@ def test_lint_is_clean() -> None:
     assert "Congratulations, your workflow is in a good condition" in result.stdout
 
 
-def test_paper_dry_run_lists_every_experiment(paper_data: Path, tmp_path: Path) -> None:
-    result = snakemake("--dry-run", "--configfile", paper_data, workdir=tmp_path)
-    assert result.returncode == 0, result.stdout[-5000:]
-    counts = job_counts(result.stdout)
-    registry = build_registry(load_config(paper_data, root=REPO))
+def test_paper_dry_run_lists_every_experiment(paper_dry_run: DryRun) -> None:
+    counts, registry = paper_dry_run.counts(), paper_dry_run.registry
     print(f"\npaper config dry run: {counts['total']} jobs: {counts}")
+    # End to end: one job per run and seed.
     assert counts["train"] == sum(len(run.seeds) for run in registry.runs.values())
     assert counts["measure"] == len(registry.measurements)
     # COCO, VOC, NUS-WIDE (zero-shot, and its 81 concepts for HSVLT), Open Images, CIFAR-100,
@@ -179,8 +235,25 @@ def test_paper_dry_run_lists_every_experiment(paper_data: Path, tmp_path: Path) 
     assert counts["prepare_store"] == len(registry.stores) == len(
         {(run.config["dataset"]["path"], run.config["train"]["resolution"]) for run in registry.runs.values()
          if "store" in run.config["dataset"]})
-    assert "output: results/stores/coco/448px" in result.stdout
-    assert {run_id for run_id, _ in planned_runs(result.stdout)} == set(registry.runs)
+    assert "output: results/stores/coco/448px" in paper_dry_run.output
+    assert {run_id for run_id, _ in planned_runs(paper_dry_run.output)} == set(registry.runs)
+
+
+def test_the_named_targets_are_the_experiments_tables(default_dry_run: DryRun) -> None:
+    assert {name: set(tables) for name, tables in default_dry_run.registry.targets.items()} == TARGETS
+
+
+@pytest.mark.parametrize("target", list(TARGETS))
+def test_each_named_target_plans_exactly_its_tables_runs(target: str, default_dry_run: DryRun,
+                                                         paper_dry_run: DryRun) -> None:
+    """Each named target waits for exactly the runs (every seed) and measurements the experiments
+    table assigns its tables, in the paper config (where every table has some) and in the embedded
+    default (which skips Table 14)."""
+    for name, dry_run in (("config/paper.yaml", paper_dry_run), ("config/config.yaml", default_dry_run)):
+        expected, planned = assigned_outputs(dry_run.registry, TARGETS[target]), dry_run.target_inputs(target)
+        assert planned == expected, (f"{name}: target {target} plans {sorted(planned - expected)} beyond its "
+                                     f"tables' runs and misses {sorted(expected - planned)}")
+        assert expected or (name, target) == ("config/config.yaml", "transfer"), f"{name}: {target} makes nothing"
 
 
 def test_missing_dataset_path_stops_before_any_job(tmp_path: Path) -> None:
@@ -290,16 +363,11 @@ def test_a_recipe_on_two_gpus_asks_slurm_for_them_and_launches_two_processes(tmp
     assert set_gres_string(SimpleNamespace(resources={"gpu": int(resources["gpu"])})).strip() == "--gpus=2"
 
 
-def test_slurm_profile_selects_the_paper_config_and_the_slurm_executor(paper_data: Path, tmp_path: Path) -> None:
+def test_slurm_profile_selects_the_paper_config_and_the_slurm_executor(paper_dry_run: DryRun) -> None:
     profile = yaml.safe_load((REPO / "slurm" / "config.yaml").read_text())
     assert profile["executor"] == "slurm" and profile["configfile"] == "config/paper.yaml"
     assert "slurm_partition" in profile["default-resources"] and profile["jobs"] >= 1 and profile["retries"] >= 1
-    result = snakemake("--dry-run", "--cores", "8", "--profile", "slurm", "--configfile", paper_data,
-                       workdir=tmp_path)
-    assert result.returncode == 0, result.stdout[-5000:]
-    assert "Using profiles slurm and workflow specific profile" in result.stdout
-    registry = build_registry(load_config(paper_data, root=REPO))
-    assert job_counts(result.stdout)["train"] == sum(len(run.seeds) for run in registry.runs.values())
+    assert "Using profiles slurm and workflow specific profile" in paper_dry_run.output
 
 
 # ---------------------------------------------------------------- end to end (minutes)

@@ -28,10 +28,11 @@ from mld.data.adapters.voc import VOC_CLASSES
 from mld.data.prepared import PreparedMeta
 from mld.data.word_vectors import class_words
 from mld.data.writing import write_image_list, write_labels, write_meta
-from mld.experiments import deep_merge, resolve_base
+from mld.experiments import build_registry, deep_merge, load_config, resolve_base
 
 REPO = Path(__file__).resolve().parents[1]
 PAPER_CONFIG = REPO / "config" / "paper.yaml"
+TINY_CONFIG = REPO / "config" / "test.yaml"
 
 IMAGES_PER_SPLIT = 8
 WORD_VECTOR_DIM = 300  # GloVe 840B's width
@@ -491,22 +492,28 @@ def toy_paper(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ToyPaper]:
 # ------------------------------------------------------------------ one run per code path
 
 
-def code_paths(registry: Any, run: Any) -> set[str]:
-    """What a run exercises: its dataset (adapter and labels), backbone, recipe, loss, resolution,
-    head, and per head and decoding (full: K = N, group: K < N) each option that switches code
-    (query and head types, query augmentations, Hamburger, the interaction, stacked layers, fewer
-    scales). Runs that differ only in sizes (K, class counts, layer or scale counts) share paths."""
+def end_to_end_paths(registry: Any, run: Any) -> set[str]:
+    """What a run from images exercises beyond its head: its dataset (adapter and labels), backbone
+    (weights file), recipe, loss and resolution, and which head trains for which task."""
+    config, model = run.config, run.config["model"]
+    paths = {f"dataset:{registry.run_dataset(run.run_id).role}", f"backbone:{model['backbone']}",
+             f"loss:{config['train']['loss']['name']}", f"resolution:{config['train']['resolution']}",
+             f"unknown_labels:{config['dataset']['unknown_labels']}", f"head:{config['task']}/{model['head']}"}
+    return paths | {f"recipe:{recipe}" for recipe in run.recipes.values()}
+
+
+def head_paths(registry: Any, run: Any) -> set[str]:
+    """What a run's head exercises, fed images or cached features alike: per head and decoding
+    (full: K = N, group: K < N) each option that switches code (query and head types, query
+    augmentations, Hamburger, the interaction, stacked layers, fewer scales). Runs that differ
+    only in sizes (K, class counts, layer or scale counts) share paths."""
     config, model = run.config, run.config["model"]
     options = model["head_options"]
-    (dataset,) = [entry for entry in registry.datasets.values() if entry["path"] == config["dataset"]["path"]]
     scope = f"{config['task']}/{model['head']}"
     if model["head"] == "ml_decoder":
-        full = model["num_groups"] is None or model["num_groups"] == dataset["num_classes"]
+        full = model["num_groups"] is None or model["num_groups"] == registry.run_dataset(run.run_id).num_classes
         scope += "/full" if full else "/group"
-    paths = {scope, f"dataset:{dataset['role']}", f"backbone:{model['backbone']}",
-             f"loss:{config['train']['loss']['name']}", f"resolution:{config['train']['resolution']}",
-             f"unknown_labels:{config['dataset']['unknown_labels']}"}
-    paths |= {f"recipe:{recipe}" for recipe in run.recipes.values()}
+    paths = {scope}
     paths |= {f"{scope}/{key}={options[key]}" for key in ("query_type", "head_type", "hamburger", "interaction")
               if key in options}
     paths |= {f"{scope}/{key}={bool(options[key])}" for key in ("query_noise", "random_queries") if key in options}
@@ -517,16 +524,38 @@ def code_paths(registry: Any, run: Any) -> set[str]:
     return paths
 
 
-def covering_runs(registry: Any) -> list[str]:
-    """A small set of runs that together take every code path of the registry's runs (greedy set
-    cover, in registry order: deterministic)."""
-    paths = {run_id: code_paths(registry, run) for run_id, run in registry.runs.items()}
+def covering_runs(registry: Any, covered: frozenset[str]) -> list[str]:
+    """A small set of runs that together take every path (end to end and head) of the registry's
+    runs that `covered` lacks: a greedy set cover (in registry order: deterministic), then each
+    chosen run, the last chosen first, left out where the others take all its paths."""
+    paths = {run_id: (end_to_end_paths(registry, run) | head_paths(registry, run)) - covered
+             for run_id, run in registry.runs.items()}
     left, chosen = set().union(*paths.values()), []
     while left:
         best = max(paths, key=lambda run_id: len(paths[run_id] & left))
         chosen.append(best)
         left -= paths[best]
+    for run_id in reversed(list(chosen)):
+        others = [other for other in chosen if other != run_id]
+        if paths[run_id] <= set().union(*(paths[other] for other in others)):
+            chosen = others
     return chosen
+
+
+def cached_feature_head_paths() -> frozenset[str]:
+    """The head paths the tiny config trains on cached features (config/test.yaml, run whole by
+    tests/test_workflow.py), so that the toy paper config need not train them again from images:
+    every run of it but one under a feasibility budget (it may end infeasible, untrained)."""
+    registry = build_registry(load_config(TINY_CONFIG, root=REPO))
+    assert registry.config["mode"] == "cached_features", f"{TINY_CONFIG} trains from images"
+    return frozenset().union(*(head_paths(registry, run) for run in registry.runs.values()
+                               if not run.config["train"].get("feasibility")))
+
+
+def end_to_end_runs(registry: Any) -> list[str]:
+    """The toy paper runs to train from images: together every end-to-end path of the registry's
+    runs and each head path the tiny config does not train on cached features."""
+    return covering_runs(registry, cached_feature_head_paths())
 
 
 def covering_measurements(registry: Any) -> list[str]:
