@@ -150,7 +150,8 @@ def paper_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def default_dry_run(tmp_path_factory: pytest.TempPathFactory) -> DryRun:
     """The embedded default's whole DAG with every named target."""
-    return dry_run_every_target(REPO / "config" / "config.yaml", tmp_path_factory.mktemp("default-dry-run"))
+    return dry_run_every_target(REPO / "config" / "config.yaml", tmp_path_factory.mktemp("default-dry-run"),
+                                "--config", SHIPPED)
 
 
 @pytest.fixture(scope="session")
