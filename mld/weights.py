@@ -13,8 +13,9 @@ naming the config key. Light: no torch unless fetching.
 
 The embedded default's own pretrained backbones are shipped the same way: `pretraining.weights:
 DIR` holds one `<role>.pt` per backbone and a manifest.yaml with each file's SHA-256, the
-backbone it is and the hash of the pretraining run config that made it (`shipped_backbone` checks
-all three); `make backbones` pretrains them again and `ship_backbones` writes the directory.
+backbone it is and the hash of the pretraining run config that made it (`check_shipped_backbones`
+checks all three when the workflow starts); `make backbones` pretrains them again and
+`ship_backbones` writes the directory.
 """
 from __future__ import annotations
 
@@ -151,18 +152,6 @@ def pretraining_identity(run_config: Mapping[str, Any], dataset_arguments: list[
     return config_hash(identity)
 
 
-_VERIFIED: dict[tuple[str, int, int], str] = {}
-
-
-def _sha256_once(path: Path) -> str:
-    """A file's SHA-256, computed once per (path, size, mtime): the registry is built many times."""
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-    if key not in _VERIFIED:
-        _VERIFIED[key] = file_sha256(path)
-    return _VERIFIED[key]
-
-
 def shipped_file(directory: str | Path, backbone_id: str) -> str:
     """Where a shipped backbone's weights lie (relative paths: to the working directory, as every path)."""
     return str(Path(directory) / f"{backbone_id}.pt")
@@ -183,7 +172,7 @@ def check_shipped_backbones(config: Mapping[str, Any], backbones: Mapping[str, A
             problems.append(f"{key}: {directory} has no shipped backbone {backbone_id!r} ({path} and its {MANIFEST} "
                             f"entry; relative to the working directory); set pretraining.weights: null to "
                             f"pretrain it here, or run {SHIP_HINT}")
-        elif _sha256_once(path) != entry["sha256"]:
+        elif file_sha256(path) != entry["sha256"]:
             problems.append(f"{key}: {path} does not match its SHA-256 in {Path(directory) / MANIFEST} (changed or "
                             f"corrupt); restore it (`git checkout {path}`) or run {SHIP_HINT}")
         elif entry["pretraining"] != backbone.identity:
