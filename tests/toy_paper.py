@@ -1,6 +1,6 @@
 """The paper config at toy scale: tiny datasets in the real release formats, the paper's timm
-architectures from local random-init weight files, and a user config (`base: config/paper.yaml`
-plus overrides only) that shrinks every size to seconds on a CPU.
+architectures from local random-init weight files, and a user config (`base:` this checkout's
+config/paper.yaml by absolute path, plus overrides only) that shrinks every size to seconds on a CPU.
 
 The writers take their file names from config/paper.yaml (dataset roots and `options:`), so the toy
 data stays where the paper config looks, whatever it names its files. The dataset writers are also
@@ -434,7 +434,7 @@ class ToyPaper:
     def variant(self, name: str, overrides: Mapping[str, Any]) -> Path:
         """Another user config on top of the toy one (e.g. a tiny memory budget)."""
         path = self.config_file.with_name(f"{name}.yaml")
-        path.write_text(yaml.safe_dump({"base": "config/paper.yaml", **deep_merge(self.overrides, overrides)},
+        path.write_text(yaml.safe_dump({"base": str(PAPER_CONFIG), **deep_merge(self.overrides, overrides)},
                                        sort_keys=False))
         return path
 
@@ -475,7 +475,7 @@ def make_toy_paper(root: Path) -> ToyPaper:
         "recipes": {name: {"gpu": None} for name, spec in paper["recipes"].items() if spec.get("gpu")},
     })
     config_file = root / "toy-paper.yaml"
-    config_file.write_text(yaml.safe_dump({"base": "config/paper.yaml", **overrides}, sort_keys=False))
+    config_file.write_text(yaml.safe_dump({"base": str(PAPER_CONFIG), **overrides}, sort_keys=False))
     return ToyPaper(data_root=data_root, config_file=config_file, overrides=overrides)
 
 
