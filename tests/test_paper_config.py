@@ -40,7 +40,7 @@ def registry_of(config_file: Path) -> Registry:
 
 def test_toy_config_is_the_paper_config_plus_overrides(toy_paper: ToyPaper) -> None:
     raw = yaml.safe_load(toy_paper.config_file.read_text())
-    assert raw["base"] == "config/paper.yaml"
+    assert raw["base"] == str(REPO / "config" / "paper.yaml")
     config = load_config(toy_paper.config_file, root=REPO)
     assert config["mode"] == "end_to_end" and config["train"]["epochs"] == 1
     for role, spec in config["backbones"].items():
