@@ -170,8 +170,9 @@ def check_shipped_backbones(config: Mapping[str, Any], backbones: Mapping[str, A
         path, entry = Path(backbone.weights), manifest.get(backbone_id)
         if entry is None or not path.is_file():
             problems.append(f"{key}: {directory} has no shipped backbone {backbone_id!r} ({path} and its {MANIFEST} "
-                            f"entry; relative to the working directory); set pretraining.weights: null to "
-                            f"pretrain it here, or run {SHIP_HINT}")
+                            f"entry; a relative path is read from the working directory: give the folder's "
+                            f"absolute path when running elsewhere); set pretraining.weights: null to pretrain it "
+                            f"here, or run {SHIP_HINT}")
         elif file_sha256(path) != entry["sha256"]:
             problems.append(f"{key}: {path} does not match its SHA-256 in {Path(directory) / MANIFEST} (changed or "
                             f"corrupt); restore it (`git checkout {path}`) or run {SHIP_HINT}")
