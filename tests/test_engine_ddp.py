@@ -16,7 +16,8 @@ import yaml
 
 from mld.engine import outputs, train
 from mld.signals import TEST_SIGNAL_ENV, TEST_SIGNAL_GROUP_ENV
-from test_engine_support import make_dataset, one_thread, run_config  # noqa: F401 (one thread, autouse)
+from test_engine_support import (  # noqa: F401 (one_thread: one thread, autouse)
+    make_dataset, one_thread, run_config, train_on_one_thread, train_under_torchrun)
 
 pytestmark = pytest.mark.slow
 
@@ -31,18 +32,8 @@ def test_two_processes_follow_the_single_process_loss_trajectory(tmp_path):
     config_file = tmp_path / "run.yaml"
     config_file.write_text(yaml.safe_dump(config))
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        single = train(config, tmp_path / "one")
-    finally:
-        torch.set_num_threads(threads)
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-               "-m", "mld", "train", "--config", str(config_file), "--out", str(tmp_path / "two")]
-    finished = subprocess.run(command, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
-                              text=True, timeout=300)
-    assert finished.returncode == 0, finished.stdout + finished.stderr
-    double = json.loads((tmp_path / "two" / "metrics.json").read_text())
+    single = train_on_one_thread(config, tmp_path / "one")
+    double = train_under_torchrun(config_file, tmp_path / "two")
 
     assert "x 2 processes" in (tmp_path / "two" / "train.log").read_text()
     losses = [[entry["train_loss"] for entry in run["history"]] for run in (single, double)]

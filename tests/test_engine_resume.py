@@ -9,13 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 
-from mld.engine import train
 from mld.engine.checkpoint import load_checkpoint
 from mld.signals import TEST_SIGNAL_ENV
-from test_engine_support import make_dataset, run_config, without_timing
+from test_engine_support import make_dataset, run_config, train_on_one_thread, without_timing
 
 pytestmark = pytest.mark.slow
 
@@ -41,12 +39,7 @@ def test_sigterm_then_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path)
     out = tmp_path / "interrupted"
     resume_point = out / "last.pt"
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as the subprocesses (OMP_NUM_THREADS=1): same arithmetic
-    try:
-        uninterrupted = train(config, tmp_path / "uninterrupted")
-    finally:
-        torch.set_num_threads(threads)
+    uninterrupted = train_on_one_thread(config, tmp_path / "uninterrupted")
 
     # Preemption right after epoch 1's resume point: a checkpoint at the next step, then exit.
     result = run(config_file, out, "SIGTERM:epoch 1/3: train_loss")

@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import copy
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -60,3 +64,26 @@ def without_timing(metrics: dict[str, Any]) -> dict[str, Any]:
     kept = {key: value for key, value in metrics.items() if key not in ("train_time_s", "versions")}
     kept["history"] = [{k: v for k, v in entry.items() if k not in TIMES} for entry in metrics.get("history", [])]
     return kept
+
+
+def train_on_one_thread(config: dict[str, Any], out: Path) -> dict[str, Any]:
+    """`mld.engine.train` in this process on one thread, as the `mld train` subprocesses run
+    (OMP_NUM_THREADS=1): the same arithmetic, so their results can be compared exactly."""
+    from mld.engine import train
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return train(config, out)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def train_under_torchrun(config_file: Path, out: Path, processes: int = 2) -> dict[str, Any]:
+    """`mld train` as `processes` DDP processes on the CPU (torchrun, gloo, one thread each); its metrics.json."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(processes),
+               "-m", "mld", "train", "--config", str(config_file), "--out", str(out)]
+    finished = subprocess.run(command, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
+                              text=True, timeout=300)
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    return json.loads((out / "metrics.json").read_text())

@@ -251,9 +251,8 @@ def test_an_a2_run_killed_mid_epoch_resumes_to_the_uninterrupted_result(tmp_path
 
     import yaml
 
-    from mld.engine import train
     from mld.signals import TEST_SIGNAL_ENV
-    from test_engine_support import make_dataset, run_config, without_timing
+    from test_engine_support import make_dataset, run_config, train_on_one_thread, without_timing
 
     dataset = make_dataset(tmp_path, "imagenet-like", num_train=48, num_val=16)
     config = run_config(dataset, task="single_label", model={"head": "gap", "head_options": {}},
@@ -263,12 +262,7 @@ def test_an_a2_run_killed_mid_epoch_resumes_to_the_uninterrupted_result(tmp_path
                                "mix": {"mixup_alpha": 0.1, "cutmix_alpha": 1.0}})
     config_file = tmp_path / "run.yaml"
     config_file.write_text(yaml.safe_dump(config))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as the subprocesses (OMP_NUM_THREADS=1): same arithmetic
-    try:
-        uninterrupted = train(config, tmp_path / "uninterrupted")
-    finally:
-        torch.set_num_threads(threads)
+    uninterrupted = train_on_one_thread(config, tmp_path / "uninterrupted")
 
     out = tmp_path / "interrupted"
     command = [sys.executable, "-m", "mld", "train", "--config", str(config_file), "--out", str(out)]
@@ -288,15 +282,9 @@ def test_an_a2_run_killed_mid_epoch_resumes_to_the_uninterrupted_result(tmp_path
 def test_two_processes_mix_and_repeat_like_one(tmp_path):
     """Under torchrun each process takes its share of the global batch, with Mixup's pairs and the
     one lambda per batch: two processes follow the single-process loss trajectory."""
-    import json
-    import os
-    import subprocess
-    import sys
-
     import yaml
 
-    from mld.engine import train
-    from test_engine_support import make_dataset, run_config
+    from test_engine_support import make_dataset, run_config, train_on_one_thread, train_under_torchrun
 
     dataset = make_dataset(tmp_path, "imagenet-like", num_train=48, num_val=16)
     config = run_config(dataset, task="single_label", model={"head": "gap", "head_options": {}},
@@ -305,18 +293,8 @@ def test_two_processes_mix_and_repeat_like_one(tmp_path):
                                "augment": A2_AUGMENT, "mix": {"mixup_alpha": 0.1, "cutmix_alpha": 1.0}})
     config_file = tmp_path / "run.yaml"
     config_file.write_text(yaml.safe_dump(config))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        single = train(config, tmp_path / "one")
-    finally:
-        torch.set_num_threads(threads)
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-               "-m", "mld", "train", "--config", str(config_file), "--out", str(tmp_path / "two")]
-    finished = subprocess.run(command, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
-                              text=True, timeout=300)
-    assert finished.returncode == 0, finished.stdout + finished.stderr
-    double = json.loads((tmp_path / "two" / "metrics.json").read_text())
+    single = train_on_one_thread(config, tmp_path / "one")
+    double = train_under_torchrun(config_file, tmp_path / "two")
     losses = [[entry["train_loss"] for entry in run["history"]] for run in (single, double)]
     assert losses[0] == pytest.approx(losses[1], rel=1e-4)
 
