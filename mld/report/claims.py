@@ -181,10 +181,16 @@ def _ratio(numerator: Estimate, denominator: Estimate, what: str, bound: float, 
         return Verdict(UNDETERMINED, f"{what}: {numerator} / {denominator} = {ratio:.3f} ({needs}), from a single "
                                      "timing round: no spread to judge it by (measurements.options.rounds >= 2)")
     low, high = ratio * math.exp(-stats.Z_TWO_SIDED * error), ratio * math.exp(stats.Z_TWO_SIDED * error)
+    return Verdict(_interval_verdict(low, high, bound, at_least),
+                   f"{what}: {numerator} / {denominator} = {ratio:.3f}, 95% interval {low:.3f}-{high:.3f} "
+                   f"over the timing rounds ({needs})")
+
+
+def _interval_verdict(low: float, high: float, bound: float, at_least: bool) -> str:
+    """Holds when the whole 95% interval [low, high] is on the claimed side of the bound, fails when
+    it is wholly on the other side, else undetermined."""
     supports, contradicts = (low >= bound, high < bound) if at_least else (high <= bound, low > bound)
-    verdict = HOLDS if supports else FAILS if contradicts else UNDETERMINED
-    return Verdict(verdict, f"{what}: {numerator} / {denominator} = {ratio:.3f}, 95% interval {low:.3f}-{high:.3f} "
-                            f"over the timing rounds ({needs})")
+    return HOLDS if supports else FAILS if contradicts else UNDETERMINED
 
 
 def ratio_at_least(numerator: Estimate, denominator: Estimate, what: str, minimum: float,
@@ -347,21 +353,19 @@ def _self_attention_growth(values: Values, rows: list[dict[str, Any]]) -> Verdic
     first, last = (values.get("module_timing", "time_ms", **row) for row in (rows[0], rows[-1]))
     if min(first.mean, last.mean, fewest) <= 0 or fewest == most:
         return Verdict(UNDETERMINED, "self-attention growth needs positive times at two class counts")
-    # The slope is log(time ratio) / log(class ratio): the time ratio's test, on the log scale.
     span = math.log(most / fewest)
-    verdict = ratio_at_least(last, first, "", (most / fewest) ** SUPERLINEAR_SLOPE, timed=True)
     slope = math.log(last.mean / first.mean) / span
-    error = log_ratio_error(last, first)
+    text = (f"transformer-decoder self-attention {first} -> {last} ms from {fewest} to {most} classes: "
+            f"log-log slope {slope:.2f}")
+    needs = f" (needs >= {SUPERLINEAR_SLOPE:g}; quadratic is 2)"
+    if first.n is None and last.n is None:  # the paper's numbers
+        return Verdict(_holds(slope >= SUPERLINEAR_SLOPE), text + needs)
+    error = log_ratio_error(last, first)  # of log(last / first): the slope's times the span
     if error is None:
-        interval = ", from a single timing round: no spread to judge it by"
-    elif first.n is None and last.n is None:  # the paper's numbers
-        interval = ""
-    else:
-        interval = f", 95% interval {slope - stats.Z_TWO_SIDED * error / span:.2f}-" \
-                   f"{slope + stats.Z_TWO_SIDED * error / span:.2f}"
-    return Verdict(verdict.verdict,
-                   f"transformer-decoder self-attention {first} -> {last} ms from {fewest} to {most} classes: "
-                   f"log-log slope {slope:.2f}{interval} (needs >= {SUPERLINEAR_SLOPE:g}; quadratic is 2)")
+        return Verdict(UNDETERMINED, text + ", from a single timing round: no spread to judge it by" + needs)
+    low, high = slope - stats.Z_TWO_SIDED * error / span, slope + stats.Z_TWO_SIDED * error / span
+    return Verdict(_interval_verdict(low, high, SUPERLINEAR_SLOPE, at_least=True),
+                   text + f", 95% interval {low:.2f}-{high:.2f}" + needs)
 
 
 @claim_check("throughput_independent_of_classes")
