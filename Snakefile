@@ -6,7 +6,7 @@
 
 Which runs exist is decided by mld.experiments from the config; the rules only say how each
 thing is made: workflow/rules/data.smk (datasets, pretrained backbones, feature caches),
-train.smk (one job per run and seed), cost.smk (throughput and module timing) and report.smk
+train.smk (one job per run and seed), measure.smk (throughput and module timing) and report.smk
 (tables, figure, named targets).
 """
 
@@ -32,7 +32,7 @@ wildcard_constraints:
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
-include: "workflow/rules/cost.smk"
+include: "workflow/rules/measure.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -14,7 +14,7 @@ from typing import Sequence
 COMMAND_MODULES = (
     "mld.commands.data",
     "mld.commands.train",
-    "mld.commands.cost",
+    "mld.commands.measure",
     "mld.commands.report",
     "mld.commands.compare",
     "mld.commands.merge",

@@ -5,7 +5,7 @@ expected minutes = (epochs x training images / training images per second
                    / (GPUs x scaling efficiency, the efficiency counting only from 2 GPUs)
 
 The speeds are the throughput measured on the cluster's GPU (`snakemake throughput`, the
-results/cost/throughput/*.json files, when present) or else the paper's Table 9 (TResNet-M at
+results/measurements/throughput/*.json files, when present) or else the paper's Table 9 (TResNet-M at
 224 px on a V100, mld/report/paper_values.yaml) times the config's `resources.estimate.speedup`; either
 is scaled to the run's resolution (by pixels) and backbone (by `backbone_cost`, relative to the
 measured one). The request is the expectation times a margin plus a fixed overhead, capped; a
@@ -74,7 +74,7 @@ def paper_speed(head: str, num_classes: int, speedup: float = 1.0) -> Speed:
 
 
 def measured_speed(measurements: Mapping[str, Mapping[str, Any]], head: str, num_classes: int) -> Speed | None:
-    """The nearest throughput measurement of a head that has been made (results/cost/throughput/*.json)."""
+    """The nearest throughput measurement of a head that has been made (results/measurements/throughput/*.json)."""
     candidates = []
     for entry in measurements.values():
         if entry["kind"] != "throughput" or not Path(entry["path"]).is_file():

@@ -1,13 +1,14 @@
-"""Start one workflow job: add its execution settings to its config and run `mld` on its GPUs.
+"""Start one workflow job: run `mld` on its GPUs with its execution settings.
 
     python -m mld.launch --gpus 2 --threads 16 --set train.num_workers=8 -- \
         train --config results/configs/runs/r/seed0.yaml --out results/runs/r/seed0
 
 A job's config file holds only what defines its result (the `job_config` rule writes it, and
-Snakemake reruns a job when it changes). How the job executes (GPUs, threads, loader workers,
-device, logging) comes from the job's resources on the command line, so changing them never
-reruns a finished job. With more than one GPU the command runs under torchrun, one process per
-GPU, and the job's CPU threads and loader workers are divided among the processes.
+Snakemake reruns a job when it changes); the engine reads it once. How the job executes (GPUs,
+threads, loader workers, device, logging) comes from the job's resources on the command line, so
+changing them never reruns a finished job: the launcher passes them on to the command as
+`--set KEY=VALUE`. With more than one GPU the command runs under torchrun, one process per GPU,
+and the job's CPU threads and loader workers are divided among the processes.
 
 `--time-limit-min T --stop-margin-min M` sends the job's processes SIGUSR1 M minutes before the
 job's time limit T (inside a Slurm job), so the engine saves its checkpoint and exits before Slurm ends the job; the
@@ -30,12 +31,9 @@ import signal
 import subprocess
 import sys
 import threading
-from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
-import yaml
-
-from mld.engine.config import EXECUTION_KEYS
+from mld.engine.config import EXECUTION_KEYS, parse_execution_setting
 
 # Execution settings counted per job that each of a job's processes gets a share of.
 PER_JOB_KEYS = ("train.num_workers",)
@@ -47,29 +45,19 @@ TORCHRUN_SIGNALS = "SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1"
 SHUTDOWN_TIMEOUT_S = 120
 
 
-def parse_setting(text: str) -> tuple[str, Any]:
-    """`train.num_workers=8` -> ("train.num_workers", 8); only execution-only keys are accepted."""
-    key, sep, value = text.partition("=")
-    if not sep or key not in EXECUTION_KEYS:
-        raise ValueError(f"--set {text!r}: give KEY=VALUE with KEY one of {', '.join(EXECUTION_KEYS)} "
-                         "(the settings that do not change a result)")
-    return key, yaml.safe_load(value)
-
-
 def process_share(total: int, processes: int) -> int:
     """Each process's share of a job's threads or workers (at least 1 when the job has any)."""
     return max(1, total // processes) if total > 0 else 0
 
 
-def execution_config(config: dict[str, Any], settings: Sequence[tuple[str, Any]], processes: int) -> dict[str, Any]:
-    """The job config with the execution settings in place, per-job counts divided among processes."""
-    out = dict(config)
-    for key, value in settings:
-        section_name, name = key.split(".")
-        section = dict(out.get(section_name) or {})
-        section[name] = process_share(value, processes) if key in PER_JOB_KEYS else value
-        out[section_name] = section
-    return out
+def setting_flags(settings: Sequence[str], processes: int) -> list[str]:
+    """`--set KEY=VALUE` for each execution setting (refused unless one of EXECUTION_KEYS, with a
+    ValueError), per-job counts divided among processes."""
+    flags = []
+    for text in settings:
+        key, value = parse_execution_setting(text)
+        flags += ["--set", f"{key}={process_share(value, processes)}" if key in PER_JOB_KEYS else text]
+    return flags
 
 
 def stop_after(time_limit_min: float, margin_min: float) -> float:
@@ -103,19 +91,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("give the mld command after --")
     processes = max(1, args.gpus)
     try:
-        settings = [parse_setting(text) for text in args.settings]
+        arguments += setting_flags(args.settings, processes)
     except ValueError as error:
         parser.error(str(error))
-    if settings:
-        if "--config" not in arguments:
-            parser.error("--set needs the command's --config FILE")
-        index = arguments.index("--config") + 1
-        source = Path(arguments[index])
-        config = yaml.safe_load(source.read_text())
-        # Beside the job config, as the file the engine actually read (kept for the record).
-        target = source.with_suffix(".job.yaml")
-        target.write_text(yaml.safe_dump(execution_config(config, settings, processes), sort_keys=False))
-        arguments[index] = str(target)
     os.environ["OMP_NUM_THREADS"] = str(process_share(args.threads, processes))
     # Outside Slurm nothing ends the job at its time limit, so nothing stops it early either.
     stop = None

@@ -18,13 +18,13 @@ FEATURES = RESULTS + "/features/{features}"
 # A real dataset's images decoded once at one input resolution (mld.data.store), for end-to-end runs.
 STORE = RESULTS + "/stores/{dataset}/{resolution}px"
 
-# One directory per (run, seed), and the cost measurements. A run's seeds live side by side in
+# One directory per (run, seed), and the measurements (Table 9's throughput, per-module timing). A run's seeds live side by side in
 # its directory (`mld train --seeds` writes <out>/SEED_DIR for each seed).
 SEED_DIR = "seed{seed}"
 RUN_ROOT = RESULTS + "/runs/{run_id}"
 RUN_DIR = RUN_ROOT + "/" + SEED_DIR
 RUN_METRICS = RUN_DIR + "/metrics.json"
-MEASUREMENT = RESULTS + "/cost/{measurement}.json"
+MEASUREMENT = RESULTS + "/measurements/{measurement}.json"
 
 # The tables, their CSVs and the figure, and the resolved workflow config they were made from.
 TABLES_MD = RESULTS + "/tables.md"
@@ -46,7 +46,7 @@ WORKFLOW_CONFIG = RESULTS + "/config.yaml"
 # `job_config` rule, an input of the job, so it changes only when the results would).
 # `kind` is one of JOB_KINDS; `name` is a run id plus its seed, a backbone, a cache or a measurement.
 JOB_CONFIG = RESULTS + "/configs/{kind}/{name}.yaml"
-JOB_KINDS = ("runs", "backbones", "features", "cost")
+JOB_KINDS = ("runs", "backbones", "features", "measurements")
 # Per-job logs and benchmark files (time and memory of each job, shown in the report).
 LOG = RESULTS + "/logs/{rule}/{name}.log"
 BENCHMARK = RESULTS + "/benchmarks/{rule}/{name}.tsv"
@@ -68,18 +68,40 @@ ADAPTER_READS = {
 }
 
 
-def run_dir(run_id: str, seed: int) -> str:
+def under(results_dir: str, path: str) -> str:
+    """`path` of this layout with its `results/` prefix replaced by `results_dir` (another run's
+    results folder, e.g. one `mld report --from` reads)."""
+    return results_dir + path[len(RESULTS):] if results_dir != RESULTS else path
+
+
+def dataset_dir(dataset_id: str) -> str:
+    return DATASET.format(dataset=dataset_id)
+
+
+def backbone_run(backbone_id: str) -> str:
+    return BACKBONE_RUN.format(backbone=backbone_id)
+
+
+def backbone_weights(backbone_id: str) -> str:
+    return BACKBONE_WEIGHTS.format(backbone=backbone_id)
+
+
+def features_dir(features_id: str) -> str:
+    return FEATURES.format(features=features_id)
+
+
+def run_dir(run_id: str, seed: int, results_dir: str = RESULTS) -> str:
     """Where a run's outputs live (metrics.json, predictions.npz, cost.json, ...)."""
-    return RUN_DIR.format(run_id=run_id, seed=seed)
+    return under(results_dir, RUN_DIR.format(run_id=run_id, seed=seed))
 
 
 def run_metrics(run_id: str, seed: int) -> str:
     return RUN_METRICS.format(run_id=run_id, seed=seed)
 
 
-def measurement_path(measurement_id: str) -> str:
-    """Where a cost measurement (throughput, module timing) is written."""
-    return MEASUREMENT.format(measurement=measurement_id)
+def measurement_path(measurement_id: str, results_dir: str = RESULTS) -> str:
+    """Where a measurement (throughput, module timing) is written."""
+    return under(results_dir, MEASUREMENT.format(measurement=measurement_id))
 
 
 def job_config(kind: str, name: str) -> str:
@@ -91,4 +113,4 @@ def job_config(kind: str, name: str) -> str:
 
 def run_job_name(run_id: str, seed: int) -> str:
     """The `name` of a training job's config, log and benchmark files."""
-    return f"{run_id}/seed{seed}"
+    return f"{run_id}/{SEED_DIR.format(seed=seed)}"

@@ -1,4 +1,4 @@
-"""mld.cost and `mld profile`: MAC counts, attention included, the paper's cheap FLOPs cells,
+"""mld.cost and `mld measure`: MAC counts, attention included, the paper's cheap FLOPs cells,
 throughput and per-module timing on tiny models."""
 from __future__ import annotations
 
@@ -208,7 +208,7 @@ def write_config(tmp_path, dataset=None) -> str:
 
 def test_profile_flops_from_a_run_config(tmp_path):
     out = tmp_path / "cost" / "flops.json"
-    assert main(["profile", "flops", "--config", write_config(tmp_path), "--num-classes", "6",
+    assert main(["measure", "flops", "--config", write_config(tmp_path), "--num-classes", "6",
                  "--out", str(out)]) == 0
     result = json.loads(out.read_text())
     assert result["kind"] == "flops" and result["run_id"] == "tiny/ml_decoder"
@@ -222,7 +222,7 @@ def test_profile_reads_the_class_count_from_the_dataset(tmp_path):
     dataset.mkdir()
     (dataset / "meta.json").write_text(json.dumps({"num_classes": 9}))
     out = tmp_path / "modules.json"
-    assert main(["profile", "module_timing", "--config", write_config(tmp_path, dataset),
+    assert main(["measure", "module_timing", "--config", write_config(tmp_path, dataset),
                  "--warmup", "0", "--repeats", "1", "--out", str(out)]) == 0
     result = json.loads(out.read_text())
     assert result["num_classes"] == 9 and result["time_ms"]["self_attention"] is None
@@ -230,7 +230,7 @@ def test_profile_reads_the_class_count_from_the_dataset(tmp_path):
 
 def test_profile_throughput_from_flags(tmp_path):
     out = tmp_path / "throughput.json"
-    assert main(["profile", "throughput", "--backbone", "test_resnet", "--head", "gap",
+    assert main(["measure", "throughput", "--backbone", "test_resnet", "--head", "gap",
                  "--num-classes", "4", "--resolution", "32", "--device", "cpu",
                  "--batch-size", "2", "--warmup", "0", "--repeats", "1", "--no-train",
                  "--out", str(out)]) == 0
@@ -248,7 +248,7 @@ def test_profile_throughput_from_flags(tmp_path):
       "--head-option", "oops"], "KEY=VALUE"),
 ])
 def test_profile_errors_are_readable(tmp_path, capsys, arguments, message):
-    assert main(["profile", "flops", *arguments, "--out", str(tmp_path / "x.json")]) == 2
+    assert main(["measure", "flops", *arguments, "--out", str(tmp_path / "x.json")]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "x.json").exists()
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mld import experiments
+from mld import paths
 from mld.report import curves, history, tables
 from mld.report import results as long_form
 from mld.experiments import Registry, Run
@@ -35,7 +35,7 @@ def test_collect_writes_the_history_beside_runs_csv_and_reads_it_back(tmp_path):
                                          {"table1_heads": {"head": "gap", "queries": None}})
     registry.tables["table1_heads"] = ["coco-like/gap"]
     results = tmp_path / "results"
-    seed_dir = Path(experiments.run_dir("coco-like/gap", 0, str(results)))
+    seed_dir = Path(paths.run_dir("coco-like/gap", 0, str(results)))
     seed_dir.mkdir(parents=True)
     (seed_dir / "metrics.json").write_text(json.dumps({"final": {"mAP": 55.0}, "history": HISTORY}))
     collected = long_form.collect(registry, results, {"label": "unit test"})

@@ -132,3 +132,21 @@ def test_a_key_of_the_schema_is_a_key_of_the_config():
     train = validate_run_config(MINIMAL)["train"]
     assert set(train) == set(SCHEMA["properties"]["train"]["properties"])
     assert train["feasibility"] == {"max_gflops": None, "max_memory_gb": None}
+
+
+def test_a_jobs_execution_settings_replace_the_files_and_nothing_else_may(tmp_path, capsys):
+    """The workflow writes a job's config once; the command line gives how it runs (`--set`)."""
+    from mld.cli import main
+    from mld.engine.config import parse_execution_setting
+
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump({**MINIMAL, "train": {"num_workers": 1, "epochs": 3}}))
+    config = load_run_config(path, dict([parse_execution_setting("train.num_workers=6"),
+                                         parse_execution_setting("train.device=cpu")]))
+    assert (config["train"]["num_workers"], config["train"]["device"], config["train"]["epochs"]) == (6, "cpu", 3)
+    assert result_defining(config) == result_defining(load_run_config(path))
+    assert yaml.safe_load(path.read_text())["train"] == {"num_workers": 1, "epochs": 3}  # read, never rewritten
+    with pytest.raises(SystemExit) as stopped:
+        main(["train", "--config", str(path), "--out", str(tmp_path / "run"), "--set", "train.epochs=5"])
+    assert stopped.value.code == 2 and not (tmp_path / "run").exists()
+    assert "--set 'train.epochs=5': give KEY=VALUE with KEY one of train.num_workers" in capsys.readouterr().err

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mld import experiments
+from mld import experiments, paths
 from mld.experiments import ExperimentConfigError, build_registry, load_config, resolve_base, validate_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -122,7 +122,7 @@ def test_run_ids_say_what_differs(default_registry: experiments.Registry) -> Non
             "imagenet-like/ml_decoder-k25/softmax"} <= ids
     for run_id, run in default_registry.runs.items():
         assert " " not in run_id and not run_id.startswith("/") and "//" not in run_id
-        assert experiments.run_dir(run_id, 0) == f"results/runs/{run_id}/seed0"
+        assert paths.run_dir(run_id, 0) == f"results/runs/{run_id}/seed0"
 
 
 def test_embedded_default_trains_heads_on_cached_features(default_registry: experiments.Registry) -> None:
@@ -194,7 +194,7 @@ def test_measurements_cover_the_class_counts(default_registry: experiments.Regis
     assert {(m["rows"]["table9_throughput"]["head"], m["num_classes"]) for m in throughput} == {
         (head, n) for head in ("gap", "transformer_decoder", "ml_decoder") for n in classes}
     assert all(m["config"]["model"]["backbone_weights"] is None for m in throughput)
-    assert all(m["path"] == f"results/cost/{i}.json" for i, m in default_registry.measurements.items())
+    assert all(m["path"] == f"results/measurements/{i}.json" for i, m in default_registry.measurements.items())
 
 
 def test_base_configs_merge_and_cycles_fail(tmp_path: Path) -> None:

@@ -207,13 +207,11 @@ def test_fetch_fills_the_cache_with_checksums_and_jobs_load_from_it(tmp_path: Pa
 
 
 def test_launcher_divides_workers_among_processes_and_refuses_result_keys() -> None:
-    config = {"train": {"epochs": 3, "num_workers": 1}}
-    settings = [launch.parse_setting("train.num_workers=8"), launch.parse_setting("train.device=cuda")]
-    out = launch.execution_config(config, settings, processes=4)
-    assert out["train"] == {"epochs": 3, "num_workers": 2, "device": "cuda"}
+    flags = launch.setting_flags(["train.num_workers=8", "train.device=cuda"], processes=4)
+    assert flags == ["--set", "train.num_workers=2", "--set", "train.device=cuda"]
     assert launch.process_share(16, 3) == 5 and launch.process_share(0, 4) == 0
     with pytest.raises(ValueError, match="train.epochs"):
-        launch.parse_setting("train.epochs=5")
+        launch.setting_flags(["train.epochs=5"], processes=1)
     assert "--nproc-per-node=2" in launch.command(2, ["train"]) and "torch.distributed.run" not in launch.command(1, [])
     # torchrun passes the early stop's SIGUSR1 on to its processes, not only its default signals.
     assert "--signals-to-handle=SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1" in launch.command(2, ["train"])

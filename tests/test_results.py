@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mld import experiments
+from mld import paths
 from mld.report import stats
 from mld.report import results as long_form
 from mld.experiments import Registry, Run
@@ -35,7 +35,7 @@ def tree(tmp_path: Path) -> tuple[Registry, Path]:
                                     {"table1_heads": {"head": run_id.split("/")[1], "queries": None}})
         registry.tables.setdefault("table1_heads", []).append(run_id)
         for seed in seeds:
-            seed_dir = Path(experiments.run_dir(run_id, seed, str(results)))
+            seed_dir = Path(paths.run_dir(run_id, seed, str(results)))
             write_json(seed_dir / "metrics.json", {"mode": "cached_features", "versions": {"torch": "2.x"},
                                                    "final": {"mAP": 50.0 + seed, "selected": "model"}})
             write_json(seed_dir / "cost.json", {"flops_g": 0.02, "params_m": 0.4, "resolution": 64})
@@ -45,7 +45,7 @@ def tree(tmp_path: Path) -> tuple[Registry, Path]:
         "kind": "module_timing", "config": {"model": {"backbone": "test_resnet"}},
         "rows": {"module_timing": {"head": "transformer_decoder", "classes": 10}}}
     registry.tables["module_timing"] = ["module_timing/td-n10"]
-    write_json(Path(experiments.measurement_path("module_timing/td-n10", str(results))),
+    write_json(Path(paths.measurement_path("module_timing/td-n10", str(results))),
                {"device": "cpu", "time_ms": {"self_attention": 2.0, "mlp": 1.0}, "repeats": 10})
     return registry, results
 
@@ -84,7 +84,7 @@ def test_the_file_round_trip_keeps_every_value(tmp_path):
 
 def test_both_selections_are_keyed_by_the_selection_column(tmp_path):
     registry, results = tree(tmp_path)
-    seed_dir = Path(experiments.run_dir("coco-like/gap", 0, str(results)))
+    seed_dir = Path(paths.run_dir("coco-like/gap", 0, str(results)))
     write_json(seed_dir / "metrics.json", {
         "mode": "cached_features", "final": {"mAP": 50.0, "mAP_model": 50.0, "mAP_ema": 49.0, "selected": "model"},
         "best_epoch": {"epoch": 3, "mAP": 52.0, "mAP_model": 51.0, "mAP_ema": 52.0, "selected": "ema",
@@ -115,7 +115,7 @@ def test_replicates_pair_runs_scored_on_the_same_images(tmp_path):
     assert gap_digest == decoder_digest, "the same validation targets"
     assert gap.shape == (stats.BOOTSTRAP_REPLICATES,)
     # The replicates are the metric on the shared resamples of the 12 images.
-    prediction = np.load(Path(experiments.run_dir("coco-like/gap", 0, str(results))) / "predictions.npz")
+    prediction = np.load(Path(paths.run_dir("coco-like/gap", 0, str(results))) / "predictions.npz")
     expected = stats.weighted_average_precision(prediction["scores"], prediction["targets"],
                                                 stats.resample_weights(12))
     assert np.allclose(gap, expected.astype(np.float32))

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mld import experiments
+from mld import experiments, paths
 from mld.report import claims, paper, tables
 from mld.report import markdown as md
 from mld.report import results as long_form
@@ -39,7 +39,7 @@ def write_json(path: Path, data: dict) -> None:
 
 
 def write_seed(results: Path, run_id: str, seed: int, final: dict, flops: float) -> None:
-    seed_dir = Path(experiments.run_dir(run_id, seed, str(results)))
+    seed_dir = Path(paths.run_dir(run_id, seed, str(results)))
     write_json(seed_dir / "metrics.json", {"run_id": run_id, "seed": seed, "mode": "cached_features",
                                            "versions": {"torch": "2.14.1", "platform": "test-machine"},
                                            "final": final})
@@ -65,7 +65,7 @@ def make_results(results: Path, table1_runs: dict = TABLE1_RUNS) -> Registry:
     add_run("oi-like/transformer_decoder", "table2_extreme", {"head": "transformer_decoder", "queries": 500})
     for seed in SEEDS:
         write_seed(results, "oi-like/gap", seed, {"mAP": 50.0 + seed}, 1.0)
-        write_json(Path(experiments.run_dir("oi-like/transformer_decoder", seed, str(results))) / "metrics.json",
+        write_json(Path(paths.run_dir("oi-like/transformer_decoder", seed, str(results))) / "metrics.json",
                    {"infeasible": True, "reason": INFEASIBLE_REASON, "cost": {"flops_g": 61.2}})
 
     add_run("nus-like/ml_decoder", "table6_zsl", {"method": "ml_decoder"})
@@ -79,7 +79,7 @@ def make_results(results: Path, table1_runs: dict = TABLE1_RUNS) -> Registry:
         registry.measurements[measurement_id] = {
             "kind": "module_timing", "rows": {"module_timing": {"head": "transformer_decoder", "classes": classes}}}
         registry.tables.setdefault("module_timing", []).append(measurement_id)
-        write_json(Path(experiments.measurement_path(measurement_id, str(results))),
+        write_json(Path(paths.measurement_path(measurement_id, str(results))),
                    {"device": "cpu", "amp": False,
                     "time_ms": {"self_attention": 2.0 * scale, "cross_attention": 1.0 * scale, "mlp": 1.5}})
     return registry
@@ -181,7 +181,7 @@ def test_the_official_selection_is_shown_beside_the_papers_value_and_the_final_o
     registry = make_results(tmp_path)
     best_maps = [61.0, 62.0, 63.5]  # the gap run's best evaluated epochs, above its final values
     for seed, (final, best) in enumerate(zip(TABLE1_RUNS["coco-like/gap"][1], best_maps)):
-        metrics_path = Path(experiments.run_dir("coco-like/gap", seed, str(tmp_path))) / "metrics.json"
+        metrics_path = Path(paths.run_dir("coco-like/gap", seed, str(tmp_path))) / "metrics.json"
         metrics = json.loads(metrics_path.read_text())
         metrics["best_epoch"] = {"epoch": 2, "mAP": best, "mAP_model": best, "selected": "model", "selected_by": "mAP"}
         write_json(metrics_path, metrics)
@@ -406,7 +406,7 @@ def test_the_paper_configs_open_images_rows_join_the_papers_9600(tmp_path):
     for run_id in registry.table_members("table2_extreme")[0]:
         for seed in registry.runs[run_id].seeds:
             if run_id == decoder_id:
-                write_json(Path(experiments.run_dir(run_id, seed, str(tmp_path))) / "metrics.json",
+                write_json(Path(paths.run_dir(run_id, seed, str(tmp_path))) / "metrics.json",
                            {"infeasible": True, "reason": INFEASIBLE_REASON, "cost": {"flops_g": 178.0}})
             else:
                 write_seed(tmp_path, run_id, seed, {"mAP": 86.0 + seed}, 6.0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -19,6 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="train these seeds one after the other in this process, each into "
                             "--out/seed<N> with the seeding and outputs of a run of its own (the "
                             "config's seed is replaced); finished seeds are skipped")
+    _execution_argument(train)
     train.set_defaults(func=_train)
 
     evaluate = subparsers.add_parser(
@@ -44,6 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                          help="head whose feature kind decides what is cached: gap (one map, default) "
                               "or hsvlt (every stage)")
     extract.add_argument("--out", required=True, type=Path, help="feature cache directory")
+    _execution_argument(extract)
     extract.set_defaults(func=_extract)
 
     export = subparsers.add_parser(
@@ -56,14 +59,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     export.set_defaults(func=_export)
 
 
+def _execution_argument(parser: argparse.ArgumentParser) -> None:
+    from mld.engine.config import EXECUTION_KEYS
+
+    parser.add_argument("--set", action="append", default=[], type=_execution_setting, metavar="KEY=VALUE",
+                        dest="execution", help="an execution setting in place of the config's (how the job runs, "
+                                               f"never what it computes: {', '.join(EXECUTION_KEYS)})")
+
+
+def _execution_setting(text: str) -> tuple[str, Any]:
+    from mld.engine.config import parse_execution_setting
+
+    try:
+        return parse_execution_setting(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def _train(args: argparse.Namespace) -> int:
     from mld.engine import NonFiniteLossError, RunInterrupted, train, train_seeds
 
+    execution = dict(args.execution)
     try:
         if args.seeds is None:
-            train(args.config, args.out)
+            train(args.config, args.out, execution=execution)
         else:
-            train_seeds(args.config, args.out, args.seeds)
+            train_seeds(args.config, args.out, args.seeds, execution=execution)
     except RunInterrupted as stop:
         print(f"mld train: {stop}", file=sys.stderr)
         return 128 + stop.signal_number
@@ -91,7 +112,7 @@ def _extract(args: argparse.Namespace) -> int:
         if flags:
             raise ValueError(f"give either --config or --backbone/--weights/--dataset/--resolution, "
                              f"not both (also given: {', '.join('--' + f for f in flags)})")
-        extract_features(args.config, args.out)
+        extract_features(args.config, args.out, execution=dict(args.execution))
         return 0
     missing = [name for name in ("backbone", "dataset", "resolution") if not getattr(args, name)]
     if missing:
@@ -103,7 +124,7 @@ def _extract(args: argparse.Namespace) -> int:
               "task": task_of(open_prepared(args.dataset)),
               "model": {"backbone": args.backbone, "backbone_weights": args.weights, "head": args.head},
               "train": {"resolution": args.resolution, "augment": {"cutout": 0.0, "randaugment": False}}}
-    extract_features(config, args.out)
+    extract_features(config, args.out, execution=dict(args.execution))
     return 0
 
 

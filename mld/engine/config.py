@@ -24,6 +24,8 @@ PAPER_LOSS = SCHEMA["properties"]["train"]["properties"]["loss"]["default"]
 # Keys that change how a run executes but not what it computes: a run may resume with
 # different values (e.g. more loader workers on a bigger node).
 EXECUTION_KEYS = ("train.num_workers", "train.log_every_s", "train.device", "dataset.store")
+# A job's config file leaves them out (mld.paths.JOB_CONFIG); its command line gives them:
+# `mld train --config FILE --set train.num_workers=8` (mld.launch passes them on).
 
 
 class ConfigError(ValueError):
@@ -288,8 +290,26 @@ def _is_timm_model(name: str) -> bool:
     return timm.is_model(name)
 
 
-def load_run_config(path: str | Path) -> dict[str, Any]:
-    """Read and validate a run config YAML file."""
+def parse_execution_setting(text: str) -> tuple[str, Any]:
+    """`train.num_workers=8` -> ("train.num_workers", 8); only EXECUTION_KEYS are accepted."""
+    key, sep, value = text.partition("=")
+    if not sep or key not in EXECUTION_KEYS:
+        raise ValueError(f"--set {text!r}: give KEY=VALUE with KEY one of {', '.join(EXECUTION_KEYS)} "
+                         "(the settings that do not change a result)")
+    return key, yaml.safe_load(value)
+
+
+def with_execution(config: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str, Any]:
+    """`config` with execution settings (dotted EXECUTION_KEYS) in place of its own."""
+    out = dict(config)
+    for key, value in settings.items():
+        section_name, name = key.split(".")
+        out[section_name] = {**(out.get(section_name) or {}), name: value}
+    return out
+
+
+def load_run_config(path: str | Path, execution: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Read and validate a run config YAML file, with the job's execution settings in place."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text())
@@ -297,6 +317,8 @@ def load_run_config(path: str | Path) -> dict[str, Any]:
         raise FileNotFoundError(f"run config {path} does not exist; pass the path of a run YAML") from None
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    if execution and isinstance(raw, Mapping):
+        raw = with_execution(raw, execution)
     return validate_run_config(raw, source=str(path))
 
 

@@ -22,13 +22,14 @@ from mld.data.sampling import EvalBatchSampler, SeededSamples
 
 
 def extract_features(config: Mapping[str, Any] | str | Path, out_dir: str | Path, batch_size: int = 64,
-                     log_stream: IO[str] | None = None) -> dict[str, Any]:
+                     log_stream: IO[str] | None = None,
+                     execution: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Write the feature maps of every split of the config's dataset under its backbone; return meta.
 
     Uses the config's dataset, model (backbone, weights, options; the head only decides between one
     map and every stage) and train.resolution. Images get the evaluation transform (no augmentation).
     """
-    config, source = as_run_config(config)
+    config, source = as_run_config(config, execution)
     out_dir = Path(out_dir)
     if config["features"] is not None:
         raise ValueError(f"{source}: features is set; extraction reads images, so give a config with "

@@ -24,7 +24,7 @@ from mld.engine.checkpoint import (
 )
 from mld.engine.config import (
     ACCUMULATION_AUTO, check_components, load_run_config, mixing_enabled, result_defining, validate_run_config,
-    with_defaults,
+    with_defaults, with_execution,
 )
 from mld.engine.costing import (
     COST_KEY, MEMORY_KEY, TrainingStep, check_feasibility, cost_key, fitting_accumulation, measure_cost,
@@ -53,12 +53,14 @@ RESUME_FORMAT = "mld-resume/1"
 CHECKPOINT_FORMAT = "mld-checkpoint/1"
 
 
-def as_run_config(config: Mapping[str, Any] | str | Path) -> tuple[dict[str, Any], str]:
-    """A validated config and the name of its source, from a YAML path or a mapping."""
+def as_run_config(config: Mapping[str, Any] | str | Path,
+                  execution: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], str]:
+    """A validated config and the name of its source, from a YAML path or a mapping, with the
+    job's execution settings (mld.engine.config.EXECUTION_KEYS, dotted) in place."""
     if isinstance(config, (str, Path)):
-        validated, source = load_run_config(config), str(config)
+        validated, source = load_run_config(config, execution), str(config)
     else:
-        validated, source = validate_run_config(dict(config)), "<run config>"
+        validated, source = validate_run_config(with_execution(config, execution or {})), "<run config>"
     check_components(validated, source)
     return validated, source
 
@@ -83,12 +85,12 @@ class Progress:
 
 
 def train(config: Mapping[str, Any] | str | Path, out_dir: str | Path,
-          log_stream: IO[str] | None = None) -> dict[str, Any]:
+          log_stream: IO[str] | None = None, execution: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Run a config to completion in `out_dir` (resuming if it was interrupted); return metrics.json.
 
     Raises RunInterrupted after saving the resume point when a stop signal arrives.
     """
-    config, source = as_run_config(config)
+    config, source = as_run_config(config, execution)
     out_dir = Path(out_dir)
     finished = finished_metrics(out_dir, config)
     if finished is not None:

@@ -23,7 +23,8 @@ def seed_dir(out_dir: str | Path, seed: int) -> Path:
 
 
 def train_seeds(config: Mapping[str, Any] | str | Path, out_dir: str | Path, seeds: Sequence[int],
-                log_stream: IO[str] | None = None) -> list[dict[str, Any]]:
+                log_stream: IO[str] | None = None,
+                execution: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
     """Train (or resume, or read back) `config` once per seed; return each seed's metrics.json.
 
     The config's own `seed` is replaced; a stop signal ends the seed in training with its resume
@@ -33,5 +34,5 @@ def train_seeds(config: Mapping[str, Any] | str | Path, out_dir: str | Path, see
         raise ValueError("train_seeds needs at least one seed (e.g. --seeds 0 1 2)")
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"--seeds lists a seed twice: {list(seeds)}")
-    validated, _ = as_run_config(config)
+    validated, _ = as_run_config(config, execution)
     return [train({**validated, "seed": int(seed)}, seed_dir(out_dir, seed), log_stream) for seed in seeds]

@@ -41,15 +41,12 @@ from mld.experiments.config import (
     validate_config,
 )
 from mld.experiments.records import (
-    RESULTS_DIR,
     DatasetEntry,
     FeatureCache,
     Measurement,
     PretrainedBackbone,
     Registry,
     Run,
-    measurement_path,
-    run_dir,
 )
 from mld.experiments.table import DEFAULT_BACKBONE, TABLE_PATH, Cell, expand, paper_class_count, read_table
 
@@ -61,11 +58,11 @@ PAPER_BACKBONE: dict[str, str] = read_table()["paper_names"]["backbones"]
 
 __all__ = [
     "ADAPTER_PATH_OPTIONS", "ADAPTERS_CHECKING_CLASS_COUNT", "ADAPTERS_WITH_ROOT", "DEFAULT_BACKBONE", "DEFAULT_CONFIG",
-    "EXTRACTION_TRAIN_KEYS", "MULTISCALE_HEADS", "PAPER_BACKBONE", "PAPER_DATASET", "PRETRAIN_ROLE", "RESULTS_DIR",
+    "EXTRACTION_TRAIN_KEYS", "MULTISCALE_HEADS", "PAPER_BACKBONE", "PAPER_DATASET", "PRETRAIN_ROLE",
     "SCHEMA_PATH", "TABLE_PATH", "TARGETS", "TASK_BY_ROLE", "ZSL_AUGMENTATIONS", "ZSL_HEAD_TYPES", "Cell",
     "DatasetEntry", "ExperimentConfigError", "FeatureCache", "Measurement", "PretrainedBackbone", "Registry", "Run",
     "build_registry", "check_dataset_source", "check_dataset_sources", "dataset_prepare_arguments", "deep_merge",
     "expand", "load_config",
-    "measurement_path", "option_flags", "paper_class_count", "parse_overrides", "read_table", "resolve_base", "run_dir",
+    "option_flags", "paper_class_count", "parse_overrides", "read_table", "resolve_base",
     "validate_config",
 ]

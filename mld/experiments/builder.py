@@ -14,7 +14,6 @@ from mld.engine.config import reads_stored_pixels
 from mld.experiments.config import ExperimentConfigError, deep_merge
 from mld.weights import backbone_weights, pretraining_identity, shipped_file
 from mld.experiments.records import (
-    RESULTS_DIR,
     DatasetEntry,
     FeatureCache,
     ImageStoreEntry,
@@ -23,7 +22,6 @@ from mld.experiments.records import (
     PretrainedBackbone,
     Registry,
     Run,
-    measurement_path,
     starting_weights,
 )
 from mld.experiments.table import DEFAULT_BACKBONE, Cell, expand, read_table
@@ -125,7 +123,7 @@ class _Builder:
             # Synthetic images are rendered at the input resolution, so each resolution is a dataset.
             if resolution != self.config["resolution"]:
                 name = f"{name}-{resolution}px"
-            entry = DatasetEntry(name=name, source="synthetic", path=f"{RESULTS_DIR}/data/{name}",
+            entry = DatasetEntry(name=name, source="synthetic", path=paths.dataset_dir(name),
                                  preset=spec["synthetic"]["preset"], image_size=resolution,
                                  seed=self.config.get("synthetic", {}).get("seed", 0),
                                  num_train=spec["synthetic"].get("num_train"),
@@ -139,7 +137,7 @@ class _Builder:
             # File options (annotation CSVs, image folders, word vectors) are relative to the root.
             options = {key: str(root / value) if key in ADAPTER_PATH_OPTIONS else value
                        for key, value in spec.get("options", {}).items()}
-            entry = DatasetEntry(name=name, source="adapter", path=f"{RESULTS_DIR}/data/{name}",
+            entry = DatasetEntry(name=name, source="adapter", path=paths.dataset_dir(name),
                                  adapter=spec["adapter"], root=str(root), options=options, **common)
         else:
             entry = DatasetEntry(name=name, source="prepared", path=spec["prepared"], **common)
@@ -230,8 +228,8 @@ class _Builder:
             }
             shipped = pretraining.get("weights")
             self.registry.backbones[backbone_id] = PretrainedBackbone(
-                config=config, dataset=dataset_id, run_dir=f"{RESULTS_DIR}/backbones/{backbone_id}",
-                weights=shipped_file(shipped, backbone_id) if shipped else f"{RESULTS_DIR}/backbones/{backbone_id}.pt",
+                config=config, dataset=dataset_id, run_dir=paths.backbone_run(backbone_id),
+                weights=shipped_file(shipped, backbone_id) if shipped else paths.backbone_weights(backbone_id),
                 identity=pretraining_identity(config, dataset_prepare_arguments(self.registry.datasets[dataset_id])),
                 shipped=bool(shipped))
         return self.registry.backbones[backbone_id].weights
@@ -243,7 +241,7 @@ class _Builder:
         """
         multiscale = head in MULTISCALE_HEADS
         features_id = f"{backbone_id}/{dataset_id}" + ("-multiscale" if multiscale else "")
-        path = f"{RESULTS_DIR}/features/{features_id}"
+        path = paths.features_dir(features_id)
         if features_id not in self.registry.features:
             self.registry.features[features_id] = FeatureCache(
                 backbone=backbone_id, dataset=dataset_id, multiscale=multiscale, path=path,
@@ -329,7 +327,8 @@ class _Builder:
         existing = self.registry.runs.get(run_id)
         if existing is None:
             existing = self.registry.runs[run_id] = Run(
-                run_id, config, list(self.config["seeds"]),
+                run_id, config, list(self.config["seeds"]), dataset=dataset_id,
+                backbone_role=self.backbone_id(cell.backbone),
                 settings={"dataset": cell.dataset, "backbone": cell.backbone, "head": cell.head, "k": cell.k,
                           "queries": cell.queries, "num_classes": cell.num_classes})
         elif existing.config != config:
@@ -397,10 +396,10 @@ class _Builder:
                                  trained=False)
         measurement = Measurement(
             kind=cell.measure,
-            # What `mld profile` reads: the model block of a run config and the resolution.
+            # What `mld measure` reads: the model block of a run config and the resolution.
             config={"run_id": measurement_id, "model": model, "train": {"resolution": settings["resolution"]}},
             num_classes=cell.num_classes, resolution=settings["resolution"],
-            options=copy.deepcopy(settings.get("options", {})), rows={}, path=measurement_path(measurement_id))
+            options=copy.deepcopy(settings.get("options", {})), rows={}, path=paths.measurement_path(measurement_id))
         existing = self.registry.measurements.setdefault(measurement_id, measurement)
         if existing.config != measurement.config:
             raise AssertionError(f"two different measurements got the id {measurement_id}; "

@@ -12,8 +12,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-RESULTS_DIR = "results"
-
+from mld import paths
 
 class Record(Mapping):
     """A frozen dataclass read as a mapping of its fields (subclasses are dataclasses)."""
@@ -104,7 +103,9 @@ class Measurement(Record):
 class Run:
     """One run: an engine run config without its seed, its seeds, and its rows in each table.
 
-    `recipes` names the recipe of each table's row (`recipes:` of the workflow config) and
+    `dataset` is the id of the prepared dataset it reads (a key of Registry.datasets) and
+    `backbone_role` the role that defines its backbone (`backbones:` of the workflow config, aliases
+    resolved). `recipes` names the recipe of each table's row (`recipes:` of the workflow config) and
     `settings` what the run was declared with (dataset and backbone roles, K, ...), for `mld runs`.
     `weights` says where the backbone's starting weights come from (`starting_weights`);
     `compared` is False when they are random while the paper's run started from pretrained weights
@@ -121,6 +122,8 @@ class Run:
     weights: str = ""
     compared: bool = True
     refusal: str | None = None
+    dataset: str | None = None
+    backbone_role: str | None = None
 
     def config_for_seed(self, seed: int) -> dict[str, Any]:
         """The run config the engine reads for one seed."""
@@ -142,11 +145,24 @@ class Registry:
     stores: dict[str, ImageStoreEntry] = field(default_factory=dict)  # by path
     measurements: dict[str, Measurement] = field(default_factory=dict)
     targets: dict[str, list[str]] = field(default_factory=dict)
+    _training_jobs: dict[str, tuple[Run, int]] | None = field(default=None, init=False, repr=False, compare=False)
 
     def run_dataset(self, run_id: str) -> DatasetEntry:
-        """The prepared dataset a run reads (the entry whose path its run config names)."""
-        path = self.runs[run_id].config["dataset"]["path"]
-        return next(entry for entry in self.datasets.values() if entry.path == path)
+        """The prepared dataset a run reads."""
+        return self.datasets[self.runs[run_id].dataset]
+
+    def job_config(self, kind: str, name: str) -> dict[str, Any]:
+        """The engine config of one job, by its config file's kind and name (mld.paths.job_config):
+        a training job's name is looked up among those its run gives, never parsed back."""
+        if kind == "runs":
+            if self._training_jobs is None:
+                self._training_jobs = {paths.run_job_name(run.run_id, seed): (run, seed)
+                                       for run in self.runs.values() for seed in run.seeds}
+            run, seed = self._training_jobs[name]
+            return run.config_for_seed(seed)
+        tables: dict[str, Mapping[str, Mapping[str, Any]]] = {
+            "backbones": self.backbones, "features": self.features, "measurements": self.measurements}
+        return tables[kind][name]["config"]
 
     def table_members(self, table_id: str) -> tuple[list[str], list[str]]:
         """The (run ids, measurement ids) a table reads."""
@@ -164,13 +180,3 @@ def starting_weights(model: Mapping[str, Any]) -> str:
     if model.get("backbone_weights"):
         return str(model["backbone_weights"])
     return f"timm:{model['backbone']}" if model.get("pretrained") else RANDOM_INIT
-
-
-def run_dir(run_id: str, seed: int, results_dir: str = RESULTS_DIR) -> str:
-    """Where a run's outputs live (metrics.json, predictions.npz, cost.json, ...)."""
-    return f"{results_dir}/runs/{run_id}/seed{seed}"
-
-
-def measurement_path(measurement_id: str, results_dir: str = RESULTS_DIR) -> str:
-    """Where a cost measurement (throughput, module timing) is written."""
-    return f"{results_dir}/cost/{measurement_id}.json"

@@ -51,7 +51,8 @@ import pandas as pd
 from mld.report import history, stats
 from mld.atomic import canonical_json, config_hash, write_npz, write_text
 from mld.data.prepared import images_with_positive
-from mld.experiments import Registry, measurement_path, paper_class_count, run_dir
+from mld.experiments import Registry, paper_class_count
+from mld.paths import measurement_path, run_dir
 from mld.weights import read_manifest, shipped_file
 
 COLUMNS = ("kind", "run_id", "seed", "table_ids", "metric", "selection", "value", "status", "reason", "mode", "task",

@@ -1,6 +1,6 @@
 """The resolved workflow config, the experiment registry, and the helpers the rules call.
 
-Only functions and set-up live here; the rules are in data.smk, train.smk, cost.smk, report.smk.
+Only functions and set-up live here; the rules are in data.smk, train.smk, measure.smk, report.smk.
 Paths come from mld.paths (the one layout mld and the rules share).
 """
 
@@ -132,16 +132,11 @@ def table_outputs(table_ids):
 
 
 def job_engine_config(kind, name):
-    """The full engine config of one job (`kind` of mld.paths.JOB_KINDS, `name` its id)."""
-    if kind == "runs":
-        run_id, seed = name.rsplit("/", 1)
-        return lookup(REGISTRY.runs, run_id, "run").config_for_seed(int(seed.removeprefix("seed")))
-    table = {
-        "backbones": REGISTRY.backbones,
-        "features": REGISTRY.features,
-        "cost": REGISTRY.measurements,
-    }[kind]
-    return lookup(table, name, kind)["config"]
+    """The full engine config of one job (`kind` of mld.paths.JOB_KINDS, `name` as the records give it)."""
+    try:
+        return REGISTRY.job_config(kind, name)
+    except KeyError:
+        raise WorkflowError(f"no {kind} job is named {name!r} in the registry (mld.experiments)") from None
 
 
 def job_config_content(wildcards):
@@ -299,7 +294,7 @@ def train_inputs(wildcards):
 
 
 def profile_arguments(wildcards):
-    """`mld profile <kind>` flags of one measurement beyond its config file."""
+    """`mld measure <kind>` flags of one measurement beyond its config file."""
     measurement = lookup(REGISTRY.measurements, wildcards.measurement, "measurement")
     options = {
         "num_classes": measurement["num_classes"],

@@ -1,10 +1,10 @@
-"""Cost measurements (Table 9's throughput, the per-module timing) on the machine that runs the job."""
+"""Measurements (Table 9's throughput, the per-module timing) on the machine that runs the job."""
 
 
 rule measure:
     """Throughput (train/inference images/s, max batch) or per-module timing of one model."""
     input:
-        config=paths.job_config("cost", "{measurement}"),
+        config=paths.job_config("measurements", "{measurement}"),
     output:
         paths.MEASUREMENT,
     log:
@@ -20,4 +20,4 @@ rule measure:
         kind=lambda wildcards: lookup(REGISTRY.measurements, wildcards.measurement, "measurement")["kind"],
         arguments=profile_arguments,
     shell:
-        launched("profile {params.kind} --config {input.config} {params.arguments} --out {output} > {log} 2>&1")
+        launched("measure {params.kind} --config {input.config} {params.arguments} --out {output} > {log} 2>&1")

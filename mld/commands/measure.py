@@ -1,8 +1,8 @@
-"""`mld profile flops | throughput | modules`: the cost of one model, written as JSON.
+"""`mld measure flops | throughput | modules`: the cost of one model, written as JSON.
 
 The model comes from a run config's `model:` block (the class count from --num-classes or the
 config's prepared dataset) or from --backbone/--head/--num-classes/--num-groups. Weights never
-change a cost, so profiling builds the model without loading any.
+change a cost, so measuring builds the model without loading any.
 """
 from __future__ import annotations
 
@@ -18,11 +18,11 @@ CPU_BATCH_SIZE = 16  # Table 9 searches the GPU's maximal batch; a CPU has no su
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    profile = subparsers.add_parser(
-        "profile", help="measure a model's FLOPs, throughput or per-module time (JSON)",
+    measure = subparsers.add_parser(
+        "measure", help="measure a model's FLOPs, throughput or per-module time (JSON)",
         description="Measure one model, built from a run config's model block or from "
                     "--backbone/--head/--num-classes, and write the result as JSON to --out.")
-    kinds = profile.add_subparsers(dest="kind", required=True, metavar="KIND")
+    kinds = measure.add_subparsers(dest="kind", required=True, metavar="KIND")
 
     flops = kinds.add_parser("flops", help="G multiply-accumulates and parameters, model and head")
     _model_arguments(flops)
