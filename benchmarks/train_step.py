@@ -66,7 +66,7 @@ def step_timing(metrics: dict[str, Any], steps_per_epoch: int, batch_size: int) 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="config/config.yaml", help="workflow config (embedded default)")
+    parser.add_argument("--configfile", default="config/config.yaml", help="workflow config (embedded default)")
     parser.add_argument("--num-train", type=int, default=1024, help="training images per dataset")
     parser.add_argument("--num-val", type=int, default=128)
     parser.add_argument("--epochs", type=int, default=2)
@@ -78,7 +78,7 @@ def main() -> None:
     quiet = io.StringIO()
     with tempfile.TemporaryDirectory(prefix="mld-bench-") as directory:
         work = Path(directory)
-        pretrain, head_run = run_configs(args.config, work, args.num_train, args.num_val, args.epochs,
+        pretrain, head_run = run_configs(args.configfile, work, args.num_train, args.num_val, args.epochs,
                                          args.paper_augment, args.num_workers)
         end_to_end = train(pretrain, work / "pretrain", log_stream=quiet)
         export_backbone(work / "pretrain", work / "backbone.pt")

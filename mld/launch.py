@@ -1,7 +1,7 @@
 """Start one workflow job: run `mld` on its GPUs with its execution settings.
 
     python -m mld.launch --gpus 2 --threads 16 --set train.num_workers=8 -- \
-        train --config results/configs/runs/r/seed0.yaml --out results/runs/r/seed0
+        train --run-config results/configs/runs/r/seed0.yaml --out results/runs/r/seed0
 
 A job's config file holds only what defines its result (the `job_config` rule writes it, and
 Snakemake reruns a job when it changes); the engine reads it once. How the job executes (GPUs,

@@ -208,7 +208,7 @@ def write_config(tmp_path, dataset=None) -> str:
 
 def test_profile_flops_from_a_run_config(tmp_path):
     out = tmp_path / "cost" / "flops.json"
-    assert main(["measure", "flops", "--config", write_config(tmp_path), "--num-classes", "6",
+    assert main(["measure", "flops", "--run-config", write_config(tmp_path), "--num-classes", "6",
                  "--out", str(out)]) == 0
     result = json.loads(out.read_text())
     assert result["kind"] == "flops" and result["run_id"] == "tiny/ml_decoder"
@@ -222,7 +222,7 @@ def test_profile_reads_the_class_count_from_the_dataset(tmp_path):
     dataset.mkdir()
     (dataset / "meta.json").write_text(json.dumps({"num_classes": 9}))
     out = tmp_path / "modules.json"
-    assert main(["measure", "module_timing", "--config", write_config(tmp_path, dataset),
+    assert main(["measure", "module_timing", "--run-config", write_config(tmp_path, dataset),
                  "--warmup", "0", "--repeats", "1", "--out", str(out)]) == 0
     result = json.loads(out.read_text())
     assert result["num_classes"] == 9 and result["time_ms"]["self_attention"] is None

@@ -147,6 +147,6 @@ def test_a_jobs_execution_settings_replace_the_files_and_nothing_else_may(tmp_pa
     assert result_defining(config) == result_defining(load_run_config(path))
     assert yaml.safe_load(path.read_text())["train"] == {"num_workers": 1, "epochs": 3}  # read, never rewritten
     with pytest.raises(SystemExit) as stopped:
-        main(["train", "--config", str(path), "--out", str(tmp_path / "run"), "--set", "train.epochs=5"])
+        main(["train", "--run-config", str(path), "--out", str(tmp_path / "run"), "--set", "train.epochs=5"])
     assert stopped.value.code == 2 and not (tmp_path / "run").exists()
     assert "--set 'train.epochs=5': give KEY=VALUE with KEY one of train.num_workers" in capsys.readouterr().err

@@ -72,7 +72,7 @@ def launch_job(config_file: Path, out: Path, marker: str, signal_at: str | None 
     # The shell becomes the launcher (exec): its pid is the group rank 0 signals.
     command = ["sh", "-c", f'export {TEST_SIGNAL_GROUP_ENV}=$$; exec "$@"', "sh",
                sys.executable, "-m", "mld.launch", "--gpus", "2", "--threads", "2", "--set", "train.num_workers=2",
-               "--", "train", "--config", str(config_file), "--out", str(out)]
+               "--", "train", "--run-config", str(config_file), "--out", str(out)]
     return subprocess.run(command, env=environment, capture_output=True, text=True, timeout=300,
                           start_new_session=True)
 
@@ -114,7 +114,7 @@ def test_a_rank_killed_in_a_two_gpu_job_takes_every_rank_and_worker_down(tmp_pat
     kill = "SIGKILL:steps/epoch"  # rank 0 dies at once, as when the kernel's OOM killer ends it
     result = subprocess.run(
         [sys.executable, "-m", "mld.launch", "--gpus", "2", "--threads", "2", "--set", "train.num_workers=2",
-         "--", "train", "--config", str(config_file), "--out", str(tmp_path / "run")],
+         "--", "train", "--run-config", str(config_file), "--out", str(tmp_path / "run")],
         env={**os.environ, "OMP_NUM_THREADS": "1", "MLD_TEST_JOB": marker, TEST_SIGNAL_ENV: kill},
         capture_output=True, text=True, timeout=300, start_new_session=True)
     assert result.returncode != 0 and not (tmp_path / "run" / "metrics.json").exists()

@@ -63,7 +63,7 @@ def test_a_broken_jpeg_read_in_a_loader_worker_ends_with_one_line_naming_it(faul
     config.write_text(yaml.safe_dump(run_config(
         dataset, model={"head": "gap", "head_options": {}},
         train={"batch_size": 4, "num_workers": 2, "augment": {"cutout": 0.0, "randaugment": False}})))
-    assert main(["train", "--config", str(config), "--out", str(tmp_path / "run")]) != 0
+    assert main(["train", "--run-config", str(config), "--out", str(tmp_path / "run")]) != 0
     error = capsys.readouterr().err
     assert "Traceback" not in error and "worker" not in error, error
     last = error.strip().splitlines()[-1]
@@ -163,7 +163,7 @@ def start(config_file: Path, out: Path, signal_at: str | None = None) -> subproc
     environment = {**os.environ, "OMP_NUM_THREADS": "1"}
     if signal_at is not None:
         environment[TEST_SIGNAL_ENV] = signal_at
-    return subprocess.Popen([sys.executable, "-m", "mld", "train", "--config", str(config_file), "--out", str(out)],
+    return subprocess.Popen([sys.executable, "-m", "mld", "train", "--run-config", str(config_file), "--out", str(out)],
                             env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
 

@@ -176,7 +176,7 @@ def test_a_run_out_of_memory_is_recorded_as_infeasible(caches, tmp_path, monkeyp
     monkeypatch.setattr(Trainer, "step", out_of_memory_at_step_3)
     config_path, out = tmp_path / "run.yaml", tmp_path / "oom"
     config_path.write_text(json.dumps(cached_run(caches, "multilabel", train={"batch_size": 16})))
-    assert main(["train", "--config", str(config_path), "--out", str(out)]) == 0  # no retry by the cluster
+    assert main(["train", "--run-config", str(config_path), "--out", str(out)]) == 0  # no retry by the cluster
     written = json.loads((out / "metrics.json").read_text())
     assert written["infeasible"] is True and "final" not in written
     assert written["reason"].startswith("out of memory at batch 16 during training (epoch 1)")
@@ -187,7 +187,7 @@ def test_a_run_out_of_memory_is_recorded_as_infeasible(caches, tmp_path, monkeyp
     shown = Observation("oom", {}, ["seed0"], finished=["seed0"], infeasible=infeasible_text(written["reason"], measured))
     assert shown.status.startswith("infeasible: out of memory at batch 16") and f"{MEMORY_KEY}=" in shown.status
     monkeypatch.setattr(Trainer, "step", step)
-    assert main(["train", "--config", str(config_path), "--out", str(out)]) == 0  # finished: not trained again
+    assert main(["train", "--run-config", str(config_path), "--out", str(out)]) == 0  # finished: not trained again
     assert json.loads((out / "metrics.json").read_text()) == written
 
 

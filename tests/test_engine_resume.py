@@ -24,7 +24,7 @@ def run(config_file: Path, out: Path, signal_at: str | None = None) -> subproces
     environment = {**os.environ, "OMP_NUM_THREADS": "1"}
     if signal_at is not None:
         environment[TEST_SIGNAL_ENV] = signal_at
-    return subprocess.run([sys.executable, "-m", "mld", "train", "--config", str(config_file), "--out", str(out)],
+    return subprocess.run([sys.executable, "-m", "mld", "train", "--run-config", str(config_file), "--out", str(out)],
                           env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                           start_new_session=True, timeout=300)
 

@@ -212,7 +212,7 @@ def test_a_head_only_run_does_not_import_timm(feature_caches, backbone_weights, 
     config = tmp_path / "run.yaml"
     config.write_text(yaml.safe_dump(cached_config(feature_caches, backbone_weights, "multilabel",
                                                    train={"epochs": 1})))
-    script = ("import sys; from mld.cli import main; code = main(['train', '--config', sys.argv[1], '--out', "
+    script = ("import sys; from mld.cli import main; code = main(['train', '--run-config', sys.argv[1], '--out', "
               "sys.argv[2]]); print('timm imported' if 'timm' in sys.modules else 'no timm'); sys.exit(code)")
     result = subprocess.run([sys.executable, "-c", script, str(config), str(tmp_path / "out")],
                             capture_output=True, text=True, timeout=300)
@@ -229,7 +229,7 @@ def test_seeds_in_one_process_equal_a_process_per_seed(feature_caches, backbone_
     config_file.write_text(yaml.safe_dump(config))
 
     def mld_train(*arguments):
-        result = subprocess.run([sys.executable, "-m", "mld", "train", "--config", str(config_file), *arguments],
+        result = subprocess.run([sys.executable, "-m", "mld", "train", "--run-config", str(config_file), *arguments],
                                 capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr[-3000:]
 
@@ -379,10 +379,10 @@ def test_commands_extract_export_and_evaluate(finished_run, coco, tmp_path, caps
                  "--dataset", str(coco), "--resolution", "32", "--out", str(tmp_path / "features")]) == 0
     meta = json.loads((tmp_path / "features" / "meta.json").read_text())
     assert meta["shapes"] == [[96, 1, 1]] and meta["splits"] == {"train": 96, "val": 48}
-    assert main(["extract-features", "--config", "x.yaml", "--backbone", "b", "--out", "o"]) == 2
-    assert "give either --config or" in capsys.readouterr().err
+    assert main(["extract-features", "--run-config", "x.yaml", "--backbone", "b", "--out", "o"]) == 2
+    assert "give either --run-config or" in capsys.readouterr().err
     config_file = tmp_path / "run.yaml"
     config_file.write_text(json.dumps(config))  # JSON is YAML
-    assert main(["evaluate", "--config", str(config_file), "--checkpoint", str(out / "checkpoint.pt"),
+    assert main(["evaluate", "--run-config", str(config_file), "--checkpoint", str(out / "checkpoint.pt"),
                  "--out", str(tmp_path / "eval")]) == 0
     assert f"mAP {returned['final']['mAP']:.2f}" in capsys.readouterr().out

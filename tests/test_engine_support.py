@@ -82,7 +82,7 @@ def train_on_one_thread(config: dict[str, Any], out: Path) -> dict[str, Any]:
 def train_under_torchrun(config_file: Path, out: Path, processes: int = 2) -> dict[str, Any]:
     """`mld train` as `processes` DDP processes on the CPU (torchrun, gloo, one thread each); its metrics.json."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(processes),
-               "-m", "mld", "train", "--config", str(config_file), "--out", str(out)]
+               "-m", "mld", "train", "--run-config", str(config_file), "--out", str(out)]
     finished = subprocess.run(command, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
                               text=True, timeout=300)
     assert finished.returncode == 0, finished.stdout + finished.stderr

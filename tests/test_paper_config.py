@@ -75,17 +75,6 @@ def test_toy_datasets_read_with_the_configured_class_counts(toy_paper: ToyPaper)
                                 for split, content in dataset.splits.items()}, role)
 
 
-# ---------------------------------------------------------------- end to end (minutes)
-
-
-def write_tables(workdir: Path, config_file: Path) -> None:
-    """`mld tables` over the results there (the workflow's tables rule would first train every run)."""
-    command = [sys.executable, "-m", "mld", "tables", "--config", str(config_file), "--results", "results",
-               "--out", "results"]
-    result = subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-
-
 def test_every_head_option_of_the_paper_trains_on_cached_features_or_from_images(toy_paper: ToyPaper) -> None:
     """Head options switch the same code whether the head is fed images or cached features: the
     tiny config (tests/test_workflow.py runs it whole) trains them on cached features, the toy

@@ -22,7 +22,7 @@ def train_in_process(config_file: Path, out: Path, hash_seed: str) -> dict:
     """`python -m mld train` in a fresh process with its own PYTHONHASHSEED and one thread."""
     environment = {key: value for key, value in os.environ.items() if key not in PINNED_ENVIRONMENT}
     environment.update(PYTHONHASHSEED=hash_seed, OMP_NUM_THREADS="1")
-    finished = subprocess.run([sys.executable, "-m", "mld", "train", "--config", str(config_file), "--out", str(out)],
+    finished = subprocess.run([sys.executable, "-m", "mld", "train", "--run-config", str(config_file), "--out", str(out)],
                               cwd=REPO, env=environment, capture_output=True, text=True, timeout=600)
     assert finished.returncode == 0, finished.stderr[-3000:]
     return json.loads((out / "metrics.json").read_text())

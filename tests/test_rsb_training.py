@@ -265,7 +265,7 @@ def test_an_a2_run_killed_mid_epoch_resumes_to_the_uninterrupted_result(tmp_path
     uninterrupted = train_on_one_thread(config, tmp_path / "uninterrupted")
 
     out = tmp_path / "interrupted"
-    command = [sys.executable, "-m", "mld", "train", "--config", str(config_file), "--out", str(out)]
+    command = [sys.executable, "-m", "mld", "train", "--run-config", str(config_file), "--out", str(out)]
     environment = {**os.environ, "OMP_NUM_THREADS": "1"}
     killed = subprocess.run(command, env={**environment, TEST_SIGNAL_ENV: "SIGKILL:epoch 2/2: 3/6 steps"},
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,

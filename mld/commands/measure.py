@@ -53,9 +53,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _model_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, help="run config YAML (its model: block)")
-    parser.add_argument("--backbone", help="timm backbone (without --config)")
-    parser.add_argument("--head", help="head name (without --config), e.g. ml_decoder")
+    parser.add_argument("--run-config", type=Path, help="run config YAML (its model: block)")
+    parser.add_argument("--backbone", help="timm backbone (without --run-config)")
+    parser.add_argument("--head", help="head name (without --run-config), e.g. ml_decoder")
     parser.add_argument("--num-classes", type=int, help="number of classes (default: the "
                                                         "config's dataset meta.json)")
     parser.add_argument("--num-groups", type=int, help="ML-Decoder group queries K")
@@ -105,15 +105,15 @@ def _model_block(args: argparse.Namespace, config: dict[str, Any] | None) -> dic
     if config is not None:
         given = [flag for flag in ("backbone", "head") if getattr(args, flag)]
         if given:
-            raise ValueError(f"--{given[0]} conflicts with --config: the config's model block "
+            raise ValueError(f"--{given[0]} conflicts with --run-config: the config's model block "
                              "names the model")
         block = dict(config["model"])
         for key in ("backbone", "head"):
             if not block.get(key):
-                raise ValueError(f"{args.config}: model.{key} is missing")
+                raise ValueError(f"{args.run_config}: model.{key} is missing")
     else:
         if not (args.backbone and args.head):
-            raise ValueError("give --config RUN.yaml, or --backbone and --head (and --num-classes)")
+            raise ValueError("give --run-config RUN.yaml, or --backbone and --head (and --num-classes)")
         block = {"backbone": args.backbone, "head": args.head}
     block["head_options"] = {**(block.get("head_options") or {}), **_head_options(args.head_option)}
     if args.num_groups is not None:
@@ -169,7 +169,7 @@ def _build(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     """The model and the identity of what was measured (written into the JSON)."""
     from mld.engine.modeling import build_model
 
-    config = _read_config(args.config) if args.config else None
+    config = _read_config(args.run_config) if args.run_config else None
     block = _model_block(args, config)
     num_classes = _num_classes(args, config)
     model = build_model(block, num_classes, _word_vectors(config))

@@ -13,7 +13,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Train one run config and write metrics.json, predictions.npz, cost.json, train.log and "
                     "checkpoint.pt to --out. Rerunning the same command resumes from --out/last.pt; a "
                     "finished run is not retrained. Under torchrun it trains with DistributedDataParallel.")
-    train.add_argument("--config", required=True, type=Path, help="run config YAML")
+    train.add_argument("--run-config", required=True, type=Path, help="run config YAML")
     train.add_argument("--out", required=True, type=Path,
                        help="output directory of the run (with --seeds: of its seeds, one seed<N>/ each)")
     train.add_argument("--seeds", type=int, nargs="+", metavar="SEED",
@@ -26,8 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate = subparsers.add_parser(
         "evaluate", help="evaluate saved weights on a run config's evaluation split",
         description="Score a run's checkpoint.pt (model and EMA) or a bare model state dict on the "
-                    "evaluation split of --config; writes metrics.json and predictions.npz to --out.")
-    evaluate.add_argument("--config", required=True, type=Path, help="run config YAML")
+                    "evaluation split of --run-config; writes metrics.json and predictions.npz to --out.")
+    evaluate.add_argument("--run-config", required=True, type=Path, help="run config YAML")
     evaluate.add_argument("--checkpoint", required=True, type=Path, help="checkpoint.pt or state dict file")
     evaluate.add_argument("--out", required=True, type=Path, help="output directory (not a training run's)")
     evaluate.set_defaults(func=_evaluate)
@@ -37,8 +37,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Write the feature maps of the train and val splits under a backbone, at a resolution, "
                     "as float16 arrays in --out. Give a run config (its dataset, model and "
                     "train.resolution), or --backbone, --weights, --dataset and --resolution.")
-    extract.add_argument("--config", type=Path, help="run config YAML (features: null)")
-    extract.add_argument("--backbone", help="timm backbone name (without --config)")
+    extract.add_argument("--run-config", type=Path, help="run config YAML (features: null)")
+    extract.add_argument("--backbone", help="timm backbone name (without --run-config)")
     extract.add_argument("--weights", help="backbone weights file, e.g. from export-backbone")
     extract.add_argument("--dataset", help="prepared dataset directory")
     extract.add_argument("--resolution", type=int, help="input resolution in pixels")
@@ -82,9 +82,9 @@ def _train(args: argparse.Namespace) -> int:
     execution = dict(args.execution)
     try:
         if args.seeds is None:
-            train(args.config, args.out, execution=execution)
+            train(args.run_config, args.out, execution=execution)
         else:
-            train_seeds(args.config, args.out, args.seeds, execution=execution)
+            train_seeds(args.run_config, args.out, args.seeds, execution=execution)
     except RunInterrupted as stop:
         print(f"mld train: {stop}", file=sys.stderr)
         return 128 + stop.signal_number
@@ -97,7 +97,7 @@ def _train(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from mld.engine import evaluate
 
-    metrics = evaluate(args.config, args.checkpoint, args.out)
+    metrics = evaluate(args.run_config, args.checkpoint, args.out)
     final = metrics["final"]
     print(f"{final['selected_by']} {final[final['selected_by']]:.2f} ({final['selected']} weights); "
           f"written to {args.out}")
@@ -107,16 +107,16 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _extract(args: argparse.Namespace) -> int:
     from mld.engine import extract_features
 
-    if args.config is not None:
+    if args.run_config is not None:
         flags = [name for name in ("backbone", "weights", "dataset", "resolution") if getattr(args, name)]
         if flags:
-            raise ValueError(f"give either --config or --backbone/--weights/--dataset/--resolution, "
+            raise ValueError(f"give either --run-config or --backbone/--weights/--dataset/--resolution, "
                              f"not both (also given: {', '.join('--' + f for f in flags)})")
-        extract_features(args.config, args.out, execution=dict(args.execution))
+        extract_features(args.run_config, args.out, execution=dict(args.execution))
         return 0
     missing = [name for name in ("backbone", "dataset", "resolution") if not getattr(args, name)]
     if missing:
-        raise ValueError(f"without --config, give {', '.join('--' + name for name in missing)}")
+        raise ValueError(f"without --run-config, give {', '.join('--' + name for name in missing)}")
     from mld.data.prepared import open_prepared
     from mld.engine.data import task_of
 

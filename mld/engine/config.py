@@ -25,7 +25,7 @@ PAPER_LOSS = SCHEMA["properties"]["train"]["properties"]["loss"]["default"]
 # different values (e.g. more loader workers on a bigger node).
 EXECUTION_KEYS = ("train.num_workers", "train.log_every_s", "train.device", "dataset.store")
 # A job's config file leaves them out (mld.paths.JOB_CONFIG); its command line gives them:
-# `mld train --config FILE --set train.num_workers=8` (mld.launch passes them on).
+# `mld train --run-config FILE --set train.num_workers=8` (mld.launch passes them on).
 
 
 class ConfigError(ValueError):

@@ -27,7 +27,7 @@ def export_backbone(run_dir: str | Path, out_file: str | Path, weights: str = "s
     source = Path(run_dir) / CHECKPOINT
     if not source.exists():
         raise FileNotFoundError(f"{source} does not exist: {run_dir} holds no finished run; "
-                                "train it first with `mld train --config RUN.yaml --out DIR`")
+                                "train it first with `mld train --run-config RUN.yaml --out DIR`")
     checkpoint = load_checkpoint(source)
     chosen = checkpoint["selected"] if weights == "selected" else weights
     state = checkpoint.get(chosen)

@@ -87,7 +87,7 @@ class FeatureCache:
         if not meta_path.exists():
             raise FileNotFoundError(
                 f"{meta_path} does not exist: {directory} is not a complete feature cache; create it "
-                "with `mld extract-features --config RUN.yaml --out DIR`")
+                "with `mld extract-features --run-config RUN.yaml --out DIR`")
         meta = json.loads(meta_path.read_text())
         if meta.get("format") != FORMAT:
             raise ValueError(f"{meta_path}: format {meta.get('format')!r} is not {FORMAT!r}; "

@@ -65,7 +65,7 @@ rule pretrain_backbone:
         run_dir=paths.BACKBONE_RUN,
     shell:
         launched(
-            "train --config {input.config} --out {params.run_dir} > {log} 2>&1"
+            "train --run-config {input.config} --out {params.run_dir} > {log} 2>&1"
             " && python -m mld export-backbone --run {params.run_dir} --out {output.weights} >> {log} 2>&1"
         )
 
@@ -94,4 +94,4 @@ rule extract_features:
     resources:
         **rule_resources("extract_features", execution("features", lambda w: w.features)),
     shell:
-        launched("extract-features --config {input.config} --out {output} > {log} 2>&1")
+        launched("extract-features --run-config {input.config} --out {output} > {log} 2>&1")

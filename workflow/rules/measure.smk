@@ -20,4 +20,4 @@ rule measure:
         kind=lambda wildcards: lookup(REGISTRY.measurements, wildcards.measurement, "measurement")["kind"],
         arguments=profile_arguments,
     shell:
-        launched("measure {params.kind} --config {input.config} {params.arguments} --out {output} > {log} 2>&1")
+        launched("measure {params.kind} --run-config {input.config} {params.arguments} --out {output} > {log} 2>&1")

@@ -23,7 +23,7 @@ rule job_config:
         "printf %s {params.content:q} > {output} && echo 'wrote {output}' > {log}"
 
 
-TRAIN_COMMAND = launched("""train --config {input.config} --out {params.out_dir} {params.seeds} \
+TRAIN_COMMAND = launched("""train --run-config {input.config} --out {params.out_dir} {params.seeds} \
     > {log} 2>&1 || {{
     status=$?
     reason="exit status $status"
