@@ -125,6 +125,25 @@ def test_run_ids_say_what_differs(default_registry: experiments.Registry) -> Non
         assert paths.run_dir(run_id, 0) == f"results/runs/{run_id}/seed0"
 
 
+def test_a_run_carries_its_dataset_and_backbone_role_and_its_jobs_configs(
+        paper_registry: experiments.Registry) -> None:
+    """What the workflow needs of a run is on its record, and a job's config is found by the name
+    the record gave its file (a run id may itself hold "/" and "seed")."""
+    run = paper_registry.runs["coco/ml_decoder-k20/fixed_random"]
+    assert (run.dataset, run.backbone_role) == ("coco", "medium")
+    assert paper_registry.run_dataset(run.run_id).path == run.config["dataset"]["path"] == "results/data/coco"
+    resnet = paper_registry.runs["coco/resnet101/ml_decoder-k80/fixed_random"]
+    assert resnet.backbone_role == "resnet101" and resnet.config["model"]["backbone"] == "resnet101.a1h_in1k"
+    for run in paper_registry.runs.values():
+        assert run.config["dataset"]["path"] == paper_registry.datasets[run.dataset].path
+        for seed in run.seeds:
+            assert paper_registry.job_config("runs", paths.run_job_name(run.run_id, seed)) == run.config_for_seed(seed)
+    measurement_id, measurement = next(iter(paper_registry.measurements.items()))
+    assert paper_registry.job_config("measurements", measurement_id) == measurement.config
+    with pytest.raises(KeyError):
+        paper_registry.job_config("runs", "coco/ml_decoder-k20/fixed_random")  # a run, not a seed's job
+
+
 def test_embedded_default_trains_heads_on_cached_features(default_registry: experiments.Registry) -> None:
     for run in default_registry.runs.values():
         model = run.config["model"]
