@@ -21,7 +21,7 @@ _LAZY = {
 }
 
 # The library's sub-modules, reachable as attributes (`mld.cost`, `mld.metrics`) after `import mld`.
-_SUBMODULES = ("cost", "data", "engine", "heads", "losses", "metrics", "models", "tables")
+_SUBMODULES = ("cost", "data", "engine", "experiments", "heads", "losses", "metrics", "models", "report")
 
 __getattr__ = lazy_attributes(__name__, _LAZY, _SUBMODULES)
 

@@ -265,6 +265,10 @@ def test_import_mld_reaches_cost_and_metrics_as_attributes():
               "print(sorted({'cost', 'metrics', 'losses'} & set(dir(mld))))\n")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert result.stdout.split("\n")[:2] == ["True 100.0", "['cost', 'losses', 'metrics']"]
+    import mld
+
+    for name in mld._SUBMODULES:  # every attribute it lists is a module of the package
+        assert getattr(mld, name).__name__ == f"mld.{name}"
 
 
 def test_a_memory_cap_limits_the_process_to_the_papers_gpu(monkeypatch):
