@@ -239,6 +239,26 @@ def test_schema_errors_name_the_key(updates: dict, message: str) -> None:
         validate_config(changed(CONFIGS["config"], **updates))
 
 
+def test_renamed_keys_still_read_with_a_warning_naming_the_new_key(tmp_path: Path) -> None:
+    """A user's config with an old spelling (resources.tables, measurements.groups) means what it
+    meant, and is told the new name; giving both spellings is refused."""
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(yaml.safe_dump({"base": "config/test.yaml", "resources": {"tables": {"threads": 3}},
+                                    "measurements": {"groups": 7}}))
+    with pytest.warns(FutureWarning) as warned:
+        config = load_config(mine, root=REPO)
+    assert [str(warning.message) for warning in warned] == [
+        "config key resources.tables is now called resources.report; rename it in your config",
+        "config key measurements.groups is now called measurements.num_groups; rename it in your config"]
+    assert config["resources"]["report"] == {"threads": 3} and "tables" not in config["resources"]
+    assert config["measurements"]["num_groups"] == 7 and "groups" not in config["measurements"]
+    mine.write_text(yaml.safe_dump({"base": "config/test.yaml", "measurements": {"groups": 7, "num_groups": 8}}))
+    with pytest.raises(ExperimentConfigError, match=r"config key measurements.groups: renamed to "
+                                                    r"measurements.num_groups, which is also given; remove "
+                                                    r"measurements.groups"):
+        load_config(mine, root=REPO)
+
+
 def test_semantic_errors_name_the_key_and_the_fix() -> None:
     with pytest.raises(ExperimentConfigError, match=r"backbones.resnet50: 'tiny' must name a role"):
         build_registry(changed(CONFIGS["config"], backbones={"resnet50": "tiny"}))
