@@ -327,7 +327,7 @@ def test_a_backbone_without_its_papers_weights_stops_its_targets_before_any_job(
 def test_bad_config_stops_before_any_job_naming_the_key(tmp_path: Path) -> None:
     result = snakemake("--dry-run", "--config", "seeds=three", workdir=tmp_path)
     assert result.returncode != 0
-    assert "config key seeds: 'three' is not of type 'array'" in result.stdout
+    assert "config key seeds = three: expected a non-empty list of integers, each >= 0" in result.stdout
     assert not (tmp_path / "results").exists()
 
 

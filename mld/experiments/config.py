@@ -4,9 +4,9 @@ validation and the data checks.
 A workflow config (config/*.yaml, validated against config.schema.yaml beside this file, shipped
 with the package) says where the data comes from, which backbone plays which role, the training
 recipes and how big each experiment is. `load_config` is the only place a workflow config is
-resolved: the Snakefile, every `mld` command and the tests call it. The same validator checks the
-experiments table (mld/experiments/table.yaml), so both report a problem the same way: the key,
-what is wrong, and the schema file to read.
+resolved: the Snakefile, every `mld` command and the tests call it. Schema problems are worded by
+mld.schema, as for the experiments table (mld/experiments/table.yaml) and the run config: the
+key, the value, what is accepted, and the schema file to read.
 """
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence, Union
 
 import yaml
+
+from mld.schema import schema_problems
 
 SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
 # The embedded default, relative to the checkout (where `snakemake` and `mld` run). It is not
@@ -73,25 +75,6 @@ def resolve_base(config: Mapping[str, Any], root: str | Path = ".",
     return resolved
 
 
-def schema_problems(document: Any, schema_path: str | Path, prefix: str = "config key") -> list[str]:
-    """Every way `document` breaks the JSON schema in `schema_path`, one line each, with its key."""
-    import jsonschema  # only needed here; keeps `import mld.experiments` cheap
-
-    schema = yaml.safe_load(Path(schema_path).read_text())
-    validator = jsonschema.Draft202012Validator(schema)
-    problems = []
-    for error in sorted(validator.iter_errors(document), key=lambda e: [str(p) for p in e.absolute_path]):
-        key = ".".join(str(part) for part in error.absolute_path) or "<top level>"
-        detail = error.message
-        if error.validator == "oneOf":  # name the allowed forms and what is wrong with the closest
-            forms = [sub.get("$ref", "").rsplit("/", 1)[-1] or sub.get("type", "?") for sub in error.validator_value]
-            # The form that matched deepest is the one the user meant.
-            closest = max(error.context, key=lambda sub: len(sub.absolute_path))
-            detail = f"matches none of the allowed forms ({', '.join(forms)}); closest: {closest.message}"
-        problems.append(f"{prefix} {key}: {detail}")
-    return problems
-
-
 def renamed_keys(config: Mapping[str, Any]) -> dict[str, Any]:
     """One config document (a file, the overrides) with the old spellings of RENAMED_KEYS moved to
     their new names, each with a FutureWarning naming the new key; both spellings in one document is
@@ -114,7 +97,7 @@ def renamed_keys(config: Mapping[str, Any]) -> dict[str, Any]:
 
 def validate_config(config: Mapping[str, Any]) -> None:
     """Check a resolved workflow config against the schema; one line per problem, with its key."""
-    problems = schema_problems(dict(config), SCHEMA_PATH)
+    problems = schema_problems(dict(config), yaml.safe_load(SCHEMA_PATH.read_text()), prefix="config key ")
     if problems:
         raise ExperimentConfigError(
             f"invalid workflow config (see {SCHEMA_PATH.name} in mld/experiments):\n  " + "\n  ".join(problems)

@@ -15,7 +15,8 @@ from typing import Any, Callable, Mapping
 
 import yaml
 
-from mld.experiments.config import ExperimentConfigError, schema_problems
+from mld.experiments.config import ExperimentConfigError
+from mld.schema import schema_problems
 
 TABLE_PATH = Path(__file__).with_name("table.yaml")
 TABLE_SCHEMA_PATH = Path(__file__).with_name("table.schema.yaml")
@@ -59,7 +60,7 @@ class Cell:
 @functools.lru_cache(maxsize=None)
 def _read_table(path: Path) -> dict[str, Any]:
     table = yaml.safe_load(path.read_text())
-    problems = schema_problems(table, TABLE_SCHEMA_PATH, prefix=f"{path.name} key")
+    problems = schema_problems(table, yaml.safe_load(TABLE_SCHEMA_PATH.read_text()), prefix=f"{path.name} key ")
     if problems:
         raise ExperimentConfigError(f"invalid experiments table {path} (see {TABLE_SCHEMA_PATH.name}):\n  "
                                     + "\n  ".join(problems))
@@ -180,7 +181,10 @@ def _cell(table_id: str, values: dict[str, Any], config: Mapping[str, Any], pape
         n = num_classes(dataset)
     head = values["head"]
     groups = values.get("num_groups")
-    groups = None if groups in (None, FULL_DECODING) or head != "ml_decoder" else int(evaluate(groups, config, n, where))
+    if groups in (None, FULL_DECODING) or head != "ml_decoder":
+        groups = None
+    else:
+        groups = int(evaluate(groups, config, n, where))
     queries = {"gap": None, "hsvlt": None, "ml_decoder": groups or n}.get(head, n)
     resolution = evaluate(values.get("resolution"), config, n, where)
     # A measurement times the config's measurements.backbone unless its entry names one.
