@@ -7,7 +7,6 @@ each grid is) and the class count of each dataset role (`N`); nothing here impor
 from __future__ import annotations
 
 import functools
-import itertools
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
