@@ -40,5 +40,5 @@ rule all:
     """The default target: every table and the figure, from every run and measurement."""
     default_target: True
     input:
-        rules.tables.output,
+        rules.report.output,
     localrule: True

@@ -47,7 +47,7 @@ def run_pass(directory: Path, configfile: Path, targets: list[str], cores: int) 
     subprocess.run(["snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(directory),
                     "--configfile", str(configfile), "--cores", str(cores), *targets],
                    check=True, env=env)
-    subprocess.run([sys.executable, "-m", "mld", "tables", "--configfile", str(configfile), "--results",
+    subprocess.run([sys.executable, "-m", "mld", "report", "--configfile", str(configfile), "--results",
                     str(directory / "results"), "--out", str(directory / "results")],
                    check=True, env=env, cwd=directory)
     return time.monotonic() - started

@@ -12,7 +12,7 @@ Python's allocator), and /proc's resident-set peak would also count malloc cachi
 of the process. Inputs, weights and the output gradient exist before the measured region and are
 not counted.
 
-    python benchmarks/group_fc.py [--groups 100 --classes 9600 --dim 768 --batch 32 --repeats 5]
+    python benchmarks/group_fc.py [--num-groups 100 --classes 9600 --dim 768 --batch 32 --repeats 5]
 """
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ def peak_bytes(layer: GroupFC, inputs: tuple[torch.Tensor, ...]) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--groups", type=int, default=100)
+    parser.add_argument("--num-groups", type=int, default=100, help="ML-Decoder's K")
     parser.add_argument("--classes", type=int, default=9600)
     parser.add_argument("--dim", type=int, default=768)
     parser.add_argument("--batch", type=int, default=32)
@@ -71,10 +71,10 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.manual_seed(0)
-    group_size = math.ceil(args.classes / args.groups)
-    queries = torch.randn(args.batch, args.groups, args.dim, requires_grad=True)
-    weight = torch.nn.init.xavier_normal_(torch.empty(args.groups, args.dim, group_size)).requires_grad_()
-    grad = torch.randn(args.batch, args.groups * group_size)
+    group_size = math.ceil(args.classes / args.num_groups)
+    queries = torch.randn(args.batch, args.num_groups, args.dim, requires_grad=True)
+    weight = torch.nn.init.xavier_normal_(torch.empty(args.num_groups, args.dim, group_size)).requires_grad_()
+    grad = torch.randn(args.batch, args.num_groups * group_size)
     inputs = (queries, weight, grad)
 
     forward_backward(group_fc, *inputs)
@@ -84,7 +84,7 @@ def main() -> None:
     largest_difference = max((a - b).abs().max().item() for a, b in zip(reference, looped))
 
     print(
-        f"group FC forward+backward, K={args.groups}, N={args.classes} (g={group_size}), D={args.dim}, "
+        f"group FC forward+backward, K={args.num_groups}, N={args.classes} (g={group_size}), D={args.dim}, "
         f"batch {args.batch}, CPU, {torch.get_num_threads()} threads, median of {args.repeats}"
     )
     print(f"outputs and gradients agree to {largest_difference:.2g}")

@@ -1,6 +1,6 @@
 """Benchmark: what each head costs as the class count grows (Table 9's comparison).
 
-GAP, transformer-decoder (one query per class) and ML-Decoder (--groups group queries) on
+GAP, transformer-decoder (one query per class) and ML-Decoder (--num-groups group queries) on
 TResNet-M at 224 px, for 100, 1000 and 5000 classes: FLOPs and inference images/s, with each
 head's speed relative to GAP at the same class count. The paper (V100, mixed precision) loses
 12-14% with ML-Decoder at every class count while the transformer-decoder collapses.
@@ -26,7 +26,7 @@ HEADS = ("gap", "ml_decoder", "transformer_decoder")
 
 
 def build(head: str, classes: int, args: argparse.Namespace) -> torch.nn.Module:
-    options = {"num_groups": min(args.groups, classes)} if head == "ml_decoder" else {}
+    options = {"num_groups": min(args.num_groups, classes)} if head == "ml_decoder" else {}
     return mld.create_model(args.backbone, head, classes, **options)
 
 
@@ -53,7 +53,7 @@ def main() -> None:
     parser.add_argument("--heads", nargs="+", default=list(HEADS), choices=HEADS)
     parser.add_argument("--backbone", default="tresnet_m")
     parser.add_argument("--resolution", type=int, default=224)
-    parser.add_argument("--groups", type=int, default=100, help="ML-Decoder group queries")
+    parser.add_argument("--num-groups", type=int, default=100, help="ML-Decoder's K (group queries)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batch-size", type=int, default=2, help="CPU batch (CUDA: 80%% of max)")
     parser.add_argument("--warmup", type=int, default=1)

@@ -2,7 +2,7 @@
 
 `from mld import create_model` builds any timm backbone with any classification head of the
 paper (GAP, transformer-decoder, ML-Decoder, HSVLT). Sub-modules are imported lazily so that
-light tools (metrics, tables) do not pay for importing timm.
+light tools (metrics, report) do not pay for importing timm.
 """
 from __future__ import annotations
 

@@ -72,7 +72,7 @@ def test_split_by_seed_and_merged_rebuilds_the_reference_tables_byte_for_byte(tm
     back = long_form.read(merged)
     assert set(back.frame["site"]) == {"clusterA", "clusterB"}
     assert set(back.replicates) == set(reference.replicates)
-    rebuilt = subprocess.run([sys.executable, "-m", "mld", "tables", "--from", str(merged), "--out",
+    rebuilt = subprocess.run([sys.executable, "-m", "mld", "report", "--from", str(merged), "--out",
                               str(tmp_path / "out")], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert rebuilt.returncode == 0, rebuilt.stderr
     assert (tmp_path / "out" / "tables.md").read_text() == (REFERENCE / "tables.md").read_text()

@@ -101,8 +101,8 @@ def test_every_head_option_of_the_paper_trains_on_cached_features_or_from_images
 
 
 def write_tables(workdir: Path, config_file: Path) -> None:
-    """`mld tables` over the results there (the workflow's tables rule would first train every run)."""
-    command = [sys.executable, "-m", "mld", "tables", "--configfile", str(config_file), "--results", "results",
+    """`mld report` over the results there (the workflow's report rule would first train every run)."""
+    command = [sys.executable, "-m", "mld", "report", "--configfile", str(config_file), "--results", "results",
                "--out", "results"]
     result = subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]

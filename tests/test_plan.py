@@ -144,7 +144,7 @@ def test_a_gpu_count_that_does_not_split_the_batch_is_refused_naming_the_key() -
     with pytest.raises(ExperimentConfigError, match=r"config key recipes\.voc\.gpu = 7: run voc-like/large/"
                                                      r"ml_decoder-k20/fixed_random has train\.batch_size = 64"):
         estimate.run_gpus(registry.config, run)
-    with pytest.raises(ExperimentConfigError, match=r"recipes\.voc\.gpu: 0 is less than the minimum of 1"):
+    with pytest.raises(ExperimentConfigError, match=r"config key recipes\.voc\.gpu = 0: expected an integer >= 1 or null"):
         load_config([test_config], {"recipes": {"voc": {"gpu": 0}}})
 
 

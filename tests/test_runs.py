@@ -12,7 +12,7 @@ from mld.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 PAPER = str(REPO / "config" / "paper.yaml")
-REQUIRED_COLUMNS = ("run_id", "table", "dataset", "backbone", "head", "num_queries", "resolution", "epochs",
+REQUIRED_COLUMNS = ("run_id", "table", "dataset", "backbone", "head", "queries", "resolution", "epochs",
                     "batch_size", "optimizer", "lr", "weight_decay", "loss", "gamma_neg", "gamma_pos", "mean", "std",
                     "max_memory_gb", "weights", "compared", "accumulation", "selection", "mode")
 
@@ -80,7 +80,7 @@ def test_the_paper_config_trains_each_table_as_the_paper(paper_rows: list[dict[s
         for column, value in expected.items():
             assert row[column] == value, (table, row["run_id"], column)
         assert row["mode"] == "end_to_end"
-    assert {(row["head"], row["num_queries"]) for row in rows} == heads
+    assert {(row["head"], row["queries"]) for row in rows} == heads
 
 
 def test_recipes_the_paper_states_per_table(paper_rows: list[dict[str, str]]) -> None:
@@ -104,7 +104,7 @@ def test_recipes_the_paper_states_per_table(paper_rows: list[dict[str, str]]) ->
     assert {row["backbone"] for row in by_table("table5_coco_sota")} == {TRESNET_L, "resnet101.a1h_in1k"}
     assert {row["backbone"] for row in by_table("figure5")} == {TRESNET_M, TRESNET_L, "tresnet_v2_l"}
     # Zero-shot baseline: full decoding (N = 1006 queries) in Tables 3 and 6.
-    assert all(row["num_queries"] == "1006" for row in by_table("table6_zsl") + by_table("table3_query_aug"))
+    assert all(row["queries"] == "1006" for row in by_table("table6_zsl") + by_table("table3_query_aug"))
 
 
 def test_listing_covers_every_run_with_the_required_columns(capsys: pytest.CaptureFixture[str]) -> None:
@@ -116,7 +116,7 @@ def test_listing_covers_every_run_with_the_required_columns(capsys: pytest.Captu
     assert {row["run_id"] for row in rows} == set(registry.runs)
     assert len(rows) == sum(len(run.rows) for run in registry.runs.values())
     assert all(row["mode"] == "cached_features" and row["weights"].startswith("backbones/") for row in rows)
-    assert all(row["num_queries"] == "" for row in rows if row["head"] == "gap")
+    assert all(row["queries"] == "" for row in rows if row["head"] == "gap")
 
 
 def test_table_filter_and_markdown(capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,6 +1,6 @@
 """The results tables: summaries over seeds, pairing with the paper's rows, missing and infeasible
 runs, measurements, effects on synthetic data, claim verdicts, markdown/CSV output and the
-`mld tables` command (from a results tree, and from a runs.csv alone, byte for byte)."""
+`mld report` command (from a results tree, and from a runs.csv alone, byte for byte)."""
 from __future__ import annotations
 
 import dataclasses
@@ -286,7 +286,7 @@ def test_bad_json_names_the_file(tmp_path):
 
 
 def test_command_writes_every_output_without_torch(tmp_path):
-    """`mld tables` on the tiny test config, with a few runs finished: every file, no torch import."""
+    """`mld report` on the tiny test config, with a few runs finished: every file, no torch import."""
     registry = experiments.build_registry(experiments.load_config(REPO / "config/test.yaml", root=REPO))
     results = tmp_path / "results"
     run_ids, _ = registry.table_members("figure5")
@@ -297,7 +297,7 @@ def test_command_writes_every_output_without_torch(tmp_path):
     script = ("import sys, argparse; from mld.commands import report; p = argparse.ArgumentParser(); "
               "report.register(p.add_subparsers()); a = p.parse_args(sys.argv[1:]); code = a.func(a); "
               "assert 'torch' not in sys.modules, 'torch was imported'; sys.exit(code)")
-    command = [sys.executable, "-c", script, "tables", "--configfile", "config/test.yaml", "--results", str(results),
+    command = [sys.executable, "-c", script, "report", "--configfile", "config/test.yaml", "--results", str(results),
                "--out-md", str(out / "tables.md"), "--out-csv", str(out / "tables"), "--out-fig", str(out / "figures")]
     finished = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert finished.returncode == 0, finished.stderr
@@ -310,7 +310,7 @@ def test_command_writes_every_output_without_torch(tmp_path):
     # runs.csv beside tables.md, and from it alone the same files, byte for byte.
     assert (out / "runs.csv").is_file() and (out / "runs.bootstrap.npz").is_file()
     again = tmp_path / "again"
-    rebuilt = subprocess.run([sys.executable, "-c", script, "tables", "--from", str(out / "runs.csv"), "--out",
+    rebuilt = subprocess.run([sys.executable, "-c", script, "report", "--from", str(out / "runs.csv"), "--out",
                               str(again)], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert rebuilt.returncode == 0, rebuilt.stderr
     assert (again / "tables.md").read_bytes() == (out / "tables.md").read_bytes()
@@ -327,9 +327,9 @@ REFERENCE = REPO / "results" / "reference"
 @pytest.mark.parametrize("folder", [FIXTURE, REFERENCE], ids=["tiny fixture", "committed reference"])
 def test_from_a_committed_runs_csv_rebuilds_its_tables_md_byte_for_byte(folder, tmp_path):
     """The committed tables.md is a view of the committed runs.csv (regenerate both together:
-    `mld tables --configfile ... --results ... --out FOLDER`)."""
+    `mld report --configfile ... --results ... --out FOLDER`)."""
     assert (folder / "runs.csv").is_file(), f"{folder} has no runs.csv: regenerate it with its tables.md"
-    finished = subprocess.run([sys.executable, "-m", "mld", "tables", "--from", str(folder / "runs.csv"), "--out",
+    finished = subprocess.run([sys.executable, "-m", "mld", "report", "--from", str(folder / "runs.csv"), "--out",
                                str(tmp_path)], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stderr
     assert (tmp_path / "tables.md").read_text() == (folder / "tables.md").read_text()

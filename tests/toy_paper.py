@@ -465,7 +465,7 @@ def make_toy_paper(root: Path) -> ToyPaper:
                         "openimages_groups": 5,
                         "zero_shot_groups": 3,
                         "single_label_groups": 5},
-        "measurements": {"throughput_classes": [20], "module_timing_classes": [20], "groups": 5,
+        "measurements": {"throughput_classes": [20], "module_timing_classes": [20], "num_groups": 5,
                          "options": {"batch_size": 2, "warmup": 1, "repeats": 1, "device": "cpu"}},
         # Small CPU-only requests, so that the jobs fit a single-node test cluster without GPUs
         # (time limits stay the paper config's: the train rule's come from its estimate).

@@ -37,7 +37,7 @@ def _compare(args: argparse.Namespace) -> int:
     for path in (args.before, args.after):
         if not path.is_file():
             raise FileNotFoundError(f"{path} does not exist; give the runs.csv that `snakemake` or "
-                                    "`mld tables --configfile` wrote")
+                                    "`mld report --configfile` wrote")
     changes, effects = comparison.compare_all(args.before, args.after, args.tables)
     if args.tables and not changes:
         raise ValueError(f"no accuracy cell of {', '.join(args.tables)} is reproduced in both files; "

@@ -13,7 +13,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "present twice is kept once when its values agree; when they differ the merge stops, "
                     "naming the run, seed and metrics, unless --prefer names the site to keep. A run id whose "
                     "config differs between sites is refused, naming the keys. Then "
-                    "`mld tables --from MERGED.csv --out DIR` builds the tables and claims from it.")
+                    "`mld report --from MERGED.csv --out DIR` builds the tables and claims from it.")
     parser.add_argument("inputs", nargs="*", type=Path, metavar="RUNS.csv",
                         help="a runs.csv; its site is its file name, or its folder's name for a runs.csv")
     parser.add_argument("--site", action="append", default=[], metavar="NAME=PATH",

@@ -1,10 +1,10 @@
-"""`mld tables`: the long-form results file, the results tables, the claim checks and the figure.
+"""`mld report`: the long-form results file, the results tables, the claim checks and the figure.
 
 Two ways in, one way out:
-* `mld tables --configfile CONFIG --results DIR` (the workflow's): collect the run outputs and cost
+* `mld report --configfile CONFIG --results DIR` (the workflow's): collect the run outputs and cost
   measurements of the config's registry into the long-form `runs.csv` (and its bootstrap and
   history companions, see mld.report.results), written beside tables.md; then render from that file;
-* `mld tables --from runs.csv --out DIR`: render from a runs.csv alone (no run directories, no
+* `mld report --from runs.csv --out DIR`: render from a runs.csv alone (no run directories, no
   config): DIR/tables.md, DIR/environments.csv (software and hardware of every run),
   DIR/tables/<table>.csv, DIR/tables/claims.csv, DIR/figures/ (the mAP-vs-FLOPs figure, the
   claims figure, and DIR/figures/curves/<table>.png, the training curves of every table whose
@@ -34,7 +34,7 @@ ENVIRONMENTS_CSV = Path(paths.ENVIRONMENTS).name
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "tables", help="write runs.csv, the results tables, claim checks and the mAP-vs-FLOPs figure",
+        "report", help="write runs.csv, the results tables, claim checks and the mAP-vs-FLOPs figure",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--configfile", metavar="CONFIG.yaml",
@@ -43,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument("--from", dest="from_csv", metavar="RUNS.csv",
                         help="render from a long-form runs.csv alone (e.g. results/reference/runs.csv)")
     parser.add_argument("--results", default="results", metavar="DIR",
-                        help="with --configfile: the results tree, DIR/runs/<run id>/seed<k>/ and DIR/cost/ "
+                        help="with --configfile: the results tree, DIR/runs/<run id>/seed<k>/ and DIR/measurements/ "
                              "(default: results)")
     parser.add_argument("--out", default=None, metavar="DIR",
                         help="write DIR/tables.md, DIR/environments.csv, DIR/tables/, DIR/figures/ (and, with "

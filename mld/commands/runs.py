@@ -18,7 +18,7 @@ from typing import Any, Mapping
 from mld.commands import add_config_arguments, workflow_config
 
 COLUMNS = ("run_id", "table", "row", "recipe", "dataset", "num_classes", "backbone", "backbone_role",
-           "backbone_options", "head", "num_queries", "resolution", "epochs", "batch_size", "optimizer", "lr",
+           "backbone_options", "head", "queries", "resolution", "epochs", "batch_size", "optimizer", "lr",
            "weight_decay", "schedule", "warmup_epochs", "loss", "gamma_neg", "gamma_pos", "ema_decay", "cutout", "randaugment",
            "crop", "eval_crop_pct", "repeats", "mixup_alpha", "cutmix_alpha", "target_threshold", "unknown_labels", "mean", "std", "max_memory_gb", "max_gflops", "weights", "compared", "accumulation",
            "amp", "selection", "mode", "seeds")
@@ -90,7 +90,7 @@ def run_rows(registry: Any, table: str | None = None) -> list[dict[str, Any]]:
                 "recipe": run.recipes.get(table_id), "dataset": dataset_by_path.get(resolved["dataset"]["path"]),
                 "num_classes": run.settings.get("num_classes"), "backbone": model["backbone"],
                 "backbone_role": role, "backbone_options": model["backbone_options"], "head": model["head"],
-                "num_queries": run.settings.get("queries"), "resolution": train["resolution"],
+                "queries": run.settings.get("queries"), "resolution": train["resolution"],
                 "epochs": train["epochs"], "batch_size": train["batch_size"], "optimizer": train["optimizer"],
                 "lr": train["lr"], "weight_decay": train["weight_decay"], "schedule": train["schedule"],
                 "warmup_epochs": train["warmup_epochs"], "loss": loss["name"], "gamma_neg": loss.get("gamma_neg"), "gamma_pos": loss.get("gamma_pos"),

@@ -15,6 +15,8 @@ from typing import Any, Mapping
 
 import yaml
 
+from mld.schema import is_section, schema_problems, show
+
 SCHEMA_PATH = Path(__file__).with_name("run_config.schema.yaml")
 SCHEMA: dict[str, Any] = yaml.safe_load(SCHEMA_PATH.read_text())
 
@@ -53,26 +55,21 @@ def reads_stored_pixels(augment: Mapping[str, Any] | None) -> bool:
     return all((augment or {}).get(key, value) == value for key, value in STORE_AUGMENT.items())
 
 
-def _is_section(schema: Mapping[str, Any]) -> bool:
-    """A section: a mapping of known keys (a free-form mapping is one value, checked by its consumer)."""
-    return schema.get("type") == "object" and schema.get("additionalProperties") is False
-
-
 def _with_defaults(values: Any, schema: Mapping[str, Any]) -> Any:
     """`values` with every left-out key of every section set to its default (values are copied).
 
     Keys come in the schema's order (unknown ones after them), whatever order the file had: a
     config read from a file and the same config given as a mapping are equal, key order included.
     """
-    if values is None and _is_section(schema):
+    if values is None and is_section(schema):
         values = {}
-    if not (_is_section(schema) and isinstance(values, dict)):
+    if not (is_section(schema) and isinstance(values, dict)):
         return copy.deepcopy(values)
     out = {}
     for key, spec in schema["properties"].items():
         if key in values:
             out[key] = _with_defaults(values[key], spec)
-        elif _is_section(spec):
+        elif is_section(spec):
             out[key] = _with_defaults({}, spec)
         elif "default" in spec:
             out[key] = copy.deepcopy(spec["default"])
@@ -80,78 +77,11 @@ def _with_defaults(values: Any, schema: Mapping[str, Any]) -> Any:
     return out
 
 
-def _show(value: Any) -> str:
-    return yaml.safe_dump(value, default_flow_style=True, width=1000, sort_keys=False).strip().removesuffix("\n...")
-
-
-def _expected(spec: Mapping[str, Any]) -> str:
-    """What a key's schema accepts, in words: "an integer >= 1", "one of adam, adamw", ..."""
-    types = spec.get("type", [])
-    types = [types] if isinstance(types, str) else list(types)
-    null = " or null" if "null" in types else ""
-    kinds = [kind for kind in types if kind != "null"]
-    if "enum" in spec:
-        return "one of " + ", ".join(map(str, spec["enum"])) + null
-    kind = kinds[0] if kinds else None
-    if kind == "object":
-        if not spec.get("required"):
-            return "a mapping (key: value pairs)" + null
-        example = f" (e.g. {_show(spec['examples'][0])})" if spec.get("examples") else ""
-        return "a mapping with " + ", ".join(f"a '{key}'" for key in spec["required"]) + example + null
-    if kind == "string":
-        return ("a non-empty string" if spec.get("minLength") else "a string") + null
-    if kind == "boolean":
-        return "true or false" + ("" if len(kinds) == 1 else f" or a {kinds[1]}") + null
-    if kind == "array":  # a fixed number of numbers (a range)
-        item = _expected(spec["items"]).removeprefix("a number")
-        return f"a list of {spec['minItems']} numbers" + (f", each{item}" if item else "") + null
-    bounds = [f"{sign} {spec[keyword]}" for keyword, sign in (("exclusiveMinimum", ">"), ("minimum", ">="),
-                                                               ("exclusiveMaximum", "<"), ("maximum", "<="))
-              if keyword in spec]
-    return ("an integer" if kind == "integer" else "a number") + (" " + " and ".join(bounds) if bounds else "") + null
-
-
-def _problem(error: Any, document: Mapping[str, Any]) -> list[str]:
-    """One schema error as lines in the engine's style: "<key> = <value>: expected ..., or ..."."""
-    path, schema, instance = list(error.absolute_path), SCHEMA, document
-    # Walk down the sections the error lies in; the first key that is not a section is the value at fault.
-    depth = 0
-    while depth < len(path) and _is_section(schema) and path[depth] in schema["properties"] \
-            and _is_section(schema["properties"][path[depth]]):
-        schema, instance, depth = schema["properties"][path[depth]], instance[path[depth]], depth + 1
-    prefix = "".join(f"{part}." for part in path[:depth])
-    if depth == len(path) and error.validator == "additionalProperties":
-        allowed = ", ".join(schema["properties"])
-        return [f"{prefix}{key}: unknown key; the keys allowed here are {allowed} (check the spelling or "
-                "remove it)" for key in instance if key not in schema["properties"]]
-    if depth == len(path) and error.validator == "required":
-        return [f"{prefix}{key}: missing; add it ({_expected(schema['properties'][key])})"
-                for key in error.validator_value if key not in instance]
-    if depth == len(path):  # a whole section of the wrong type
-        name = prefix.rstrip(".") or "<top level>"
-        return [f"{name} = {_show(instance)}: expected a mapping of keys ({', '.join(schema['properties'])})"]
-    key = path[depth]
-    spec, value = schema["properties"][key], instance[key]  # set by the user: defaults are valid
-    hint = f", or remove the key to use the default {_show(spec['default'])}" if "default" in spec else ""
-    return [f"{prefix}{key} = {_show(value)}: expected {_expected(spec)}{hint}"]
-
-
-def _schema_problems(document: Mapping[str, Any]) -> list[str]:
-    """Every way the defaulted config breaks the schema, one line each (a value's errors once)."""
-    import jsonschema  # only needed here; keeps `import mld.engine` cheap
-
-    validator = jsonschema.Draft202012Validator(SCHEMA)
-    problems: list[str] = []
-    for error in sorted(validator.iter_errors(document), key=lambda e: [str(part) for part in e.absolute_path]):
-        problems += [line for line in _problem(error, document) if line not in problems]
-    return problems
-
-
 def _cross_field_problems(config: Mapping[str, Any]) -> list[str]:
     problems = []
     loss_name = config["train"]["loss"]["name"]
     if config["task"] == "single_label" and loss_name not in SINGLE_LABEL_LOSSES:
-        problems.append(f"train.loss.name = {_show(loss_name)}: a single_label run needs one of "
+        problems.append(f"train.loss.name = {show(loss_name)}: a single_label run needs one of "
                         f"{', '.join(SINGLE_LABEL_LOSSES)} ({SOFTMAX_LOSS} = softmax, bce/asl = sigmoid)")
     if config["task"] != "single_label" and loss_name == SOFTMAX_LOSS:
         problems.append(f"train.loss.name = {SOFTMAX_LOSS}: softmax cross-entropy needs task: single_label; "
@@ -159,15 +89,15 @@ def _cross_field_problems(config: Mapping[str, Any]) -> list[str]:
     train = config["train"]
     accumulation = train["accumulation"]
     if isinstance(accumulation, str) and accumulation != ACCUMULATION_AUTO:
-        problems.append(f"train.accumulation = {_show(accumulation)}: expected an integer >= 1 or {ACCUMULATION_AUTO}")
+        problems.append(f"train.accumulation = {show(accumulation)}: expected an integer >= 1 or {ACCUMULATION_AUTO}")
     elif isinstance(accumulation, int) and accumulation > train["batch_size"]:
         problems.append(f"train.accumulation = {accumulation}: more micro-batches than the batch has images "
                         f"(train.batch_size = {train['batch_size']}); lower it or use {ACCUMULATION_AUTO}")
     if train["warmup_epochs"] and train["schedule"] == "onecycle":
-        problems.append(f"train.warmup_epochs = {_show(train['warmup_epochs'])}: the onecycle schedule warms up "
+        problems.append(f"train.warmup_epochs = {show(train['warmup_epochs'])}: the onecycle schedule warms up "
                         "by itself (train.pct_start); use schedule: cosine or constant, or remove warmup_epochs")
     if train["warmup_epochs"] >= train["epochs"]:
-        problems.append(f"train.warmup_epochs = {_show(train['warmup_epochs'])}: the warm-up must end before the "
+        problems.append(f"train.warmup_epochs = {show(train['warmup_epochs'])}: the warm-up must end before the "
                         f"run's train.epochs = {train['epochs']}; shorten it")
     problems += _augment_problems(config)
     dataset = config["dataset"]
@@ -175,7 +105,7 @@ def _cross_field_problems(config: Mapping[str, Any]) -> list[str]:
         problems.append("dataset.unknown_weight: missing; unknown_labels: negative needs the weight of "
                         "unknown labels as negatives (e.g. 0.1)")
     if dataset["unknown_labels"] == "ignore" and dataset["unknown_weight"] is not None:
-        problems.append(f"dataset.unknown_weight = {_show(dataset['unknown_weight'])}: only used with "
+        problems.append(f"dataset.unknown_weight = {show(dataset['unknown_weight'])}: only used with "
                         "unknown_labels: negative; remove it or set unknown_labels: negative")
     return problems
 
@@ -190,21 +120,21 @@ def _augment_problems(config: Mapping[str, Any]) -> list[str]:
     augment, mix, problems = config["train"]["augment"], config["train"]["mix"], []
     randaugment = augment["randaugment"]
     if isinstance(randaugment, str) and not randaugment.startswith(RANDAUGMENT_PREFIX):
-        problems.append(f"train.augment.randaugment = {_show(randaugment)}: expected true, false or a timm "
+        problems.append(f"train.augment.randaugment = {show(randaugment)}: expected true, false or a timm "
                         f"RandAugment string starting with {RANDAUGMENT_PREFIX} (e.g. rand-m7-mstd0.5-inc1)")
     for key in ("crop_scale", "crop_ratio"):
         low, high = augment[key]
         if low > high:
-            problems.append(f"train.augment.{key} = {_show(augment[key])}: the first value is the lower bound; "
+            problems.append(f"train.augment.{key} = {show(augment[key])}: the first value is the lower bound; "
                             f"swap them")
     if augment["crop"] == "resize" and augment["hflip"] > 0:
-        problems.append(f"train.augment.hflip = {_show(augment['hflip'])}: flips are part of timm's pipeline; "
+        problems.append(f"train.augment.hflip = {show(augment['hflip'])}: flips are part of timm's pipeline; "
                         "set crop: random_resized, or remove hflip")
     if augment["crop"] == "random_resized" and augment["cutout"] > 0:
-        problems.append(f"train.augment.cutout = {_show(augment['cutout'])}: timm's pipeline (crop: random_resized) "
+        problems.append(f"train.augment.cutout = {show(augment['cutout'])}: timm's pipeline (crop: random_resized) "
                         "has no Cutout; set cutout: 0")
     if config["dataset"]["store"] is not None:
-        needs_raw = [f"{key} = {_show(augment[key])}" for key, square in STORE_AUGMENT.items() if augment[key] != square]
+        needs_raw = [f"{key} = {show(augment[key])}" for key, square in STORE_AUGMENT.items() if augment[key] != square]
         if needs_raw:
             problems.append(f"dataset.store: the image store holds the images resized to squares, but "
                             f"train.augment.{', '.join(needs_raw)} needs the images themselves; remove dataset.store "
@@ -220,7 +150,7 @@ def _augment_problems(config: Mapping[str, Any]) -> list[str]:
             problems.append(f"train.batch_size = {config['train']['batch_size']}: Mixup / CutMix mix image i with "
                             "image B-1-i of each batch and need an even batch size")
     elif mix["label_smoothing"] > 0:
-        problems.append(f"train.mix.label_smoothing = {_show(mix['label_smoothing'])}: smooths the mixed targets "
+        problems.append(f"train.mix.label_smoothing = {show(mix['label_smoothing'])}: smooths the mixed targets "
                         "and is only used with mixup_alpha or cutmix_alpha above 0")
     return problems
 
@@ -234,7 +164,7 @@ def validate_run_config(raw: Any, source: str = "<run config>") -> dict[str, Any
         raise ConfigError(f"{source}: expected a mapping of run settings at the top level, "
                           f"got {type(raw).__name__}")
     config = _with_defaults(raw, SCHEMA)
-    problems = _schema_problems(config) or _cross_field_problems(config)
+    problems = schema_problems(config, SCHEMA) or _cross_field_problems(config)
     if problems:
         raise ConfigError(f"{source}: invalid run config:\n" + "\n".join(f"  {source}: {p}" for p in problems))
     return config
@@ -253,7 +183,7 @@ def check_components(config: Mapping[str, Any], source: str = "<run config>") ->
     try:
         create_loss(**config["train"]["loss"])
     except (ValueError, TypeError) as error:
-        problems.append(f"train.loss = {_show(config['train']['loss'])}: {error}")
+        problems.append(f"train.loss = {show(config['train']['loss'])}: {error}")
     model = config["model"]
     options = dict(model["head_options"], **({"num_groups": model["num_groups"]} if model["num_groups"] else {}))
     try:
@@ -279,7 +209,7 @@ def check_components(config: Mapping[str, Any], source: str = "<run config>") ->
         try:
             input_normalization(model["backbone"], model["normalize"])
         except ValueError as error:
-            problems.append(f"model.normalize = {_show(model['normalize'])}: {error}")
+            problems.append(f"model.normalize = {show(model['normalize'])}: {error}")
     if problems:
         raise ConfigError(f"{source}: invalid run config:\n" + "\n".join(f"  {source}: {p}" for p in problems))
 

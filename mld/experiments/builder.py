@@ -306,7 +306,7 @@ class _Builder:
         resolution = cell.resolution or recipe.get("resolution") or self.config["resolution"]
         dataset_id = self.dataset(cell.dataset, resolution)
         options, extra = self.head_options(cell)
-        model = self.model_block(cell.backbone, cell.head, cell.k, options)
+        model = self.model_block(cell.backbone, cell.head, cell.num_groups, options)
         # The recipe's and the cell's train keys replace the shared ones whole (a loss's options
         # belong to it).
         train = {**copy.deepcopy(self.config["train"]), **copy.deepcopy(dict(recipe.get("train", {}))),
@@ -329,8 +329,8 @@ class _Builder:
             existing = self.registry.runs[run_id] = Run(
                 run_id, config, list(self.config["seeds"]), dataset=dataset_id,
                 backbone_role=self.backbone_id(cell.backbone),
-                settings={"dataset": cell.dataset, "backbone": cell.backbone, "head": cell.head, "k": cell.k,
-                          "queries": cell.queries, "num_classes": cell.num_classes})
+                settings={"dataset": cell.dataset, "backbone": cell.backbone, "head": cell.head,
+                          "num_groups": cell.num_groups, "queries": cell.queries, "num_classes": cell.num_classes})
         elif existing.config != config:
             raise AssertionError(f"two different runs got the id {run_id}; make the id say what differs")
         existing.rows[cell.table] = dict(cell.row)
@@ -369,7 +369,8 @@ class _Builder:
         if self.backbone_id(cell.backbone) != self.backbone_id(DEFAULT_BACKBONE):
             parts.append(self.backbone_id(cell.backbone))
         if cell.head == "ml_decoder":
-            parts.append("ml_decoder-full" if cell.k is None else f"ml_decoder-k{cell.k}")
+            # `-k{K}`, not num_groups: run ids name users' finished run folders, kept as they are.
+            parts.append("ml_decoder-full" if cell.num_groups is None else f"ml_decoder-k{cell.num_groups}")
         else:
             parts.append(cell.head + (f"-{cell.tag}" if extra else ""))
         variant = cell.variant
@@ -385,14 +386,14 @@ class _Builder:
     def measurement(self, cell: Cell) -> str:
         """Register the cell's measurement (or find the identical one) and give it its row."""
         settings = self.config["measurements"]
-        tag = f"{cell.head}-n{cell.num_classes}" + (f"-k{cell.k}" if cell.k else "")
+        tag = f"{cell.head}-n{cell.num_classes}" + (f"-k{cell.num_groups}" if cell.num_groups else "")
         backbone_id = self.backbone_id(cell.backbone)
         # Another backbone than measurements.backbone (Figure 6's ResNets) is named in the id.
         scope = "" if backbone_id == self.backbone_id(settings["backbone"]) else f"{backbone_id}/"
         measurement_id = f"{cell.measure}/{scope}{tag}"
         # Speed does not depend on the weights' values: measurements use untrained models.
         # The configured head as it is: no query scheme of a run's (a timing does not depend on it).
-        model = self.model_block(cell.backbone, cell.head, cell.k, self.differs(cell.head, cell.head_options),
+        model = self.model_block(cell.backbone, cell.head, cell.num_groups, self.differs(cell.head, cell.head_options),
                                  trained=False)
         measurement = Measurement(
             kind=cell.measure,
@@ -423,8 +424,8 @@ def build_registry(config: Mapping[str, Any]) -> Registry:
             builder.measurement(cell)
         else:
             run_id = builder.run(cell)
-            if cell.k_source:
-                k_sources.setdefault(run_id, cell.k_source)
+            if cell.num_groups_source:
+                k_sources.setdefault(run_id, cell.num_groups_source)
     check_run_configs(builder.registry, k_sources)
     return builder.registry
 

@@ -4,22 +4,29 @@ validation and the data checks.
 A workflow config (config/*.yaml, validated against config.schema.yaml beside this file, shipped
 with the package) says where the data comes from, which backbone plays which role, the training
 recipes and how big each experiment is. `load_config` is the only place a workflow config is
-resolved: the Snakefile, every `mld` command and the tests call it. The same validator checks the
-experiments table (mld/experiments/table.yaml), so both report a problem the same way: the key,
-what is wrong, and the schema file to read.
+resolved: the Snakefile, every `mld` command and the tests call it. Schema problems are worded by
+mld.schema, as for the experiments table (mld/experiments/table.yaml) and the run config: the
+key, the value, what is accepted, and the schema file to read.
 """
 from __future__ import annotations
 
 import copy
+import warnings
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence, Union
 
 import yaml
 
+from mld.schema import schema_problems
+
 SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
 # The embedded default, relative to the checkout (where `snakemake` and `mld` run). It is not
 # shipped with the package: an installed `mld` run elsewhere is given its config by path.
 DEFAULT_CONFIG = Path("config") / "config.yaml"
+
+# Config keys renamed so that each concept has one name (the rule `report`, K as `num_groups`):
+# a user's config with the old spelling still works, and is told the new one.
+RENAMED_KEYS = {"resources.tables": "resources.report", "measurements.groups": "measurements.num_groups"}
 
 # A config: a file, or a mapping of settings already read (the Snakefile's merged `config`).
 ConfigSource = Union[str, Path, Mapping[str, Any]]
@@ -63,33 +70,34 @@ def resolve_base(config: Mapping[str, Any], root: str | Path = ".",
             ) from None
         if not isinstance(parent, dict):
             raise ExperimentConfigError(f"config key base: {path} does not hold a mapping of settings")
-        resolved = deep_merge(parent, resolved)
+        resolved = deep_merge(renamed_keys(parent), resolved)
         origin = path
     return resolved
 
 
-def schema_problems(document: Any, schema_path: str | Path, prefix: str = "config key") -> list[str]:
-    """Every way `document` breaks the JSON schema in `schema_path`, one line each, with its key."""
-    import jsonschema  # only needed here; keeps `import mld.experiments` cheap
-
-    schema = yaml.safe_load(Path(schema_path).read_text())
-    validator = jsonschema.Draft202012Validator(schema)
-    problems = []
-    for error in sorted(validator.iter_errors(document), key=lambda e: [str(p) for p in e.absolute_path]):
-        key = ".".join(str(part) for part in error.absolute_path) or "<top level>"
-        detail = error.message
-        if error.validator == "oneOf":  # name the allowed forms and what is wrong with the closest
-            forms = [sub.get("$ref", "").rsplit("/", 1)[-1] or sub.get("type", "?") for sub in error.validator_value]
-            # The form that matched deepest is the one the user meant.
-            closest = max(error.context, key=lambda sub: len(sub.absolute_path))
-            detail = f"matches none of the allowed forms ({', '.join(forms)}); closest: {closest.message}"
-        problems.append(f"{prefix} {key}: {detail}")
-    return problems
+def renamed_keys(config: Mapping[str, Any]) -> dict[str, Any]:
+    """One config document (a file, the overrides) with the old spellings of RENAMED_KEYS moved to
+    their new names, each with a FutureWarning naming the new key; both spellings in one document is
+    an error. Per document, before merging: a user's old spelling over a base's new one is the user's."""
+    out = copy.deepcopy(dict(config))
+    for old, new in RENAMED_KEYS.items():
+        *parents, old_key = old.split(".")
+        section = out
+        for part in parents:
+            section = section.get(part) if isinstance(section, dict) else None
+        if not isinstance(section, dict) or old_key not in section:
+            continue
+        new_key = new.rsplit(".", 1)[-1]
+        if new_key in section:
+            raise ExperimentConfigError(f"config key {old}: renamed to {new}, which is also given; remove {old}")
+        warnings.warn(f"config key {old} is now called {new}; rename it in your config", FutureWarning, stacklevel=2)
+        section[new_key] = section.pop(old_key)
+    return out
 
 
 def validate_config(config: Mapping[str, Any]) -> None:
     """Check a resolved workflow config against the schema; one line per problem, with its key."""
-    problems = schema_problems(dict(config), SCHEMA_PATH)
+    problems = schema_problems(dict(config), yaml.safe_load(SCHEMA_PATH.read_text()), prefix="config key ")
     if problems:
         raise ExperimentConfigError(
             f"invalid workflow config (see {SCHEMA_PATH.name} in mld/experiments):\n  " + "\n  ".join(problems)
@@ -145,7 +153,8 @@ def load_config(sources: ConfigSource | Sequence[ConfigSource] = (), overrides: 
                 root: str | Path = ".", check_weights: bool = False) -> dict[str, Any]:
     """The resolved, validated workflow config, as every consumer sees it: the config files (later
     ones override earlier ones, as Snakemake merges them; none: the embedded default), then the
-    `--config` overrides, then `base:` (see `resolve_base`), then the schema and,
+    `--config` overrides (each with old key spellings renamed: `renamed_keys`), then `base:` (see
+    `resolve_base`), then the schema and,
     with `check_weights` (what submits jobs: the workflow, `mld plan`), the backbone weights
     (mld.weights.check_weights). What `build_registry` expects."""
     if isinstance(sources, (str, Path, Mapping)):
@@ -153,11 +162,11 @@ def load_config(sources: ConfigSource | Sequence[ConfigSource] = (), overrides: 
     merged: dict[str, Any] = {}
     origin = None  # the file whose `base:` wins (the last one to set it)
     for source in sources or [DEFAULT_CONFIG]:
-        document = _read(source)
+        document = renamed_keys(_read(source))
         merged = deep_merge(merged, document)
         if "base" in document:
             origin = None if isinstance(source, Mapping) else source
-    config = resolve_base(deep_merge(merged, parse_overrides(overrides)), root, origin)
+    config = resolve_base(deep_merge(merged, renamed_keys(parse_overrides(overrides))), root, origin)
     validate_config(config)
     if check_weights:
         from mld.weights import check_weights as check  # mld.weights reads configs; no cycle at import

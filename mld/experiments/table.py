@@ -7,7 +7,6 @@ each grid is) and the class count of each dataset role (`N`); nothing here impor
 from __future__ import annotations
 
 import functools
-import itertools
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -15,13 +14,14 @@ from typing import Any, Callable, Mapping
 
 import yaml
 
-from mld.experiments.config import ExperimentConfigError, schema_problems
+from mld.experiments.config import ExperimentConfigError
+from mld.schema import schema_problems
 
 TABLE_PATH = Path(__file__).with_name("table.yaml")
 TABLE_SCHEMA_PATH = Path(__file__).with_name("table.schema.yaml")
 
 # Entry keys whose list values are grids (one cell per value); the rest are set whole.
-GRID_FIELDS = ("dataset", "backbone", "head", "k", "query_type", "head_type", "augmentation", "resolution",
+GRID_FIELDS = ("dataset", "backbone", "head", "num_groups", "query_type", "head_type", "augmentation", "resolution",
                "classes")
 # Entry keys whose strings may hold `{name}` templates.
 TEMPLATED_FIELDS = ("row", "head_options", "tag", "variant", "recipe")
@@ -40,9 +40,10 @@ class Cell:
     dataset: str | None = None
     backbone: str = DEFAULT_BACKBONE
     recipe: str | None = None
-    k: int | None = None              # ML-Decoder's K; None: full decoding (or another head)
-    k_source: str | None = None       # where K is set: its config key (experiments.NAME) or table entry
-    queries: int | None = None        # K, N for full decoding and the transformer-decoder, None for GAP
+    num_groups: int | None = None         # ML-Decoder's K; None: full decoding (or another head)
+    num_groups_source: str | None = None  # where K is set: its config key (experiments.NAME) or table entry
+    queries: int | None = None            # the head's queries (the paper's column): K, N for full
+    #                                       decoding and the transformer-decoder, None for GAP
     num_classes: int | None = None
     query_type: str | None = None
     head_type: str | None = None
@@ -58,7 +59,7 @@ class Cell:
 @functools.lru_cache(maxsize=None)
 def _read_table(path: Path) -> dict[str, Any]:
     table = yaml.safe_load(path.read_text())
-    problems = schema_problems(table, TABLE_SCHEMA_PATH, prefix=f"{path.name} key")
+    problems = schema_problems(table, yaml.safe_load(TABLE_SCHEMA_PATH.read_text()), prefix=f"{path.name} key ")
     if problems:
         raise ExperimentConfigError(f"invalid experiments table {path} (see {TABLE_SCHEMA_PATH.name}):\n  "
                                     + "\n  ".join(problems))
@@ -178,14 +179,17 @@ def _cell(table_id: str, values: dict[str, Any], config: Mapping[str, Any], pape
     else:
         n = num_classes(dataset)
     head = values["head"]
-    k = values.get("k")
-    k = None if k in (None, FULL_DECODING) or head != "ml_decoder" else int(evaluate(k, config, n, where))
-    queries = {"gap": None, "hsvlt": None, "ml_decoder": k or n}.get(head, n)
+    groups = values.get("num_groups")
+    if groups in (None, FULL_DECODING) or head != "ml_decoder":
+        groups = None
+    else:
+        groups = int(evaluate(groups, config, n, where))
+    queries = {"gap": None, "hsvlt": None, "ml_decoder": groups or n}.get(head, n)
     resolution = evaluate(values.get("resolution"), config, n, where)
     # A measurement times the config's measurements.backbone unless its entry names one.
     backbone = evaluate(values.get("backbone", MEASURED_BACKBONE if measure else DEFAULT_BACKBONE), config, n, where)
     context = {**{key: value for key, value in values.items() if not isinstance(value, (dict, list))},
-               "dataset": dataset, "backbone": backbone, "k": k, "queries": queries, "N": n, "classes": n,
+               "dataset": dataset, "backbone": backbone, "num_groups": groups, "queries": queries, "N": n, "classes": n,
                "resolution": resolution, "paper_backbone": paper_names["backbones"].get(backbone, backbone),
                "paper_dataset": paper_names["datasets"].get(dataset, dataset),
                "paper_classes": (paper_class_count(dataset, n, paper_names) or {"paper": n})["paper"]}
@@ -195,7 +199,7 @@ def _cell(table_id: str, values: dict[str, Any], config: Mapping[str, Any], pape
     if not measure and not filled["recipe"]:
         raise ExperimentConfigError(f"{where}: no `recipe:` (a recipe of the config's `recipes:`)")
     return Cell(table=table_id, row=filled["row"], head=head, dataset=dataset, backbone=backbone,
-                recipe=filled["recipe"], k=k, queries=queries, num_classes=n,
+                recipe=filled["recipe"], num_groups=groups, queries=queries, num_classes=n,
                 query_type=evaluate(values.get("query_type"), config, n, where),
                 head_type=evaluate(values.get("head_type"), config, n, where),
                 augmentation=evaluate(values.get("augmentation"), config, n, where),
@@ -218,12 +222,13 @@ def expand(config: Mapping[str, Any], num_classes: Callable[[str], int],
         where = f"{TABLE_PATH.name} experiments.{index} (table {entry['table']})"
         for values in _assignments(entry, config, where):
             cell = _cell(entry["table"], values, config, table["paper_names"], num_classes, where)
-            cells.append(replace(cell, k_source=_k_source(entry.get("k"), where)) if cell.k else cell)
+            cells.append(replace(cell, num_groups_source=_groups_source(entry.get("num_groups"), where))
+                         if cell.num_groups else cell)
     return cells
 
 
-def _k_source(k: Any, where: str) -> str:
+def _groups_source(groups: Any, where: str) -> str:
     """The config keys a table entry's K reads (`$name` -> experiments.name), or the entry itself."""
-    names = re.findall(r"\$([\w.]+)", k) if isinstance(k, str) else []
+    names = re.findall(r"\$([\w.]+)", groups) if isinstance(groups, str) else []
     keys = [name if "." in name else f"experiments.{name}" for name in names]
-    return " and ".join(f"config key {key}" for key in keys) if keys else f"{where} k"
+    return " and ".join(f"config key {key}" for key in keys) if keys else f"{where} num_groups"

@@ -2,7 +2,7 @@
 header saying what produced the results, and the reading guide.
 
 Rendering only: every number comes from the built tables (TableResult) and the claims frame, so
-`mld tables --from runs.csv` rebuilds the same text byte for byte.
+`mld report --from runs.csv` rebuilds the same text byte for byte.
 """
 from __future__ import annotations
 
@@ -333,7 +333,7 @@ def render_markdown(tables: Sequence[TableResult], claims: pd.DataFrame, header:
         "",
         f"- Config: `{header.config}` (mode {header.mode}, seeds {', '.join(map(str, header.seeds))}); "
         f"collected at commit {header.commit}. Every number below is a view of `runs.csv` beside this file "
-        "(`mld tables --from runs.csv --out DIR` rebuilds it).",
+        "(`mld report --from runs.csv --out DIR` rebuilds it).",
         f"- Data: {data}.",
         *(f"  - {dataset}" for dataset in header.datasets),
         "- Backbones (by role):",

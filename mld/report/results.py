@@ -2,7 +2,7 @@
 
 The workflow's first report step collects the run directories and cost measurements of a
 registry into one frame; every table, claim, CSV and the figure are views of it, and
-`mld tables --from runs.csv` rebuilds them without run directories or a config. So the frame
+`mld report --from runs.csv` rebuilds them without run directories or a config. So the frame
 carries what the tables need besides the numbers: each run's rows in each table (`rows`, JSON),
 what stands in for the paper's datasets and backbones, and the report's header (`kind` report).
 
@@ -411,7 +411,7 @@ def read(path: str | Path) -> Collected:
     """A runs.csv (and its bootstrap and history companions when present) as `collect` made it."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist; write it with `mld tables --configfile CONFIG --results DIR` "
+        raise FileNotFoundError(f"{path} does not exist; write it with `mld report --configfile CONFIG --results DIR` "
                                 "or give the runs.csv of a results folder")
     text_columns = [column for column in COLUMNS + OPTIONAL_COLUMNS if column not in ("seed", "value")]
     frame = pd.read_csv(path, dtype={column: "string" for column in text_columns},

@@ -95,7 +95,7 @@ def run_outputs(run_ids):
 
 
 def target_inputs(table_ids):
-    """The input function of the targets (`tables` and each named ablation); see checked_outputs."""
+    """The input function of the targets (`report` and each named ablation); see checked_outputs."""
     return lambda wildcards: checked_outputs(table_ids)
 
 

@@ -5,9 +5,9 @@
 report: "../report/workflow.rst"
 
 
-rule tables:
+rule report:
     """The long-form runs.csv (with its bootstrap and history companions), then from it the tables,
-    claim checks, CSVs, the software and hardware of the runs and the figures (`mld tables`)."""
+    claim checks, CSVs, the software and hardware of the runs and the figures (`mld report`)."""
     input:
         target_inputs(REGISTRY.tables),
     output:
@@ -57,18 +57,18 @@ rule tables:
         bootstrap=paths.RUNS_BOOTSTRAP,
         history=paths.RUNS_HISTORY,
     log:
-        paths.LOG.format(rule="tables", name="tables"),
+        paths.LOG.format(rule="report", name="report"),
     conda:
         "../envs/mld.yaml"
-    threads: resource("tables", "threads")
+    threads: resource("report", "threads")
     resources:
-        **rule_resources("tables"),
+        **rule_resources("report"),
     params:
         config=shlex.quote(yaml.safe_dump(dict(config), sort_keys=False)),
         figures=lambda wildcards, output: os.path.dirname(output.png),
     shell:
         "(printf '%s\\n' {params.config} > {output.config}"
-        " && python -m mld tables --configfile {output.config} --results results --out-md {output.markdown}"
+        " && python -m mld report --configfile {output.config} --results results --out-md {output.markdown}"
         " --out-csv {output.csv} --out-fig {params.figures} --out-runs {output.runs}"
         " --out-environments {output.environments}) > {log} 2>&1"
 
