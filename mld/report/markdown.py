@@ -6,7 +6,6 @@ Rendering only: every number comes from the built tables (TableResult) and the c
 """
 from __future__ import annotations
 
-import json
 import math
 import numbers
 from dataclasses import dataclass
@@ -57,7 +56,7 @@ BEST_EPOCH_TEXT = (f"Selection: \"{BEST_EPOCH}\" is the official train.py's (beh
 
 @dataclass(frozen=True)
 class ReportHeader:
-    """What produced the results: printed at the top of tables.md (from the frame's report rows)."""
+    """What produced the results: printed at the top of tables.md (from the frame's header rows)."""
 
     config: str
     label: str
@@ -71,30 +70,31 @@ class ReportHeader:
 
 
 def header_fields(config_path: str, label: str, mode: str, seeds: Sequence[int],
-                  skipped_tables: Sequence[str] = ()) -> dict[str, str]:
-    """The report rows `mld.report.results.collect` stores, so that a runs.csv alone can print the header."""
-    fields = {"label": label, "config": config_path, "mode": mode, "seeds": ",".join(str(s) for s in seeds)}
-    return {**fields, "skip_tables": ",".join(skipped_tables)} if skipped_tables else fields
+                  skipped_tables: Sequence[str] = ()) -> long_form.Header:
+    """The header `mld.report.results.collect` stores, so that a runs.csv alone can print it."""
+    return long_form.Header(label, config_path, mode, tuple(seeds), tuple(skipped_tables))
 
 
 def read_header(frame: pd.DataFrame) -> ReportHeader:
-    """The header from the frame's report rows (kind "report")."""
-    report = frame[frame["kind"] == long_form.KIND_REPORT]
-    fields = dict(zip(report["metric"], report["note"]))
-    datasets = report[report["metric"] == "dataset"]
-    backbones = report[report["metric"] == "backbone"]
-    used = set(frame.loc[frame["kind"] != long_form.KIND_REPORT, "dataset"].dropna())
+    """The header from the frame's header rows (the first report row's label, config and mode: a
+    merged file's sites agree on the mode and may differ in the rest)."""
+    kind = frame["kind"]
+    report = frame[kind == long_form.KIND_REPORT]
+    first = report.iloc[0] if len(report) else pd.Series(dtype=object)
+    datasets = frame[kind == long_form.KIND_DATASET]
+    backbones = frame[kind == long_form.KIND_BACKBONE]
+    used = set(frame.loc[kind.isin([long_form.KIND_RUN, long_form.KIND_MEASUREMENT]), "dataset"].dropna())
     dataset_lines = [str(text) for name, text in zip(datasets["dataset"], datasets["dataset_stands_for"])
                      if name in used or not used]
-    backbone_lines = [str(note) + (f", standing for {paper}" if paper else "")
-                      for note, paper in zip(backbones["note"], backbones["backbone_stands_for"])]
-    seeds = [int(s) for s in str(fields.get("seeds") or "").split(",") if s]
+    backbone_lines = [str(text) + (f", standing for {paper}" if paper else "")
+                      for text, paper in zip(backbones["description"], backbones["backbone_stands_for"])]
     commits = sorted(set(report["git_commit"].dropna()))
-    return ReportHeader(config=str(fields.get("config")), label=str(fields.get("label")),
-                        mode=str(fields.get("mode")), seeds=seeds, datasets=dataset_lines, backbones=backbone_lines,
-                        synthetic="synthetic" in set(datasets["reason"].dropna()),
+    seeds = [int(seed) for seed in frame.loc[kind == long_form.KIND_SEED, "seed"]]
+    return ReportHeader(config=str(first.get("config_file")), label=str(first.get("label")),
+                        mode=str(first.get("mode")), seeds=seeds, datasets=dataset_lines, backbones=backbone_lines,
+                        synthetic="synthetic" in set(datasets["dataset_source"].dropna()),
                         commit=", ".join(commits) or "unknown",
-                        skipped_tables=[t for t in str(fields.get("skip_tables") or "").split(",") if t])
+                        skipped_tables=list(frame.loc[kind == long_form.KIND_SKIPPED_TABLE, "table_id"]))
 
 
 def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:

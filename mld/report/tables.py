@@ -22,7 +22,6 @@ shown in the run column.
 """
 from __future__ import annotations
 
-import json
 import math
 import numbers
 from dataclasses import dataclass, field
@@ -36,7 +35,7 @@ from mld.report import stats
 from mld.report.claims import MissingValue, Estimate
 
 # A key column that picks the section of metrics.json "final" a row reads (Table 6: one zero-shot
-# run gives a "zsl" row and a "gzsl" row): its metrics are "<section>/<metric>" in the frame.
+# run gives a "zsl" row and a "gzsl" row): its metrics have that `section` in the frame.
 SECTION_COLUMN = "task"
 # Metrics shown for tables the papers do not report (e.g. the HSVLT ablations).
 UNREPORTED_TABLE_METRICS = ("mAP", "flops_g", "params_m")
@@ -207,63 +206,62 @@ def infeasible_text(reason: str, measured: Mapping[str, float]) -> str:
 
 
 def observe(member: pd.DataFrame, table_id: str, spec: TableSpec,
-            replicates: Mapping[tuple[str, int, str], tuple[np.ndarray, str]]) -> list[Observation]:
-    """The rows one run or measurement (its rows of the long-form frame) gives a table.
+            replicates: Mapping[tuple[str, int, str], tuple[np.ndarray, str]],
+            tables: Sequence[str] = ()) -> list[Observation]:
+    """The rows one run or measurement gives a table, from its rows of the long-form frame in that
+    table (`tables`: every table it fills).
 
     A zero-shot run gives one row per section of Table 6 (zsl, gzsl); a measurement with a metric
     per part (module timing's time_ms per module) one row per part, the part filling the key
     column the registry's row leaves out."""
     first = member.iloc[0]
     origin = str(first["run_id"])
-    row = {column: plain_value(value) for column, value in json.loads(first["rows"])[table_id].items()}
-    measured = member[member["metric"].notna()]
-    names = list(dict.fromkeys(measured["metric"]))
-    variants: list[tuple[dict[str, Any], str]] = [(row, "")]
+    row = {column: plain_value(value) for column, value in long_form.row_key(first).items()}
+    # A variant of the row: its key and the section or part of the metrics it reads (None: neither).
+    variants: list[tuple[dict[str, Any], str | None, str | None]] = [(row, None, None)]
     if SECTION_COLUMN in spec.key and SECTION_COLUMN not in row:
         sections = sorted({value for value in spec.reported[SECTION_COLUMN] if isinstance(value, str)})
-        variants = [({**row, SECTION_COLUMN: section}, f"{section}/") for section in sections]
+        variants = [({**row, SECTION_COLUMN: section}, section, None) for section in sections]
     else:
         parts_column = next((column for column in spec.key if column not in row), None)
-        parts = list(dict.fromkeys(name.split("/", 1)[1] for name in names
-                                   if "/" in name and name.split("/", 1)[0] in spec.metrics))
+        parts = list(dict.fromkeys(member.loc[member["metric"].isin(spec.metrics), "part"].dropna()))
         if parts_column and parts:
-            variants = [({**row, parts_column: part}, part) for part in parts]
+            variants = [({**row, parts_column: part}, None, part) for part in parts]
     expected = list(dict.fromkeys(_seed_label(seed) for seed in member["seed"]))
+    compared = first["compared"]
     observations = []
-    for key, scope in variants:
+    for key, section, part in variants:
         observation = Observation(origin, key, expected, dataset=first["dataset"],
                                   backbone=None if first["backbone_role"] is None
                                   else f"{first['backbone']} [{first['backbone_role']}]",
-                                  stands_for=first["backbone_stands_for"],
-                                  tables=tuple(str(first["table_ids"] or "").split(";")),
-                                  compared=str(first["compared"]) != "False")
+                                  stands_for=first["backbone_stands_for"], tables=tuple(tables),
+                                  compared=compared is pd.NA or bool(compared))
         for seed, rows in member.groupby(member["seed"].map(_seed_label), sort=False):
             statuses = set(rows["status"])
             if statuses == {long_form.STATUS_MISSING}:
                 continue
             observation.finished.append(seed)
             observation.modes.update(str(mode) for mode in rows["mode"].dropna())
-            observation.environments.update(str(env) for env in rows["versions"].dropna())
+            observation.environments.update(long_form.describe_environment(record)
+                                            for record in rows.to_dict("records"))
             seed_number = plain_value(rows["seed"].iloc[0])
             if long_form.STATUS_INFEASIBLE in statuses:
                 values = {str(m): float(v) for m, v in zip(rows["metric"], rows["value"]) if m is not None
                           and long_form.finite_number(v) is not None}
                 observation.infeasible = infeasible_text(str(rows["reason"].iloc[0]), values)
+            scoped = (rows["section"] == section if section else rows["section"].isna()) & (
+                rows["part"] == part if part else rows["part"].isna())
+            best = rows["selection"] == long_form.SELECTION_BEST_EPOCH
             for metric in spec.metrics:
-                if scope.endswith("/"):
-                    name = f"{scope}{metric}"
-                elif scope:
-                    name = f"{metric}/{scope}"
-                else:
-                    name = metric
-                named, best = rows["metric"] == name, rows["selection"] == long_form.SELECTION_BEST_EPOCH
+                named = scoped & (rows["metric"] == metric)
                 values = rows.loc[named & ~best, "value"]
                 if len(values):
                     observation.add(metric, values.iloc[0], seed_number)
                 best_values = rows.loc[named & best, "value"]
                 if len(best_values):
                     observation.add_best(metric, best_values.iloc[0])
-                if not scope and seed_number is not None and (origin, seed_number, metric) in replicates:
+                unscoped = section is None and part is None
+                if unscoped and seed_number is not None and (origin, seed_number, metric) in replicates:
                     observation.replicates.setdefault(metric, {})[seed_number] = replicates[
                         (origin, seed_number, metric)]
         observations.append(observation)
@@ -500,32 +498,27 @@ def build_table(spec: TableSpec, observations: list[Observation], synthetic: boo
     return table
 
 
-def _table_order(frame: pd.DataFrame, reported_ids: Sequence[str]) -> list[str]:
-    seen: list[str] = []
-    for cell in frame["table_ids"].dropna():
-        seen += [t for t in str(cell).split(";") if t and t not in seen]
-    return list(reported_ids) + [t for t in seen if t not in reported_ids]
-
-
 def build_tables(collected: long_form.Collected, reported_ids: Sequence[str]) -> list[TableResult]:
-    """Every table from the long-form frame: the reported ones in `reported_ids` order, then the rest."""
+    """Every table from the long-form frame: the reported ones in `reported_ids` order, then the
+    rest in the order the frame first names them."""
     frame = collected.frame
     members = frame[frame["kind"].isin([long_form.KIND_RUN, long_form.KIND_MEASUREMENT])]
-    report = frame[frame["kind"] == long_form.KIND_REPORT]
-    datasets = report[report["metric"] == "dataset"]
-    synthetic_datasets = set(datasets.loc[datasets["reason"] == "synthetic", "dataset"])
+    datasets = frame[frame["kind"] == long_form.KIND_DATASET]
+    synthetic_datasets = set(datasets.loc[datasets["dataset_source"] == "synthetic", "dataset"])
     stand_ins = dict(zip(datasets["dataset"], datasets["dataset_stands_for"]))
-    groups = {run_id: rows for run_id, rows in members.groupby("run_id", sort=False)}
+    groups = {key: rows for key, rows in members.groupby(["table_id", "run_id"], sort=False)}
+    tables_of = {run_id: list(dict.fromkeys(rows["table_id"].dropna()))
+                 for run_id, rows in members.groupby("run_id", sort=False)}
+    named = list(dict.fromkeys(members["table_id"].dropna()))
     results = []
-    for table_id in _table_order(frame, reported_ids):
-        in_table = [run_id for run_id, rows in groups.items()
-                    if table_id in str(rows["table_ids"].iloc[0] or "").split(";")]
+    for table_id in list(reported_ids) + [t for t in named if t not in reported_ids]:
+        in_table = [run_id for table, run_id in groups if table == table_id]
         if table_id in reported_ids:
             spec = reported_spec(table_id)
         else:
-            spec = unreported_spec(table_id, [json.loads(groups[r]["rows"].iloc[0])[table_id] for r in in_table])
-        observations = [o for run_id in in_table for o in observe(groups[run_id], table_id, spec,
-                                                                     collected.replicates)]
+            spec = unreported_spec(table_id, [long_form.row_key(groups[(table_id, r)].iloc[0]) for r in in_table])
+        observations = [o for run_id in in_table for o in observe(groups[(table_id, run_id)], table_id, spec,
+                                                                     collected.replicates, tables_of[run_id])]
         used = list(dict.fromkeys(o.dataset for o in observations if o.dataset))
         synthetic = bool(used) and all(d in synthetic_datasets for d in used)
         results.append(build_table(spec, observations, synthetic, [stand_ins[d] for d in used if d in stand_ins]))
