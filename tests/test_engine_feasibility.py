@@ -185,7 +185,8 @@ def test_a_run_out_of_memory_is_recorded_as_infeasible(caches, tmp_path, monkeyp
     # The tables' view of it: the results frame keeps the reason and every number measured.
     measured = {name: value for name, _, value in numbers_in(written["cost"])}
     shown = Observation("oom", {}, ["seed0"], finished=["seed0"], infeasible=infeasible_text(written["reason"], measured))
-    assert shown.status.startswith("infeasible: out of memory at batch 16") and f"{MEMORY_KEY}=" in shown.status
+    assert shown.status.status == "infeasible" and shown.status.detail.startswith("out of memory at batch 16")
+    assert f"{MEMORY_KEY}=" in shown.status.detail
     monkeypatch.setattr(Trainer, "step", step)
     assert main(["train", "--config", str(config_path), "--out", str(out)]) == 0  # finished: not trained again
     assert json.loads((out / "metrics.json").read_text()) == written

@@ -27,6 +27,7 @@ from mld.report.tables import (
     STATUS_NOT_REPRODUCED,
     STATUS_PAPER_ONLY,
     STATUS_PARTIAL,
+    RowStatus,
     TableResult,
     TableSpec,
     format_number,
@@ -105,15 +106,14 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     return "\n".join([line(header), line(["---"] * len(header)), *(line(row) for row in rows)])
 
 
-def _reproduced_cell(row: pd.Series, metric: str, selection: str = "") -> str:
+def _reproduced_cell(row: pd.Series, metric: str, status: RowStatus, selection: str = "") -> str:
     """The mean ± std (n) of one metric; `selection` "" for the final values, BEST_EPOCH for the official's."""
     prefix = f"{selection} " if selection else ""
     n = int(row[metric_column(metric, f"{prefix}n")])
     if n == 0:
-        status = str(row["status"])
-        if status.startswith((STATUS_PAPER_ONLY, STATUS_NOT_REPRODUCED)):
+        if status.status in (STATUS_PAPER_ONLY, STATUS_NOT_REPRODUCED):
             return "—"
-        return status.split(":")[0] if status.startswith((STATUS_INFEASIBLE, STATUS_MISSING)) else "n/a"
+        return status.status if status.status in (STATUS_INFEASIBLE, STATUS_MISSING) else "n/a"
     mean, std = row[metric_column(metric, f"{prefix}mean")], row[metric_column(metric, f"{prefix}std")]
     spread = "" if math.isnan(std) else f" ± {format_number(std, like=mean)}"
     return f"{format_number(mean)}{spread} (n={n})"
@@ -208,8 +208,9 @@ def render_table(table: TableResult) -> str:
         cells = [_key_cell(row[column]) for column in spec.key]
         for metric in spec.metrics:
             effects = _effect_cells(table, index, metric) if "effect" in parts else []
-            values = {"paper": _paper_cell(row, metric), "reproduced": _reproduced_cell(row, metric),
-                      BEST_EPOCH: _reproduced_cell(row, metric, BEST_EPOCH) if metric in with_best else "",
+            status = table.statuses[index]
+            values = {"paper": _paper_cell(row, metric), "reproduced": _reproduced_cell(row, metric, status),
+                      BEST_EPOCH: _reproduced_cell(row, metric, status, BEST_EPOCH) if metric in with_best else "",
                       "diff": _diff_cell(row, metric), "paper effect": effects[:1] and effects[0],
                       "effect": effects[1:] and effects[1]}
             cells += [values[part] or "" for part in metric_parts[metric]]
@@ -259,9 +260,9 @@ def render_section(table: TableResult, claims: pd.DataFrame, skipped: bool = Fal
             parts.append("Shown: " + LAYOUT_TEXT[table.layout].format(baseline=_baseline_text(spec)) + ".")
         if best_epoch_metrics(table):
             parts.append(BEST_EPOCH_TEXT)
-    for prefix, what in ((STATUS_MISSING, "Missing runs"), (STATUS_PARTIAL, "Runs with missing seeds"),
+    for status, what in ((STATUS_MISSING, "Missing runs"), (STATUS_PARTIAL, "Runs with missing seeds"),
                          (STATUS_NOT_COMPARED, "Not compared with the paper")):
-        runs = table.runs_with_status(prefix)
+        runs = table.runs_with_status(status)
         if runs:
             parts.append(f"{what}: " + "; ".join(f"`{run}` ({detail})" for run, detail in runs) + ".")
     for run, detail in table.runs_with_status(STATUS_INFEASIBLE):

@@ -147,6 +147,19 @@ def summarise(samples: Sequence[float]) -> tuple[float, float, int]:
 
 # ---- observations from the long-form frame ------------------------------------------------------
 
+@dataclass(frozen=True)
+class RowStatus:
+    """Whether a table row's runs finished (`status`, one of the STATUS_* words) and what to add
+    (`detail`: the missing seeds, why a run is infeasible or not compared; None: nothing)."""
+
+    status: str
+    detail: str | None = None
+
+    def __str__(self) -> str:
+        """The row's status cell in the table and its CSV: "infeasible: <reason>"."""
+        return self.status if self.detail is None else f"{self.status}: {self.detail}"
+
+
 @dataclass
 class Observation:
     """One reproduced row before it is summarised: each metric's value per finished seed."""
@@ -169,17 +182,17 @@ class Observation:
     compared: bool = True                         # False: random init where the paper's run was pretrained
 
     @property
-    def status(self) -> str:
+    def status(self) -> RowStatus:
         if self.infeasible:
-            return f"{STATUS_INFEASIBLE}: {self.infeasible}"
+            return RowStatus(STATUS_INFEASIBLE, self.infeasible)
         if not self.compared and self.finished:
-            return f"{STATUS_NOT_COMPARED}: {NOT_COMPARED_REASON}"
+            return RowStatus(STATUS_NOT_COMPARED, NOT_COMPARED_REASON)
         missing = [name for name in self.expected if name not in self.finished]
         if not self.finished:
-            return f"{STATUS_MISSING}: no output ({', '.join(missing)})"
+            return RowStatus(STATUS_MISSING, f"no output ({', '.join(missing)})")
         if missing:
-            return f"{STATUS_PARTIAL}: {', '.join(missing)} missing"
-        return STATUS_OK
+            return RowStatus(STATUS_PARTIAL, f"{', '.join(missing)} missing")
+        return RowStatus(STATUS_OK)
 
     def add(self, metric: str, value: Any, seed: int | None = None) -> None:
         number = long_form.finite_number(value)
@@ -365,6 +378,13 @@ def _effect(metric: str, value: float, baseline: float) -> float:
 
 # ---- the frame ----------------------------------------------------------------------------------
 
+def row_status(spec: TableSpec, observation: Observation | None) -> RowStatus:
+    """A frame row's status: its run's, or why it has none."""
+    if observation is None:
+        return RowStatus(STATUS_NOT_REPRODUCED if spec.not_reproduced else STATUS_PAPER_ONLY)
+    return observation.status
+
+
 def _frame_row(spec: TableSpec, reported: dict | None, observation: Observation | None) -> dict[str, Any]:
     key_source = reported if reported is not None else observation.key
     row: dict[str, Any] = {column: plain_value(key_source.get(column)) for column in spec.key}
@@ -376,10 +396,7 @@ def _frame_row(spec: TableSpec, reported: dict | None, observation: Observation 
     row["run"] = None if observation is None else observation.origin
     row["run row"] = ", ".join(f"{c}={v}" for c, v in differing.items()) or None
     row["mode"] = None if observation is None else ", ".join(sorted(observation.modes)) or None
-    if observation is None:
-        row["status"] = STATUS_NOT_REPRODUCED if spec.not_reproduced else STATUS_PAPER_ONLY
-    else:
-        row["status"] = observation.status
+    row["status"] = str(row_status(spec, observation))
     for metric in spec.metrics:
         paper_value = long_form.finite_number(None if reported is None else reported.get(metric))
         samples = [] if observation is None else observation.samples.get(metric, [])
@@ -408,6 +425,7 @@ class TableResult:
     environments: list[str] = field(default_factory=list)
     run_keys: list[dict[str, Any] | None] = field(default_factory=list)  # per frame row: the run's own key
     observations: list[Observation | None] = field(default_factory=list)  # per frame row
+    statuses: list[RowStatus] = field(default_factory=list)               # per frame row (its `status` cell)
     baselines: list[int | None] = field(default_factory=list)            # per frame row: its baseline's index
     layout: str = LAYOUT_ABSOLUTE
     datasets: list[str] = field(default_factory=list)                    # stand-in lines of its runs' data
@@ -421,15 +439,16 @@ class TableResult:
         return [{c: plain_value(v) for c, v in key.items()} if reported else None
                 for key, reported in zip(keys, self.frame["reported"])]
 
-    def runs_with_status(self, prefix: str) -> list[tuple[str, str]]:
-        """(run or measurement id, status detail) of the rows whose status starts with `prefix`."""
-        rows = self.frame[["run", "status"]].dropna()
-        rows = rows[rows["status"].str.startswith(prefix)].drop_duplicates()
-        return [(run, status.removeprefix(prefix).lstrip(": ")) for run, status in rows.itertuples(index=False)]
+    def runs_with_status(self, status: str) -> list[tuple[str, str]]:
+        """(run or measurement id, status detail) of the rows with `status`, each once."""
+        return list(dict.fromkeys((observation.origin, own.detail or "")
+                                  for observation, own in zip(self.observations, self.statuses)
+                                  if observation is not None and own.status == status))
 
     @property
     def modes(self) -> list[str]:
-        return sorted({mode for cell in self.frame["mode"].dropna() for mode in cell.split(", ")})
+        return sorted({mode for observation in self.observations if observation is not None
+                       for mode in observation.modes})
 
 
 def _baseline_indices(spec: TableSpec, frame: pd.DataFrame) -> list[int | None]:
@@ -492,8 +511,8 @@ def build_table(spec: TableSpec, observations: list[Observation], synthetic: boo
     if synthetic:
         layout = LAYOUT_EFFECTS if spec.baseline else LAYOUT_REFERENCE
     table = TableResult(spec, frame, sorted({e for o in observations for e in o.environments}), run_keys,
-                        [observation for _, observation in pairs], _baseline_indices(spec, frame), layout,
-                        list(datasets))
+                        [observation for _, observation in pairs], [row_status(spec, o) for _, o in pairs],
+                        _baseline_indices(spec, frame), layout, list(datasets))
     _fill_effects(table)
     return table
 
@@ -562,18 +581,16 @@ class TableValues:
             raise MissingValue(f"{self.side} row {wanted} in {table_id} ({len(matches) or 'no'} matching rows)")
         return int(matches[0])
 
-    def _row(self, table_id: str, key: Mapping[str, Any]) -> pd.Series:
-        return self._table(table_id).frame.loc[self._index(table_id, key)]
-
     def get(self, table_id: str, metric: str, **key: Any) -> Estimate:
-        row = self._row(table_id, key)
+        index = self._index(table_id, key)
+        row = self._table(table_id).frame.loc[index]
         if self.side == "paper":
             value = row[metric_column(metric, "paper")]
             if math.isnan(value):
                 raise MissingValue(f"reported {metric} of {key} in {table_id} (not reported)")
             return Estimate(float(value))
         n = int(row[metric_column(metric, "n")])
-        if n == 0 or str(row["status"]).startswith(STATUS_NOT_COMPARED):
+        if n == 0 or self._table(table_id).statuses[index].status == STATUS_NOT_COMPARED:
             raise MissingValue(f"reproduced {metric} of {key} in {table_id} ({row['status']})")
         return Estimate(float(row[metric_column(metric, "mean")]), float(row[metric_column(metric, "std")]), n)
 
@@ -606,8 +623,9 @@ class TableValues:
     def infeasible(self, table_id: str, **key: Any) -> bool:
         """Reproduced: the run's status is infeasible. Paper: the row reports some metrics but not
         others (Table 2's transformer-decoder: FLOPs, and "NA" for mAP)."""
-        row = self._row(table_id, key)
+        index = self._index(table_id, key)
+        row = self._table(table_id).frame.loc[index]
         if self.side == "reproduced":
-            return str(row["status"]).startswith(STATUS_INFEASIBLE)
+            return self._table(table_id).statuses[index].status == STATUS_INFEASIBLE
         reported = [not math.isnan(row[metric_column(m, "paper")]) for m in self.tables[table_id].spec.metrics]
         return any(reported) and not all(reported)
