@@ -453,13 +453,10 @@ def _collect_measurement(registry: Registry, measurement_id: str, results: Path,
     # A timing taken in rounds: one row set per round, the round in the seed column (a replicate,
     # as a seed is a run's), so its spread reaches the tables and the claims.
     rounds = list(enumerate(report["rounds"])) if report.get("rounds") else [(None, {})]
-    measured = [_base_row(**common, seed=index, metric=name, part=part, value=value, status=status, reason=reason)
-                for index, timing in rounds for name, part, value in numbers_in({**values, **timing})] \
-        or [_base_row(**common, status=status, reason=reason)]
-    by_round = {}
-    for row in measured:
-        by_round.setdefault(row["seed"], []).append(row)
-    return [row for seed_rows in by_round.values() for row in _in_tables(registry, measurement_id, rows, seed_rows)]
+    measured = [row for index, timing in rounds for row in _in_tables(registry, measurement_id, rows, [
+        _base_row(**common, seed=index, metric=name, part=part, value=value, status=status, reason=reason)
+        for name, part, value in numbers_in({**values, **timing})])]
+    return measured or _in_tables(registry, measurement_id, rows, [_base_row(**common, status=status, reason=reason)])
 
 
 def _header_rows(registry: Registry, header: Header, commit: str) -> list[dict]:
