@@ -221,8 +221,9 @@ def numbers_in(values: Mapping[str, Any]) -> Iterator[tuple[str, str | None, flo
 
 
 def _config_leaves(config: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
-    """(dotted key, value) of every scalar (or empty block) of a config; list items by index."""
-    items = config.items() if isinstance(config, Mapping) else enumerate(config) \
+    """(dotted key, value) of every scalar (or empty block) of a config, keys sorted (as its
+    canonical JSON); list items by index."""
+    items = sorted(config.items()) if isinstance(config, Mapping) else enumerate(config) \
         if isinstance(config, (list, tuple)) else None
     if items is None or not config:
         yield prefix.rstrip("."), config
