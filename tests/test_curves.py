@@ -38,14 +38,13 @@ def test_collect_writes_the_history_beside_runs_csv_and_reads_it_back(tmp_path):
     seed_dir = Path(paths.run_dir("coco-like/gap", 0, str(results)))
     seed_dir.mkdir(parents=True)
     (seed_dir / "metrics.json").write_text(json.dumps({"final": {"mAP": 55.0}, "history": HISTORY}))
-    collected = long_form.collect(registry, results, {"label": "unit test"})
+    collected = long_form.collect(registry, results, long_form.Header("unit test"))
     long_form.write(collected, tmp_path / "runs.csv")
     text = (tmp_path / "runs.history.csv").read_text().splitlines()
     assert text[0] == "run_id,seed,epoch,quantity,value" and "coco-like/gap,0,2,mAP_ema,52.5" in text
     back = long_form.read(tmp_path / "runs.csv")
     pd.testing.assert_frame_equal(back.history, collected.history)
-    config_rows = back.frame[back.frame["kind"] == long_form.KIND_CONFIG]
-    assert config_rows[["run_id", "note"]].values.tolist() == [["coco-like/gap", "{}"]]
+    assert long_form.configs(back.frame) == {"coco-like/gap": {}}
 
 
 def test_a_bad_history_file_names_itself(tmp_path):

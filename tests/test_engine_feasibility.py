@@ -22,7 +22,7 @@ from mld.engine.loop import Trainer
 from mld.engine.modeling import HeadOnlyModel, build_model
 from mld.engine.precision import Precision
 from mld.heads import create_head
-from mld.report.results import flatten
+from mld.report.results import numbers_in
 from mld.report.tables import Observation, infeasible_text
 from test_engine_support import TINY_HEAD, make_dataset, one_thread, run_config
 
@@ -183,9 +183,10 @@ def test_a_run_out_of_memory_is_recorded_as_infeasible(caches, tmp_path, monkeyp
     assert written["cost"][MEMORY_KEY] > 0 and written["cost"][MEMORY_BATCH_KEY] == 16
     assert {p.name for p in out.iterdir()} == {"metrics.json", "cost.json", "train.log"}
     # The tables' view of it: the results frame keeps the reason and every number measured.
-    measured = dict(flatten(written["cost"]))
+    measured = {name: value for name, _, value in numbers_in(written["cost"])}
     shown = Observation("oom", {}, ["seed0"], finished=["seed0"], infeasible=infeasible_text(written["reason"], measured))
-    assert shown.status.startswith("infeasible: out of memory at batch 16") and f"{MEMORY_KEY}=" in shown.status
+    assert shown.status.status == "infeasible" and shown.status.detail.startswith("out of memory at batch 16")
+    assert f"{MEMORY_KEY}=" in shown.status.detail
     monkeypatch.setattr(Trainer, "step", step)
     assert main(["train", "--run-config", str(config_path), "--out", str(out)]) == 0  # finished: not trained again
     assert json.loads((out / "metrics.json").read_text()) == written

@@ -2,7 +2,6 @@
 reference, and the refusals (differing values, configs, modes) naming what differs."""
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +19,7 @@ CONFIG = {"model": {"backbone": "test_resnet", "head": "gap"}, "train": {"epochs
 
 
 def row(**values) -> dict:
-    return {column: values.get(column) for column in long_form.COLUMNS}
+    return {**{column: None for column in long_form.COLUMNS}, **values}
 
 
 def write_site(path: Path, seeds: dict[int, float | None], config: dict = CONFIG, mode: str = "cached_features",
@@ -29,8 +28,8 @@ def write_site(path: Path, seeds: dict[int, float | None], config: dict = CONFIG
     a header; with bootstrap replicates and a two-epoch history per finished seed."""
     rows, replicates, epochs = [], {}, []
     for seed, value in seeds.items():
-        common = dict(kind="run", run_id="coco-like/gap", seed=seed, table_ids="table1_heads", git_commit=commit,
-                      rows=json.dumps({"table1_heads": {"head": "gap", "queries": None}}))
+        common = dict(kind="run", table_id="table1_heads", run_id="coco-like/gap", seed=seed, git_commit=commit,
+                      row_head="gap", row_queries="null")
         if value is None:
             rows.append(row(**common, status="missing", reason="no metrics.json"))
             continue
@@ -39,10 +38,12 @@ def write_site(path: Path, seeds: dict[int, float | None], config: dict = CONFIG
         replicates[("coco-like/gap", seed, "mAP")] = (np.full(4, value, dtype=np.float32), "digest")
         epochs += history.rows("coco-like/gap", seed, [{"epoch": 1, "train_loss": 2.0},
                                                        {"epoch": 2, "train_loss": 1.0}])
-    rows += [row(kind="report", metric="mode", note=mode, git_commit=commit),
-             row(kind="report", metric="seeds", note=",".join(map(str, seeds)), git_commit=commit),
-             row(kind="config", run_id="coco-like/gap", note=long_form.canonical_json(config), git_commit=commit)]
-    frame = long_form.normalise(pd.DataFrame(rows, columns=list(long_form.COLUMNS), dtype=object))
+    rows += [row(kind="report", mode=mode, git_commit=commit)]
+    rows += [row(kind="seed", seed=seed, git_commit=commit) for seed in seeds]
+    rows += [row(kind="config", run_id="coco-like/gap", config_key=f"{block}.{key}",
+                 config_value=long_form.scalar_text(value), git_commit=commit)
+             for block, values in config.items() for key, value in values.items()]
+    frame = long_form.normalise(pd.DataFrame(rows, dtype=object))
     long_form.write(long_form.Collected(frame, replicates, history.frame(epochs)), path)
     return path
 
@@ -90,8 +91,7 @@ def test_equal_copies_are_kept_once_and_missing_seeds_yield_to_sites_that_ran_th
     assert sorted(set(zip(merged.history["seed"], merged.history["epoch"]))) == [(s, e) for s in (0, 1, 2)
                                                                                  for e in (1, 2)]
     assert len(merged.history) == 6, "seed 0's history kept once"
-    header = merged.frame[merged.frame["kind"] == "report"].set_index("metric")["note"]
-    assert header["seeds"] == "0,1,2"
+    assert merged.frame.loc[merged.frame["kind"] == "seed", "seed"].tolist() == [0, 1, 2]
 
 
 def test_differing_values_stop_the_merge_naming_run_seed_and_metric_unless_a_site_is_preferred(tmp_path):

@@ -52,27 +52,27 @@ def tree(tmp_path: Path) -> tuple[Registry, Path]:
 
 def test_one_row_per_run_seed_and_metric(tmp_path):
     registry, results = tree(tmp_path)
-    frame = long_form.collect(registry, results, {"label": "x"}).frame
-    assert list(frame.columns) == list(long_form.COLUMNS)
+    frame = long_form.collect(registry, results, long_form.Header("x")).frame
+    assert list(frame.columns) == [*long_form.COLUMNS, "row_classes", "row_head", "row_queries"]
     gap = frame[(frame["run_id"] == "coco-like/gap") & (frame["seed"] == 1)].set_index("metric")
     assert gap.loc["mAP", "value"] == 51.0 and gap.loc["flops_g", "value"] == 0.02
     assert "selected" not in gap.index and "resolution" not in gap.index, "bookkeeping is not a metric"
     assert gap.loc["mAP", "dataset"] == "coco-like" and gap.loc["mAP", "backbone_role"] == "medium"
     assert gap.loc["mAP", "dataset_stands_for"].startswith("coco-like, synthetic") and \
         gap.loc["mAP", "dataset_stands_for"].endswith("standing for MS-COCO")
-    assert json.loads(gap.loc["mAP", "rows"]) == {"table1_heads": {"head": "gap", "queries": None}}
+    assert gap.loc["mAP", "table_id"] == "table1_heads"
+    assert long_form.row_key(gap.loc["mAP"]) == {"head": "gap", "queries": None}
     assert gap.loc["mAP", "config_hash"] == long_form.config_hash(registry.runs["coco-like/gap"].config_for_seed(1))
     missing = frame[(frame["run_id"] == "coco-like/ml_decoder") & (frame["seed"] == 1)]
     assert len(missing) == 1 and missing["status"].item() == "missing" and missing["metric"].item() is None
-    timing = frame[frame["kind"] == "measurement"].set_index("metric")
-    assert timing.loc["time_ms/self_attention", "value"] == 2.0 and "repeats" not in timing.index
-    report = frame[frame["kind"] == "report"]
-    assert set(report["metric"]) == {"label", "dataset", "backbone"}
+    timing = frame[frame["kind"] == "measurement"].set_index(["metric", "part"])
+    assert timing.loc[("time_ms", "self_attention"), "value"] == 2.0 and "repeats" not in timing.index
+    assert set(frame["kind"]) - {"run", "measurement", "config"} == {"report", "dataset", "backbone"}
 
 
 def test_the_file_round_trip_keeps_every_value(tmp_path):
     registry, results = tree(tmp_path)
-    collected = long_form.collect(registry, results, {"label": "x"})
+    collected = long_form.collect(registry, results, long_form.Header("x"))
     path = tmp_path / "runs.csv"
     long_form.write(collected, path)
     back = long_form.read(path)
@@ -89,7 +89,7 @@ def test_both_selections_are_keyed_by_the_selection_column(tmp_path):
         "mode": "cached_features", "final": {"mAP": 50.0, "mAP_model": 50.0, "mAP_ema": 49.0, "selected": "model"},
         "best_epoch": {"epoch": 3, "mAP": 52.0, "mAP_model": 51.0, "mAP_ema": 52.0, "selected": "ema",
                        "selected_by": "mAP"}, "train_time_s": 9.0})
-    collected = long_form.collect(registry, results, {"label": "x"})
+    collected = long_form.collect(registry, results, long_form.Header("x"))
     frame = collected.frame
     gap = frame[(frame["run_id"] == "coco-like/gap") & (frame["seed"] == 0)]
     by_key = {(row.selection, row.metric): row.value for row in gap.itertuples()}
@@ -102,14 +102,47 @@ def test_both_selections_are_keyed_by_the_selection_column(tmp_path):
     path = tmp_path / "runs.csv"
     long_form.write(collected, path)
     pd.testing.assert_frame_equal(long_form.read(path).frame, frame)
-    older = tmp_path / "older.csv"  # a runs.csv from before the column: final values only
+    older = tmp_path / "older.csv"  # a runs.csv from before the column
     pd.read_csv(path).drop(columns="selection").to_csv(older, index=False)
-    assert long_form.read(older).frame["selection"].isna().all()
+    with pytest.raises(ValueError, match=r"older.csv lacks the column\(s\) \['selection'\]"):
+        long_form.read(older)
+
+
+def test_keys_are_columns_and_read_back_with_their_types(tmp_path):
+    """Row keys of any scalar type, versions and booleans survive the file; an older runs.csv (keys
+    inside cells) is refused with the command that rebuilds it."""
+    registry, results = tree(tmp_path)
+    registry.runs["coco-like/gap"].rows["table1_heads"] = {"head": "gap", "queries": None}
+    registry.runs["coco-like/ml_decoder"].rows["table1_heads"] = {"head": "4", "queries": 4}
+    registry.tables["hsvlt_ablation"] = ["coco-like/gap", "coco-like/ml_decoder"]
+    registry.runs["coco-like/gap"].rows["hsvlt_ablation"] = {"ablation": "hamburger", "value": False}
+    registry.runs["coco-like/ml_decoder"].rows["hsvlt_ablation"] = {"ablation": "num_scales", "value": 4}
+    path = tmp_path / "runs.csv"
+    long_form.write(long_form.collect(registry, results, long_form.Header("x", seeds=[0, 1])), path)
+    frame = long_form.read(path).frame
+    runs = frame[(frame["kind"] == "run") & (frame["metric"] == "mAP") & (frame["seed"] == 0)]
+    assert [(t, long_form.row_key(row)) for t, row in zip(runs["table_id"], runs.to_dict("records"))] == [
+        ("table1_heads", {"head": "gap", "queries": None}),
+        ("hsvlt_ablation", {"ablation": "hamburger", "value": False}),
+        ("table1_heads", {"head": "4", "queries": 4}),
+        ("hsvlt_ablation", {"ablation": "num_scales", "value": 4})]
+    assert runs["torch_version"].tolist() == ["2.x"] * 4 and runs["compared"].tolist() == [True] * 4
+    assert frame.loc[frame["kind"] == "seed", "seed"].tolist() == [0, 1]
+    from mld.engine.outputs import software_versions  # every version the engine records has its column
+
+    assert set(software_versions()) | {"cuda", "gpu"} == set(long_form.VERSION_COLUMNS)
+    text = path.read_text()
+    assert "{" not in text.replace("{}", "") and ";" not in text, "no mapping or joined list in a cell"
+    older = tmp_path / "older.csv"
+    older.write_text("kind,run_id,seed,table_ids,metric,value,rows,versions\n")
+    with pytest.raises(ValueError, match=r"older.csv was written by an older mld .* rebuild it from the run "
+                                         r"outputs with `mld report --configfile CONFIG --results DIR`"):
+        long_form.read(older)
 
 
 def test_replicates_pair_runs_scored_on_the_same_images(tmp_path):
     registry, results = tree(tmp_path)
-    replicates = long_form.collect(registry, results, {"label": "x"}).replicates
+    replicates = long_form.collect(registry, results, long_form.Header("x")).replicates
     (gap, gap_digest), (decoder, decoder_digest) = (replicates[(r, 0, "mAP")]
                                                     for r in ("coco-like/gap", "coco-like/ml_decoder"))
     assert gap_digest == decoder_digest, "the same validation targets"

@@ -442,18 +442,15 @@ def test_a_run_from_random_weights_where_the_paper_was_pretrained_is_marked_and_
     assert beat["reproduced verdict"] == claims.UNDETERMINED and tables.STATUS_NOT_COMPARED in beat["reproduced evidence"]
     table1 = next(t for t in built if t.spec.table_id == "table1_heads")
     assert "Not compared with the paper: `coco-like/gap`" in md.render_section(table1, frame.reset_index())
-    # Written and read back, the marks survive; a runs.csv written before the columns existed reads as compared.
+    # Written and read back, the marks survive.
     path = tmp_path / "runs.csv"
     long_form.write(collected, path)
-    assert set(long_form.read(path).frame.query("run_id == 'coco-like/gap' and kind == 'run'")["compared"]) == {"False"}
-    old = pd.read_csv(path).drop(columns=["weights", "compared"])
-    old.to_csv(path, index=False)
-    assert long_form.read(path).frame["compared"].isna().all()
+    assert set(long_form.read(path).frame.query("run_id == 'coco-like/gap' and kind == 'run'")["compared"]) == {False}
 def test_a_table_the_config_skips_says_so():
     """A config's skip_tables reaches tables.md through runs.csv's header rows."""
     fields = md.header_fields("config/config.yaml", "x", "cached_features", [0], ["table14_transfer"])
-    assert fields["skip_tables"] == "table14_transfer"
-    assert "skip_tables" not in md.header_fields("config/x.yaml", "x", "cached_features", [0])
+    assert fields.skipped_tables == ("table14_transfer",)
+    assert md.header_fields("config/x.yaml", "x", "cached_features", [0]).skipped_tables == ()
     transfer = tables.build_table(tables.reported_spec("table14_transfer"), [])
     text = md.render_section(transfer, pd.DataFrame(columns=["table"]), skipped=True)
     assert "Not planned by this config (`skip_tables`): the paper's values only." in text

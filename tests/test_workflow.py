@@ -421,22 +421,22 @@ COMMITTED_TINY_RESULTS = REPO / "tests" / "data" / "tiny_results" / "runs.csv"
 TIMING_METRICS = {"train_time_s"}
 
 
-def per_seed_values(runs_csv: Path) -> dict[tuple[str, int, str, str], tuple[str, float]]:
-    """(run id, seed, selection, metric) -> (status, value) of every run row of a long-form results file."""
+def per_seed_values(runs_csv: Path) -> dict[tuple[str, int, str, str, str], tuple[str, float]]:
+    """(run id, seed, selection, section, metric) -> (status, value) of every run row of a long-form
+    results file (a run's rows in each of its tables are one)."""
     import pandas as pd  # only this check reads the frame directly
 
-    frame = pd.read_csv(runs_csv)
+    frame = pd.read_csv(runs_csv, low_memory=False)
     frame = frame[(frame["kind"] == "run") & ~frame["metric"].isin(TIMING_METRICS)]
-    return {(row.run_id, int(row.seed), str(row.selection), str(row.metric)): (row.status, row.value)
+    return {(row.run_id, int(row.seed), str(row.selection), str(row.section), str(row.metric)): (row.status, row.value)
             for row in frame.itertuples()}
 
 
 def recorded_cpus(runs_csv: Path) -> set[str]:
-    """The CPUs named by the run rows' environments ("..., cpu NAME, ..." in the versions column)."""
+    """The CPUs named by the run rows' environments (the `cpu` column)."""
     import pandas as pd
 
-    versions = pd.read_csv(runs_csv).query("kind == 'run'")["versions"].dropna().unique()
-    return {entry.removeprefix("cpu ") for line in versions for entry in line.split(", ") if entry.startswith("cpu ")}
+    return set(pd.read_csv(runs_csv, low_memory=False).query("kind == 'run'")["cpu"].dropna())
 
 
 # Pinned kernels (mld.numerics) give equal digits on every CPU of one kind (name, family, model);

@@ -6,7 +6,6 @@ Rendering only: every number comes from the built tables (TableResult) and the c
 """
 from __future__ import annotations
 
-import json
 import math
 import numbers
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from mld.report.tables import (
     STATUS_NOT_REPRODUCED,
     STATUS_PAPER_ONLY,
     STATUS_PARTIAL,
+    RowStatus,
     TableResult,
     TableSpec,
     format_number,
@@ -57,7 +57,7 @@ BEST_EPOCH_TEXT = (f"Selection: \"{BEST_EPOCH}\" is the official train.py's (beh
 
 @dataclass(frozen=True)
 class ReportHeader:
-    """What produced the results: printed at the top of tables.md (from the frame's report rows)."""
+    """What produced the results: printed at the top of tables.md (from the frame's header rows)."""
 
     config: str
     label: str
@@ -71,30 +71,31 @@ class ReportHeader:
 
 
 def header_fields(config_path: str, label: str, mode: str, seeds: Sequence[int],
-                  skipped_tables: Sequence[str] = ()) -> dict[str, str]:
-    """The report rows `mld.report.results.collect` stores, so that a runs.csv alone can print the header."""
-    fields = {"label": label, "config": config_path, "mode": mode, "seeds": ",".join(str(s) for s in seeds)}
-    return {**fields, "skip_tables": ",".join(skipped_tables)} if skipped_tables else fields
+                  skipped_tables: Sequence[str] = ()) -> long_form.Header:
+    """The header `mld.report.results.collect` stores, so that a runs.csv alone can print it."""
+    return long_form.Header(label, config_path, mode, tuple(seeds), tuple(skipped_tables))
 
 
 def read_header(frame: pd.DataFrame) -> ReportHeader:
-    """The header from the frame's report rows (kind "report")."""
-    report = frame[frame["kind"] == long_form.KIND_REPORT]
-    fields = dict(zip(report["metric"], report["note"]))
-    datasets = report[report["metric"] == "dataset"]
-    backbones = report[report["metric"] == "backbone"]
-    used = set(frame.loc[frame["kind"] != long_form.KIND_REPORT, "dataset"].dropna())
+    """The header from the frame's header rows (the first report row's label, config and mode: a
+    merged file's sites agree on the mode and may differ in the rest)."""
+    kind = frame["kind"]
+    report = frame[kind == long_form.KIND_REPORT]
+    first = report.iloc[0] if len(report) else pd.Series(dtype=object)
+    datasets = frame[kind == long_form.KIND_DATASET]
+    backbones = frame[kind == long_form.KIND_BACKBONE]
+    used = set(frame.loc[kind.isin([long_form.KIND_RUN, long_form.KIND_MEASUREMENT]), "dataset"].dropna())
     dataset_lines = [str(text) for name, text in zip(datasets["dataset"], datasets["dataset_stands_for"])
                      if name in used or not used]
-    backbone_lines = [str(note) + (f", standing for {paper}" if paper else "")
-                      for note, paper in zip(backbones["note"], backbones["backbone_stands_for"])]
-    seeds = [int(s) for s in str(fields.get("seeds") or "").split(",") if s]
+    backbone_lines = [str(text) + (f", standing for {paper}" if paper else "")
+                      for text, paper in zip(backbones["description"], backbones["backbone_stands_for"])]
     commits = sorted(set(report["git_commit"].dropna()))
-    return ReportHeader(config=str(fields.get("config")), label=str(fields.get("label")),
-                        mode=str(fields.get("mode")), seeds=seeds, datasets=dataset_lines, backbones=backbone_lines,
-                        synthetic="synthetic" in set(datasets["reason"].dropna()),
+    seeds = [int(seed) for seed in frame.loc[kind == long_form.KIND_SEED, "seed"]]
+    return ReportHeader(config=str(first.get("config_file")), label=str(first.get("label")),
+                        mode=str(first.get("mode")), seeds=seeds, datasets=dataset_lines, backbones=backbone_lines,
+                        synthetic="synthetic" in set(datasets["dataset_source"].dropna()),
                         commit=", ".join(commits) or "unknown",
-                        skipped_tables=[t for t in str(fields.get("skip_tables") or "").split(",") if t])
+                        skipped_tables=list(frame.loc[kind == long_form.KIND_SKIPPED_TABLE, "table_id"]))
 
 
 def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
@@ -105,15 +106,14 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     return "\n".join([line(header), line(["---"] * len(header)), *(line(row) for row in rows)])
 
 
-def _reproduced_cell(row: pd.Series, metric: str, selection: str = "") -> str:
+def _reproduced_cell(row: pd.Series, metric: str, status: RowStatus, selection: str = "") -> str:
     """The mean ± std (n) of one metric; `selection` "" for the final values, BEST_EPOCH for the official's."""
     prefix = f"{selection} " if selection else ""
     n = int(row[metric_column(metric, f"{prefix}n")])
     if n == 0:
-        status = str(row["status"])
-        if status.startswith((STATUS_PAPER_ONLY, STATUS_NOT_REPRODUCED)):
+        if status.status in (STATUS_PAPER_ONLY, STATUS_NOT_REPRODUCED):
             return "—"
-        return status.split(":")[0] if status.startswith((STATUS_INFEASIBLE, STATUS_MISSING)) else "n/a"
+        return status.status if status.status in (STATUS_INFEASIBLE, STATUS_MISSING) else "n/a"
     mean, std = row[metric_column(metric, f"{prefix}mean")], row[metric_column(metric, f"{prefix}std")]
     spread = "" if math.isnan(std) else f" ± {format_number(std, like=mean)}"
     return f"{format_number(mean)}{spread} (n={n})"
@@ -208,8 +208,9 @@ def render_table(table: TableResult) -> str:
         cells = [_key_cell(row[column]) for column in spec.key]
         for metric in spec.metrics:
             effects = _effect_cells(table, index, metric) if "effect" in parts else []
-            values = {"paper": _paper_cell(row, metric), "reproduced": _reproduced_cell(row, metric),
-                      BEST_EPOCH: _reproduced_cell(row, metric, BEST_EPOCH) if metric in with_best else "",
+            status = table.statuses[index]
+            values = {"paper": _paper_cell(row, metric), "reproduced": _reproduced_cell(row, metric, status),
+                      BEST_EPOCH: _reproduced_cell(row, metric, status, BEST_EPOCH) if metric in with_best else "",
                       "diff": _diff_cell(row, metric), "paper effect": effects[:1] and effects[0],
                       "effect": effects[1:] and effects[1]}
             cells += [values[part] or "" for part in metric_parts[metric]]
@@ -259,9 +260,9 @@ def render_section(table: TableResult, claims: pd.DataFrame, skipped: bool = Fal
             parts.append("Shown: " + LAYOUT_TEXT[table.layout].format(baseline=_baseline_text(spec)) + ".")
         if best_epoch_metrics(table):
             parts.append(BEST_EPOCH_TEXT)
-    for prefix, what in ((STATUS_MISSING, "Missing runs"), (STATUS_PARTIAL, "Runs with missing seeds"),
+    for status, what in ((STATUS_MISSING, "Missing runs"), (STATUS_PARTIAL, "Runs with missing seeds"),
                          (STATUS_NOT_COMPARED, "Not compared with the paper")):
-        runs = table.runs_with_status(prefix)
+        runs = table.runs_with_status(status)
         if runs:
             parts.append(f"{what}: " + "; ".join(f"`{run}` ({detail})" for run, detail in runs) + ".")
     for run, detail in table.runs_with_status(STATUS_INFEASIBLE):

@@ -10,18 +10,17 @@ refuses what cannot be combined honestly:
 * a run id whose config (the `config` rows, mld.report.results) differs between sites: refused, naming
   the keys that differ, since the same id would then stand for two experiments;
 * a header whose mode differs: refused (the numbers mean different things); the seeds are the
-  union of the sites', other header lines are kept when they differ (a dataset's path per
-  cluster), the commits are listed together.
+  union of the sites', each site's report row (label, config file, commit) is kept when it
+  differs, the other header rows once each (a dataset's description per cluster when they differ).
 
 Rows keep the order of the first site that has them, so a file split by seed and merged back
 rebuilds the same tables byte for byte.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
@@ -30,12 +29,10 @@ from mld.report import results as long_form
 
 SITE = "site"
 RUNS_FILE_STEM = "runs"
-KIND_ORDER = (long_form.KIND_RUN, long_form.KIND_MEASUREMENT, long_form.KIND_REPORT, long_form.KIND_CONFIG)
-# Fields of a (run, seed) that must agree between sites for the copies to be one result.
+# Fields of a (run, seed) that must agree between sites for the copies to be one result, and what names them.
 COMPARED = ("value", "status")
-HEADER_UNION = "seeds"
+RESULT_KEY = ("section", "metric", "part", "selection")
 HEADER_MUST_AGREE = ("mode",)
-REPORT_IDENTITY = ("metric", "dataset", "backbone_role")
 
 
 class MergeConflict(ValueError):
@@ -81,50 +78,45 @@ def _with_site(collected: long_form.Collected, site: str) -> pd.DataFrame:
     return frame
 
 
-def _flat(config: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
-    if isinstance(config, Mapping):
-        for key, value in config.items():
-            yield from _flat(value, f"{prefix}{key}.")
-    else:
-        yield prefix.rstrip("."), config
-
-
 def config_differences(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
-    """The dotted keys whose values differ between two configs (absent on one side counts)."""
-    flat_a, flat_b = dict(_flat(a)), dict(_flat(b))
-    return sorted(key for key in set(flat_a) | set(flat_b) if flat_a.get(key, "absent") != flat_b.get(key, "absent"))
+    """The dotted keys whose values differ between two configs given as {dotted key: value}
+    (mld.report.results.configs; absent on one side counts)."""
+    return sorted(key for key in set(a) | set(b) if a.get(key, "absent") != b.get(key, "absent"))
 
 
 def _check_configs(frames: Mapping[str, pd.DataFrame]) -> None:
     seen: dict[str, tuple[str, dict]] = {}
     for site, frame in frames.items():
-        rows = frame[frame["kind"] == long_form.KIND_CONFIG]
-        for run_id, note in zip(rows["run_id"], rows["note"]):
-            config = json.loads(note)
+        for run_id, config in long_form.configs(frame).items():
             if run_id not in seen:
                 seen[run_id] = (site, config)
                 continue
             first_site, first = seen[run_id]
             keys = config_differences(first, config)
             if keys:
-                flat_a, flat_b = dict(_flat(first)), dict(_flat(config))
-                shown = "; ".join(f"{key}: {flat_a.get(key, 'absent')!r} ({first_site}) vs "
-                                  f"{flat_b.get(key, 'absent')!r} ({site})" for key in keys)
+                shown = "; ".join(f"{key}: {first.get(key, 'absent')!r} ({first_site}) vs "
+                                  f"{config.get(key, 'absent')!r} ({site})" for key in keys)
                 raise MergeConflict(f"run {run_id} has different configs at {first_site} and {site}: {shown}. "
                                     "The same run id would stand for two experiments; rerun one site with "
                                     "the other's config, or leave that run out of one input")
 
 
-def _values(rows: pd.DataFrame) -> dict[tuple[str | None, str | None], tuple]:
-    """{(metric, selection): (value, status)}: a final and a best-epoch mAP are two results."""
-    return {(metric, None if pd.isna(selection) else selection): tuple(None if pd.isna(v) else v for v in values)
-            for metric, selection, *values in rows[["metric", "selection", *COMPARED]].itertuples(index=False)}
+def _values(rows: pd.DataFrame) -> dict[tuple, tuple]:
+    """{(section, metric, part, selection): (value, status)}: a final and a best-epoch mAP are two
+    results; the copies of a run's rows in each of its tables are one."""
+    def plain(cells: tuple) -> tuple:
+        return tuple(None if pd.isna(cell) else cell for cell in cells)
+
+    width = len(RESULT_KEY)
+    return {plain(cells[:width]): plain(cells[width:])
+            for cells in rows[[*RESULT_KEY, *COMPARED]].itertuples(index=False, name=None)}
 
 
-def _metric_name(key: tuple[str | None, str | None]) -> str:
-    """"mAP", or "mAP (best_epoch)" for a value of the official selection."""
-    metric, selection = key
-    return f"{metric} ({selection})" if selection and selection != long_form.SELECTION_FINAL else str(metric)
+def _metric_name(key: tuple) -> str:
+    """"mAP", or "mAP (zsl, best_epoch)" for a value of a section, part or the official selection."""
+    section, metric, part, selection = key
+    qualifiers = [q for q in (section, part, selection if selection != long_form.SELECTION_FINAL else None) if q]
+    return f"{metric} ({', '.join(qualifiers)})" if qualifiers else str(metric)
 
 
 def _all_missing(rows: pd.DataFrame) -> bool:
@@ -177,26 +169,27 @@ def _results(frames: Mapping[str, pd.DataFrame], prefer: str | None) -> tuple[pd
 
 
 def _header(frames: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
-    """The report rows: mode must agree, seeds are united, other lines kept once each."""
-    rows = pd.concat([frame[frame["kind"] == long_form.KIND_REPORT] for frame in frames.values()])
+    """The header rows: the mode must agree, the seeds are united (ascending), other rows kept once
+    each (the report row once per differing label, config file or commit)."""
+    rows = pd.concat([frame[frame["kind"].isin(long_form.HEADER_KINDS)] for frame in frames.values()])
+    report = rows[rows["kind"] == long_form.KIND_REPORT]
     for field_name in HEADER_MUST_AGREE:
-        values = rows.loc[rows["metric"] == field_name, ["note", SITE]].drop_duplicates("note")
+        values = report[[field_name, SITE]].drop_duplicates(field_name)
         if len(values) > 1:
-            shown = " vs ".join(f"{note} ({site})" for note, site in values.itertuples(index=False))
+            shown = " vs ".join(f"{value} ({site})" for value, site in values.itertuples(index=False))
             raise MergeConflict(f"the results were made in different {field_name}s: {shown}; merge only "
                                 f"results of one {field_name}")
-    seeds = sorted({int(s) for note in rows.loc[rows["metric"] == HEADER_UNION, "note"].dropna()
-                    for s in str(note).split(",") if s})
-    rows = rows.copy()
-    rows.loc[rows["metric"] == HEADER_UNION, "note"] = ",".join(map(str, seeds))
-    rows["git_commit"] = ", ".join(sorted({c for cell in rows["git_commit"].dropna() for c in str(cell).split(", ")}))
-    compared = [c for c in rows.columns if c != SITE]
-    return rows.drop_duplicates(subset=compared)
+    seeds = rows[rows["kind"] == long_form.KIND_SEED].drop_duplicates("seed").sort_values("seed")
+    others = rows[~rows["kind"].isin([long_form.KIND_REPORT, long_form.KIND_SEED])]
+    return pd.concat([report.drop_duplicates([c for c in rows.columns if c != SITE]), seeds,
+                      others.drop_duplicates([c for c in rows.columns if c not in (SITE, "git_commit")])])
 
 
 def _configs(frames: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """The config rows of each run id from the first site that has it (the sites agree: _check_configs)."""
     rows = pd.concat([frame[frame["kind"] == long_form.KIND_CONFIG] for frame in frames.values()])
-    return rows.drop_duplicates(subset=["run_id"])
+    first_site = rows.drop_duplicates("run_id").set_index("run_id")[SITE]
+    return rows[rows[SITE].to_numpy() == first_site.loc[rows["run_id"]].to_numpy()]
 
 
 def merge(inputs: Sequence[Source], prefer: str | None = None) -> long_form.Collected:

@@ -1,32 +1,53 @@
-"""The long-form results frame (`results/runs.csv`): every measured number, one row each.
+"""The long-form results frame (`results/runs.csv`): every measured number, one row each, its keys
+as columns.
 
 The workflow's first report step collects the run directories and cost measurements of a
-registry into one frame; every table, claim, CSV and the figure are views of it, and
+registry into one frame; every table, claim, CSV and figure is a view of it, and
 `mld report --from runs.csv` rebuilds them without run directories or a config. So the frame
-carries what the tables need besides the numbers: each run's rows in each table (`rows`, JSON),
-what stands in for the paper's datasets and backbones, and the report's header (`kind` report).
+carries what the tables need besides the numbers: each run's row in each table (the `row_*`
+columns), what stands in for the paper's datasets and backbones, and the report's header.
+No cell holds a list, a mapping or JSON: every key is a column, every fact a row.
 
 Row kinds (column `kind`):
-* run: one row per (run, seed, selection, metric). Metrics are metrics.json "final" (sections
-  flattened: "zsl/mAP", "gzsl/F1@3") and "best_epoch" (its selection metric, each candidate's, and
-  its epoch), and cost.json (flops_g, params_m, ...). A seed without outputs is one row with
-  status "missing" and no metric; an infeasible run's rows have status "infeasible" and its
-  reason, with the cost it measured.
+* run: one row per (table, run, seed, selection, section, metric). `table_id` is one table the run
+  fills and `row_<column>` its row there (`row_head`, `row_queries`, ...; empty: the table's row has
+  no such column); a run in three tables has its numbers three times, once per table. `metric` is a
+  metrics.json "final" or "best_epoch" key, `section` the part of "final" it sits in (Table 6's
+  `zsl`, `gzsl`; empty for the rest), or a cost.json key (flops_g, params_m, ...) or train_time_s.
+  A seed without outputs is one row per table with status "missing" and no metric; an infeasible
+  run's rows have status "infeasible" and its `reason`, with the cost it measured.
 * selection: which weights a run's metric was measured with. "final": the last epoch's better of
   the model and its EMA (the suite's protocol); "best_epoch": the highest over the evaluated
   epochs of the better of the two (the official train.py's protocol, behind the paper's numbers);
-  empty for what does not depend on it (costs, training time, measurements). A column, not a
-  metric name prefix: "mAP" stays one metric, its protocol a key beside run and seed (runs.csv
-  files written before the column hold final values only, and read back with it empty).
-* measurement: one row per (measurement, metric); a metric given per part (module timing's
-  time_ms per module) is one row per part, "time_ms/self_attention". A timing taken in rounds
-  (mld.cost) has one row per round and metric, the round numbered in `seed`: the replicates whose
-  spread decides a speed claim, as seeds decide an mAP one.
-* report: the header (label, config, mode, seeds, git commit, one row per dataset and backbone).
-* config: one row per run and measurement, its config (without the seed) as canonical JSON in
-  `note`, so results from several places can be merged and compared key by key (mld.report.merge).
+  empty for what does not depend on it (costs, training time, measurements).
+* measurement: one row per (table, measurement, round, metric, part); a metric given per part
+  (module timing's time_ms per module) has the part in `part`. A timing taken in rounds (mld.cost)
+  has one row per round and metric, the round numbered in `seed`: the replicates whose spread
+  decides a speed claim, as seeds decide an mAP one.
+* report: the header, one row: `label`, `config_file`, `mode`, `git_commit`.
+  seed: one row per seed the config plans (`seed`). skipped_table: one row per table the config
+  leaves out (`table_id`, the config's skip_tables). dataset: one row per dataset (`dataset`,
+  `dataset_source`, `dataset_stands_for`). backbone: one row per backbone role (`backbone_role`,
+  its `description`, `backbone_stands_for`).
+* config: one row per run and measurement and config key (without the seed): `config_key` the dotted
+  key ("train.lr", "model.backbone_options.channels.0"), `config_value` its value, so results from
+  several places can be merged and compared key by key (mld.report.merge).
 
-A merged file (`mld merge`) adds the column `site`: where each row came from.
+What produced a run seed or measurement is in columns of its own: `device` and, for a measurement,
+`amp`; the software versions of metrics.json "versions" (`mld_version`, `python_version`,
+`torch_version`, `timm_version`, `numpy_version`, `cuda_version`, `platform`, `cpu`, `gpu`);
+environments.csv and the tables' environment lines are views of them (`describe_environment`).
+
+Typing: `seed` is an integer, `value` a float, `compared` and `amp` booleans, the rest text. The
+`row_*` and `config_value` cells hold values that came from YAML (table.yaml, the config) and may be
+of any scalar type within one column (hsvlt_ablation's `value`: 4, cross_attention, false), so each
+cell is written as YAML writes that scalar (`4`, `false`, `null`, `cross_attention`; a string YAML
+would read as another type is quoted: `'4'`) and read back with YAML's rules: ints stay ints, null
+stays null (`null`, as opposed to an empty cell: no such key), strings stay strings.
+
+A merged file (`mld merge`) adds the column `site`: where each row came from. A runs.csv written
+by an older mld (one `table_ids` cell per run, its rows as JSON, the versions in one string) is
+refused with the command that rebuilds it.
 
 Per-image scores for paired comparisons are kept as bootstrap replicates (mld.report.stats) in a
 companion file beside runs.csv, `runs.bootstrap.npz`: for each (run, seed, metric) the metric on the
@@ -36,6 +57,7 @@ metrics.json "history") goes to a second companion, `runs.history.csv` (mld.repo
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -43,27 +65,37 @@ import numbers
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from mld.report import history, stats
-from mld.atomic import canonical_json, config_hash, write_npz, write_text
+from mld.atomic import config_hash, write_npz, write_text
 from mld.data.prepared import images_with_positive
 from mld.experiments import Registry, paper_class_count
 from mld.paths import measurement_path, run_dir
 from mld.weights import read_manifest, shipped_file
 
-COLUMNS = ("kind", "run_id", "seed", "table_ids", "metric", "selection", "value", "status", "reason", "mode", "task",
-           "dataset", "dataset_stands_for", "backbone", "backbone_role", "backbone_stands_for", "rows", "versions",
-           "device", "git_commit", "config_hash", "note", "weights", "compared")
-# Columns added after runs.csv files were first written: read as empty from older files (whose
-# values are all final-epoch ones, from runs compared with the paper's).
-LATER_COLUMNS = ("selection", "weights", "compared")
-# Columns a runs.csv may have besides COLUMNS: where a merged row came from (mld.report.merge).
+# metrics.json "versions" key -> its column, in the order mld.engine.outputs.software_versions writes them.
+VERSION_COLUMNS = {"mld": "mld_version", "python": "python_version", "torch": "torch_version",
+                   "timm": "timm_version", "numpy": "numpy_version", "platform": "platform", "cpu": "cpu",
+                   "cuda": "cuda_version", "gpu": "gpu"}
+COLUMNS = ("kind", "table_id", "run_id", "seed", "selection", "section", "metric", "part", "value", "status",
+           "reason", "mode", "task", "dataset", "dataset_stands_for", "backbone", "backbone_role",
+           "backbone_stands_for", "weights", "compared", "device", "amp", *VERSION_COLUMNS.values(), "git_commit",
+           "config_hash", "label", "config_file", "dataset_source", "description", "config_key", "config_value")
+ROW_PREFIX = "row_"  # row_<column>: the run's row in table `table_id`, one column per key column
+BOOLEAN_COLUMNS = ("compared", "amp")
+# Columns a runs.csv may have besides COLUMNS and the row_* ones: where a merged row came from (mld.report.merge).
 OPTIONAL_COLUMNS = ("site",)
-KIND_RUN, KIND_MEASUREMENT, KIND_REPORT, KIND_CONFIG = "run", "measurement", "report", "config"
+# Columns of runs.csv files written by an older mld, which kept keys inside cells.
+OLD_COLUMNS = ("table_ids", "rows", "versions", "note")
+KIND_RUN, KIND_MEASUREMENT, KIND_CONFIG = "run", "measurement", "config"
+KIND_REPORT, KIND_SEED, KIND_SKIPPED_TABLE, KIND_DATASET, KIND_BACKBONE = (
+    "report", "seed", "skipped_table", "dataset", "backbone")
+HEADER_KINDS = (KIND_REPORT, KIND_SEED, KIND_SKIPPED_TABLE, KIND_DATASET, KIND_BACKBONE)
 STATUS_OK, STATUS_MISSING, STATUS_INFEASIBLE = "ok", "missing", "infeasible"
 COST_FILE_METRICS = ("flops_g", "params_m", "head_flops_g", "head_params_m")
 # metrics.json "final" and "best_epoch" keys that are bookkeeping, not measurements.
@@ -76,6 +108,17 @@ BOOTSTRAP_SUFFIX = ".bootstrap.npz"  # runs.csv -> runs.bootstrap.npz (mld.paths
 CSV_FLOAT_FORMAT = "%.10g"  # drops float noise (0.10000000000000002) and keeps every measured digit
 # Spreads below this fraction of a value are float noise (a seed-independent FLOPs count): shown as 0.
 RELATIVE_NOISE = 1e-9
+
+
+@dataclass(frozen=True)
+class Header:
+    """What produced the results, stored as the header rows so that a runs.csv alone prints it."""
+
+    label: str
+    config_file: str | None = None
+    mode: str | None = None
+    seeds: Sequence[int] = ()
+    skipped_tables: Sequence[str] = ()   # the config's skip_tables: planned nothing there
 
 
 def bootstrap_path(runs_csv: str | Path) -> Path:
@@ -105,11 +148,53 @@ def read_json(path: Path) -> dict[str, Any] | None:
     return data
 
 
-def describe_environment(versions: Any) -> str:
-    """One line naming the software and hardware a result came from (metrics.json "versions")."""
-    if not isinstance(versions, Mapping) or not versions:
-        return "not recorded"
-    return ", ".join(f"{name} {value}" for name, value in versions.items())
+def scalar_text(value: Any) -> str:
+    """A key or config value as its cell: the scalar as YAML writes it ("4", "false", "null", "gap",
+    "'4'" for the string 4; "{}" or "[]" for an empty block), so that `scalar_value` gives back the
+    same value of the same type."""
+    if isinstance(value, (Mapping, list, tuple)):
+        if value:
+            raise ValueError(f"{value!r} is not a scalar; a runs.csv cell holds one value")
+        return "{}" if isinstance(value, Mapping) else "[]"
+    return _scalar_text(value)
+
+
+@functools.lru_cache(maxsize=None, typed=True)
+def _scalar_text(value: Any) -> str:
+    return yaml.safe_dump(value, default_flow_style=True, width=math.inf).removesuffix("\n...\n").rstrip("\n")
+
+
+@functools.lru_cache(maxsize=None)
+def scalar_value(text: str) -> Any:
+    """The value of a `row_*` or `config_value` cell (see `scalar_text`)."""
+    return yaml.safe_load(text)
+
+
+def row_key(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A run's row in the table of one frame row, from its `row_*` cells (keys sorted, as the columns)."""
+    return {column.removeprefix(ROW_PREFIX): scalar_value(text) for column, text in row.items()
+            if column.startswith(ROW_PREFIX) and isinstance(text, str)}
+
+
+def row_cells(row: Mapping[str, Any]) -> dict[str, str]:
+    """The `row_*` cells of a run's row in one table."""
+    return {f"{ROW_PREFIX}{column}": scalar_text(value) for column, value in sorted(row.items())}
+
+
+def describe_environment(row: Mapping[str, Any]) -> str:
+    """One line naming the software and hardware of a run seed or measurement row ("mld 0.1.0,
+    python 3.11.7, ..."; a measurement adds its device and amp)."""
+    named = [(name, row.get(column)) for name, column in VERSION_COLUMNS.items()]
+    if row.get("kind") == KIND_MEASUREMENT:
+        named += [("device", row.get("device")), ("amp", row.get("amp"))]
+    parts = [f"{name} {value}" for name, value in named if value is not None and value is not pd.NA]
+    return ", ".join(parts) or "not recorded"
+
+
+def _version_cells(versions: Any) -> dict[str, str]:
+    if not isinstance(versions, Mapping):
+        return {}
+    return {column: str(versions[name]) for name, column in VERSION_COLUMNS.items() if name in versions}
 
 
 def git_commit(root: Path = Path(".")) -> str:
@@ -125,14 +210,27 @@ def git_commit(root: Path = Path(".")) -> str:
     return commit + ("+dirty" if dirty else "")
 
 
-def flatten(values: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, float]]:
-    """(name, number) pairs of a nested mapping: {"zsl": {"mAP": 1}} -> ("zsl/mAP", 1.0)."""
+def numbers_in(values: Mapping[str, Any]) -> Iterator[tuple[str, str | None, float]]:
+    """(key, inner key, number) of every finite number of a mapping, one level of nesting deep:
+    {"mAP": 1, "zsl": {"mAP": 2}} -> ("mAP", None, 1.0), ("zsl", "mAP", 2.0)."""
     for key, value in values.items():
-        name = f"{prefix}{key}"
         if isinstance(value, Mapping):
-            yield from flatten(value, f"{name}/")
+            yield from ((str(key), str(inner), number) for inner, item in value.items()
+                        if (number := finite_number(item)) is not None)
         elif (number := finite_number(value)) is not None:
-            yield name, number
+            yield str(key), None, number
+
+
+def _config_leaves(config: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """(dotted key, value) of every scalar (or empty block) of a config, keys sorted (as its
+    canonical JSON); list items by index."""
+    items = sorted(config.items()) if isinstance(config, Mapping) else enumerate(config) \
+        if isinstance(config, (list, tuple)) else None
+    if items is None or not config:
+        yield prefix.rstrip("."), config
+        return
+    for key, value in items:
+        yield from _config_leaves(value, f"{prefix}{key}.")
 
 
 # ---- what stands in for what --------------------------------------------------------------------
@@ -239,6 +337,16 @@ def _base_row(**values: Any) -> dict[str, Any]:
     return row
 
 
+def _in_tables(registry: Registry, member_id: str, rows: Mapping[str, Mapping[str, Any]],
+               seed_rows: list[dict]) -> list[dict]:
+    """Each row of one seed (or measurement round) once per table the run or measurement fills, with
+    the table's id and the run's row there; once without a table when it fills none."""
+    tables = [table_id for table_id, members in registry.tables.items() if member_id in members]
+    if not tables:
+        return seed_rows
+    return [{**row, "table_id": table_id, **row_cells(rows[table_id])} for table_id in tables for row in seed_rows]
+
+
 def _run_context(registry: Registry, run_id: str) -> dict[str, Any]:
     from mld.experiments import PAPER_BACKBONE  # the paper's name of each backbone role
 
@@ -252,10 +360,9 @@ def _run_context(registry: Registry, run_id: str) -> dict[str, Any]:
     return {"dataset": dataset_id, "dataset_stands_for": dataset_stand_in(entry) if entry else None,
             "backbone": model.get("backbone"), "backbone_role": role,
             "backbone_stands_for": PAPER_BACKBONE.get(role) if role else None,
-            "task": config.get("task", "multilabel"), "table_ids": ";".join(t for t in registry.tables if run_id in registry.tables[t]),
-            "rows": json.dumps(run.rows, sort_keys=True), "weights": run.weights or None,
+            "task": config.get("task", "multilabel"), "weights": run.weights or None,
             # False: the backbone started from random weights while the paper's started pretrained.
-            "compared": None if run.compared else False}
+            "compared": bool(run.compared)}
 
 
 def _collect_run(registry: Registry, run_id: str, results: Path,
@@ -273,29 +380,36 @@ def _collect_run(registry: Registry, run_id: str, results: Path,
         common = {**context, "kind": KIND_RUN, "run_id": run_id, "seed": seed, "git_commit": commit,
                   "config_hash": config_hash(run.config_for_seed(seed))}
         if metrics is None:
-            rows.append(_base_row(**common, status=STATUS_MISSING,
-                                  reason=f"no metrics.json in {run_dir(run_id, seed)} (not run yet, or failed)"))
+            rows += _in_tables(registry, run_id, run.rows, [_base_row(
+                **common, status=STATUS_MISSING, reason=f"no metrics.json in {run_dir(run_id, seed)} (not run yet, "
+                                                        "or failed)")])
             continue
         cost = {**(read_json(seed_dir / "cost.json") or {}), **(metrics.get("cost") or {})}
         versions = metrics.get("versions") or {}
         epochs += history.rows(run_id, seed, metrics.get("history"))
-        common.update(mode=metrics.get("mode"), versions=describe_environment(versions),
+        common.update(mode=metrics.get("mode"), **_version_cells(versions),
                       device=str(versions.get("gpu", "cpu")) if versions else None)
         if metrics.get("infeasible"):
             reason = str(metrics.get("reason") or "over the run's train.feasibility budget")
-            numbers_measured = [(name, value) for name, value in flatten(cost) if name != "resolution"]
-            rows += [_base_row(**common, metric=name, value=value, status=STATUS_INFEASIBLE, reason=reason)
-                     for name, value in numbers_measured] or [
+            measured = [(name, part, value) for name, part, value in numbers_in(cost) if name != "resolution"]
+            seed_rows = [_base_row(**common, metric=name, part=part, value=value, status=STATUS_INFEASIBLE,
+                                   reason=reason) for name, part, value in measured] or [
                 _base_row(**common, status=STATUS_INFEASIBLE, reason=reason)]
+            rows += _in_tables(registry, run_id, run.rows, seed_rows)
             continue
-        measured = [(selection, name, value) for selection in (SELECTION_FINAL, SELECTION_BEST_EPOCH)
-                    for name, value in flatten({key: value for key, value in (metrics.get(selection) or {}).items()
-                                                if key not in FINAL_SKIP})]
-        measured += [(None, name, value) for name, value in flatten(cost) if name in COST_FILE_METRICS]
-        if metrics.get("train_time_s") is not None:
-            measured += [(None, name, value) for name, value in flatten({"train_time_s": metrics["train_time_s"]})]
-        rows += [_base_row(**common, metric=name, selection=selection, value=value, status=STATUS_OK)
-                 for selection, name, value in measured]
+        # A metric of a section of "final" (Table 6's zsl, gzsl) has the section as its key.
+        measured = [(selection, name if inner is None else inner, None if inner is None else name, value)
+                    for selection in (SELECTION_FINAL, SELECTION_BEST_EPOCH)
+                    for name, inner, value in numbers_in({key: value for key, value in
+                                                          (metrics.get(selection) or {}).items()
+                                                          if key not in FINAL_SKIP})]
+        measured += [(None, name, None, value) for name, inner, value in numbers_in(cost)
+                     if name in COST_FILE_METRICS and inner is None]
+        if finite_number(metrics.get("train_time_s")) is not None:
+            measured.append((None, "train_time_s", None, float(metrics["train_time_s"])))
+        rows += _in_tables(registry, run_id, run.rows, [
+            _base_row(**common, metric=name, section=section, selection=selection, value=value, status=STATUS_OK)
+            for selection, name, section, value in measured])
         paired = PAIRED_METRICS.get(task)
         arrays = _metric_arrays(seed_dir / "predictions.npz", task, data_path)
         if paired and arrays is not None:
@@ -303,9 +417,21 @@ def _collect_run(registry: Registry, run_id: str, results: Path,
     return rows, replicates, epochs
 
 
-def _config_row(run_id: str, config: Mapping[str, Any], commit: str) -> dict:
-    """A run's or measurement's config (without the seed), for merging results key by key."""
-    return _base_row(kind=KIND_CONFIG, run_id=run_id, note=canonical_json(config), git_commit=commit)
+def _config_rows(run_id: str, config: Mapping[str, Any], commit: str) -> list[dict]:
+    """A run's or measurement's config (without the seed), one row per key, for merging results key by key."""
+    return [_base_row(kind=KIND_CONFIG, run_id=run_id, config_key=key, config_value=scalar_text(value),
+                      git_commit=commit) for key, value in _config_leaves(config)]
+
+
+def configs(frame: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """Each run's and measurement's config from its config rows, as {dotted key: value}."""
+    rows = frame[frame["kind"] == KIND_CONFIG]
+    out: dict[str, dict[str, Any]] = {}
+    for run_id, key, text in zip(rows["run_id"], rows["config_key"], rows["config_value"]):
+        flat = out.setdefault(run_id, {})
+        if key is not None:  # an empty config is one row without a key
+            flat[key] = scalar_value(text)
+    return out
 
 
 def _collect_measurement(registry: Registry, measurement_id: str, results: Path, commit: str) -> list[dict]:
@@ -315,13 +441,13 @@ def _collect_measurement(registry: Registry, measurement_id: str, results: Path,
     config = entry.get("config") or {}
     common = {"kind": KIND_MEASUREMENT, "run_id": measurement_id, "git_commit": commit,
               "config_hash": config_hash(config), "backbone": (config.get("model") or {}).get("backbone"),
-              "table_ids": ";".join(t for t in registry.tables if measurement_id in registry.tables[t]),
-              "rows": json.dumps(entry["rows"], sort_keys=True), "mode": "measurement"}
+              "mode": "measurement"}
+    rows = entry.get("rows") or {}
     if report is None:
-        return [_base_row(**common, status=STATUS_MISSING, reason=f"no {measurement_path(measurement_id)}")]
-    common.update(versions=describe_environment({**(report.get("versions") or {}),
-                                                 **{k: report[k] for k in ("device", "amp") if k in report}}),
-                  device=str(report.get("device")))
+        return _in_tables(registry, measurement_id, rows, [
+            _base_row(**common, status=STATUS_MISSING, reason=f"no {measurement_path(measurement_id)}")])
+    common.update(_version_cells(report.get("versions")), device=str(report.get("device")),
+                  amp=report.get("amp") if isinstance(report.get("amp"), bool) else None)
     status, reason = (STATUS_INFEASIBLE, str(report.get("reason"))) if report.get("infeasible") else (STATUS_OK, None)
     skip = {"num_classes", "resolution", "batch_size", "warmup", "repeats", "min_seconds", "layers", "amp", "model",
             "rounds"}
@@ -329,32 +455,36 @@ def _collect_measurement(registry: Registry, measurement_id: str, results: Path,
     # A timing taken in rounds: one row set per round, the round in the seed column (a replicate,
     # as a seed is a run's), so its spread reaches the tables and the claims.
     rounds = list(enumerate(report["rounds"])) if report.get("rounds") else [(None, {})]
-    return [_base_row(**common, seed=index, metric=name, value=value, status=status, reason=reason)
-            for index, timing in rounds for name, value in flatten({**values, **timing})] \
-        or [_base_row(**common, status=status, reason=reason)]
+    measured = [row for index, timing in rounds for row in _in_tables(registry, measurement_id, rows, [
+        _base_row(**common, seed=index, metric=name, part=part, value=value, status=status, reason=reason)
+        for name, part, value in numbers_in({**values, **timing})])]
+    return measured or _in_tables(registry, measurement_id, rows, [_base_row(**common, status=status, reason=reason)])
 
 
-def _report_rows(registry: Registry, header: Mapping[str, Any], commit: str) -> list[dict]:
+def _header_rows(registry: Registry, header: Header, commit: str) -> list[dict]:
     from mld.experiments import PAPER_BACKBONE
 
-    rows = [_base_row(kind=KIND_REPORT, metric=name, note=str(value), git_commit=commit)
-            for name, value in header.items()]
+    rows = [_base_row(kind=KIND_REPORT, label=header.label, config_file=header.config_file, mode=header.mode,
+                      git_commit=commit)]
+    rows += [_base_row(kind=KIND_SEED, seed=seed, git_commit=commit) for seed in header.seeds]
+    rows += [_base_row(kind=KIND_SKIPPED_TABLE, table_id=table_id, git_commit=commit)
+             for table_id in header.skipped_tables]
     for name, entry in sorted(registry.datasets.items()):
-        rows.append(_base_row(kind=KIND_REPORT, metric="dataset", dataset=name, reason=entry.get("source"),
+        rows.append(_base_row(kind=KIND_DATASET, dataset=name, dataset_source=entry.get("source"),
                               dataset_stands_for=dataset_stand_in(entry), git_commit=commit))
     for role in registry.config.get("backbones", {}):
-        rows.append(_base_row(kind=KIND_REPORT, metric="backbone", backbone_role=role, git_commit=commit,
-                              note=describe_backbone(registry.config, role),
+        rows.append(_base_row(kind=KIND_BACKBONE, backbone_role=role, git_commit=commit,
+                              description=describe_backbone(registry.config, role),
                               backbone_stands_for=PAPER_BACKBONE.get(role)))
     return rows
 
 
-def collect(registry: Registry, results_dir: str | Path, header: Mapping[str, Any]) -> Collected:
-    """The long-form frame of a results tree (runs, then measurements, then the header rows)."""
+def collect(registry: Registry, results_dir: str | Path, header: Header) -> Collected:
+    """The long-form frame of a results tree (runs, then measurements, then the header and config rows)."""
     results = Path(results_dir)
     commit = git_commit()
     rows: list[dict] = []
-    configs: list[dict] = []
+    config_rows: list[dict] = []
     replicates: dict = {}
     epochs: list[dict] = []
     for run_id in registry.runs:
@@ -364,23 +494,32 @@ def collect(registry: Registry, results_dir: str | Path, header: Mapping[str, An
         rows += run_rows
         replicates.update(run_replicates)
         epochs += run_epochs
-        configs.append(_config_row(run_id, registry.runs[run_id].config, commit))
+        config_rows += _config_rows(run_id, registry.runs[run_id].config, commit)
     for measurement_id in registry.measurements:
         rows += _collect_measurement(registry, measurement_id, results, commit)
-        configs.append(_config_row(measurement_id, registry.measurements[measurement_id].get("config") or {}, commit))
-    rows += _report_rows(registry, header, commit) + configs
-    return Collected(normalise(pd.DataFrame(rows, columns=list(COLUMNS), dtype=object)), replicates,
+        config_rows += _config_rows(measurement_id, registry.measurements[measurement_id].get("config") or {}, commit)
+    rows += _header_rows(registry, header, commit) + config_rows
+    keys = sorted({column for row in rows for column in row if column.startswith(ROW_PREFIX)})
+    return Collected(normalise(pd.DataFrame(rows, columns=[*COLUMNS, *keys], dtype=object)), replicates,
                      history.frame(epochs))
 
 
+def _columns(frame: pd.DataFrame) -> list[str]:
+    """COLUMNS, then the row_* columns in name order, then the optional ones present."""
+    keys = sorted(column for column in frame.columns if column.startswith(ROW_PREFIX))
+    return [*COLUMNS, *keys, *(column for column in OPTIONAL_COLUMNS if column in frame.columns)]
+
+
 def normalise(frame: pd.DataFrame) -> pd.DataFrame:
-    """Text columns as objects with None for empty cells, values as floats, seeds as nullable ints:
-    the same frame whether collected or read back."""
+    """Text columns as objects with None for empty cells, values as floats, seeds as nullable ints,
+    `compared` and `amp` as nullable booleans: the same frame whether collected or read back."""
     frame = frame.astype(object)
     frame = frame.where(frame.notna() & (frame != ""), None)
     frame["value"] = pd.to_numeric(frame["value"], errors="coerce").astype(float)
     frame["seed"] = pd.to_numeric(frame["seed"], errors="coerce").astype("Int64")
-    return frame[list(COLUMNS) + [column for column in OPTIONAL_COLUMNS if column in frame.columns]]
+    for column in BOOLEAN_COLUMNS:
+        frame[column] = frame[column].astype("boolean")
+    return frame[_columns(frame)]
 
 
 # ---- the files ----------------------------------------------------------------------------------
@@ -401,10 +540,13 @@ ENVIRONMENT_COLUMNS = ("kind", "run_id", "seed", "device", "versions", "git_comm
 
 
 def environments(frame: pd.DataFrame) -> pd.DataFrame:
-    """Software and hardware of every run seed and measurement with outputs (and its site, when merged)."""
+    """Software and hardware of every run seed and measurement with outputs (and its site, when
+    merged), its versions described in one line per row (`describe_environment`)."""
+    measured = frame[frame["kind"].isin([KIND_RUN, KIND_MEASUREMENT]) & (frame["status"] != STATUS_MISSING)]
+    measured = measured.drop_duplicates(["kind", "run_id", "seed"]).reset_index(drop=True)
+    measured["versions"] = [describe_environment(row) for row in measured.to_dict("records")]
     columns = list(ENVIRONMENT_COLUMNS) + [column for column in OPTIONAL_COLUMNS if column in frame.columns]
-    measured = frame[frame["kind"].isin([KIND_RUN, KIND_MEASUREMENT]) & frame["versions"].notna()]
-    return measured[columns].drop_duplicates(["kind", "run_id", "seed"]).reset_index(drop=True)
+    return measured[columns]
 
 
 def read(path: str | Path) -> Collected:
@@ -413,15 +555,17 @@ def read(path: str | Path) -> Collected:
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist; write it with `mld report --configfile CONFIG --results DIR` "
                                 "or give the runs.csv of a results folder")
-    text_columns = [column for column in COLUMNS + OPTIONAL_COLUMNS if column not in ("seed", "value")]
-    frame = pd.read_csv(path, dtype={column: "string" for column in text_columns},
-                        keep_default_na=False, na_values={"value": [""], "seed": [""]})
-    for column in LATER_COLUMNS:
-        if column not in frame.columns:
-            frame[column] = ""
-    missing = [column for column in COLUMNS if column not in frame.columns]
+    header = pd.read_csv(path, nrows=0).columns
+    old = [column for column in OLD_COLUMNS if column in header]
+    if old:
+        raise ValueError(f"{path} was written by an older mld (its column(s) {old} hold several keys in one cell); "
+                         "rebuild it from the run outputs with `mld report --configfile CONFIG --results DIR`")
+    missing = [column for column in COLUMNS if column not in header]
     if missing:
         raise ValueError(f"{path} lacks the column(s) {missing}; it is not a runs.csv that mld wrote")
+    typed = {"seed": "Int64", "value": "float64", **{column: "boolean" for column in BOOLEAN_COLUMNS}}
+    frame = pd.read_csv(path, dtype={column: typed.get(column, "string") for column in header},
+                        keep_default_na=False, na_values={column: [""] for column in typed})
     frame = normalise(frame)
     replicates = {}
     companion = bootstrap_path(path)

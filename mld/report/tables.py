@@ -22,7 +22,6 @@ shown in the run column.
 """
 from __future__ import annotations
 
-import json
 import math
 import numbers
 from dataclasses import dataclass, field
@@ -36,7 +35,7 @@ from mld.report import stats
 from mld.report.claims import MissingValue, Estimate
 
 # A key column that picks the section of metrics.json "final" a row reads (Table 6: one zero-shot
-# run gives a "zsl" row and a "gzsl" row): its metrics are "<section>/<metric>" in the frame.
+# run gives a "zsl" row and a "gzsl" row): its metrics have that `section` in the frame.
 SECTION_COLUMN = "task"
 # Metrics shown for tables the papers do not report (e.g. the HSVLT ablations).
 UNREPORTED_TABLE_METRICS = ("mAP", "flops_g", "params_m")
@@ -148,6 +147,19 @@ def summarise(samples: Sequence[float]) -> tuple[float, float, int]:
 
 # ---- observations from the long-form frame ------------------------------------------------------
 
+@dataclass(frozen=True)
+class RowStatus:
+    """Whether a table row's runs finished (`status`, one of the STATUS_* words) and what to add
+    (`detail`: the missing seeds, why a run is infeasible or not compared; None: nothing)."""
+
+    status: str
+    detail: str | None = None
+
+    def __str__(self) -> str:
+        """The row's status cell in the table and its CSV: "infeasible: <reason>"."""
+        return self.status if self.detail is None else f"{self.status}: {self.detail}"
+
+
 @dataclass
 class Observation:
     """One reproduced row before it is summarised: each metric's value per finished seed."""
@@ -170,17 +182,17 @@ class Observation:
     compared: bool = True                         # False: random init where the paper's run was pretrained
 
     @property
-    def status(self) -> str:
+    def status(self) -> RowStatus:
         if self.infeasible:
-            return f"{STATUS_INFEASIBLE}: {self.infeasible}"
+            return RowStatus(STATUS_INFEASIBLE, self.infeasible)
         if not self.compared and self.finished:
-            return f"{STATUS_NOT_COMPARED}: {NOT_COMPARED_REASON}"
+            return RowStatus(STATUS_NOT_COMPARED, NOT_COMPARED_REASON)
         missing = [name for name in self.expected if name not in self.finished]
         if not self.finished:
-            return f"{STATUS_MISSING}: no output ({', '.join(missing)})"
+            return RowStatus(STATUS_MISSING, f"no output ({', '.join(missing)})")
         if missing:
-            return f"{STATUS_PARTIAL}: {', '.join(missing)} missing"
-        return STATUS_OK
+            return RowStatus(STATUS_PARTIAL, f"{', '.join(missing)} missing")
+        return RowStatus(STATUS_OK)
 
     def add(self, metric: str, value: Any, seed: int | None = None) -> None:
         number = long_form.finite_number(value)
@@ -207,63 +219,62 @@ def infeasible_text(reason: str, measured: Mapping[str, float]) -> str:
 
 
 def observe(member: pd.DataFrame, table_id: str, spec: TableSpec,
-            replicates: Mapping[tuple[str, int, str], tuple[np.ndarray, str]]) -> list[Observation]:
-    """The rows one run or measurement (its rows of the long-form frame) gives a table.
+            replicates: Mapping[tuple[str, int, str], tuple[np.ndarray, str]],
+            tables: Sequence[str] = ()) -> list[Observation]:
+    """The rows one run or measurement gives a table, from its rows of the long-form frame in that
+    table (`tables`: every table it fills).
 
     A zero-shot run gives one row per section of Table 6 (zsl, gzsl); a measurement with a metric
     per part (module timing's time_ms per module) one row per part, the part filling the key
     column the registry's row leaves out."""
     first = member.iloc[0]
     origin = str(first["run_id"])
-    row = {column: plain_value(value) for column, value in json.loads(first["rows"])[table_id].items()}
-    measured = member[member["metric"].notna()]
-    names = list(dict.fromkeys(measured["metric"]))
-    variants: list[tuple[dict[str, Any], str]] = [(row, "")]
+    row = {column: plain_value(value) for column, value in long_form.row_key(first).items()}
+    # A variant of the row: its key and the section or part of the metrics it reads (None: neither).
+    variants: list[tuple[dict[str, Any], str | None, str | None]] = [(row, None, None)]
     if SECTION_COLUMN in spec.key and SECTION_COLUMN not in row:
         sections = sorted({value for value in spec.reported[SECTION_COLUMN] if isinstance(value, str)})
-        variants = [({**row, SECTION_COLUMN: section}, f"{section}/") for section in sections]
+        variants = [({**row, SECTION_COLUMN: section}, section, None) for section in sections]
     else:
         parts_column = next((column for column in spec.key if column not in row), None)
-        parts = list(dict.fromkeys(name.split("/", 1)[1] for name in names
-                                   if "/" in name and name.split("/", 1)[0] in spec.metrics))
+        parts = list(dict.fromkeys(member.loc[member["metric"].isin(spec.metrics), "part"].dropna()))
         if parts_column and parts:
-            variants = [({**row, parts_column: part}, part) for part in parts]
+            variants = [({**row, parts_column: part}, None, part) for part in parts]
     expected = list(dict.fromkeys(_seed_label(seed) for seed in member["seed"]))
+    compared = first["compared"]
     observations = []
-    for key, scope in variants:
+    for key, section, part in variants:
         observation = Observation(origin, key, expected, dataset=first["dataset"],
                                   backbone=None if first["backbone_role"] is None
                                   else f"{first['backbone']} [{first['backbone_role']}]",
-                                  stands_for=first["backbone_stands_for"],
-                                  tables=tuple(str(first["table_ids"] or "").split(";")),
-                                  compared=str(first["compared"]) != "False")
+                                  stands_for=first["backbone_stands_for"], tables=tuple(tables),
+                                  compared=compared is pd.NA or bool(compared))
         for seed, rows in member.groupby(member["seed"].map(_seed_label), sort=False):
             statuses = set(rows["status"])
             if statuses == {long_form.STATUS_MISSING}:
                 continue
             observation.finished.append(seed)
             observation.modes.update(str(mode) for mode in rows["mode"].dropna())
-            observation.environments.update(str(env) for env in rows["versions"].dropna())
+            observation.environments.update(long_form.describe_environment(record)
+                                            for record in rows.to_dict("records"))
             seed_number = plain_value(rows["seed"].iloc[0])
             if long_form.STATUS_INFEASIBLE in statuses:
                 values = {str(m): float(v) for m, v in zip(rows["metric"], rows["value"]) if m is not None
                           and long_form.finite_number(v) is not None}
                 observation.infeasible = infeasible_text(str(rows["reason"].iloc[0]), values)
+            scoped = (rows["section"] == section if section else rows["section"].isna()) & (
+                rows["part"] == part if part else rows["part"].isna())
+            best = rows["selection"] == long_form.SELECTION_BEST_EPOCH
             for metric in spec.metrics:
-                if scope.endswith("/"):
-                    name = f"{scope}{metric}"
-                elif scope:
-                    name = f"{metric}/{scope}"
-                else:
-                    name = metric
-                named, best = rows["metric"] == name, rows["selection"] == long_form.SELECTION_BEST_EPOCH
+                named = scoped & (rows["metric"] == metric)
                 values = rows.loc[named & ~best, "value"]
                 if len(values):
                     observation.add(metric, values.iloc[0], seed_number)
                 best_values = rows.loc[named & best, "value"]
                 if len(best_values):
                     observation.add_best(metric, best_values.iloc[0])
-                if not scope and seed_number is not None and (origin, seed_number, metric) in replicates:
+                unscoped = section is None and part is None
+                if unscoped and seed_number is not None and (origin, seed_number, metric) in replicates:
                     observation.replicates.setdefault(metric, {})[seed_number] = replicates[
                         (origin, seed_number, metric)]
         observations.append(observation)
@@ -367,6 +378,13 @@ def _effect(metric: str, value: float, baseline: float) -> float:
 
 # ---- the frame ----------------------------------------------------------------------------------
 
+def row_status(spec: TableSpec, observation: Observation | None) -> RowStatus:
+    """A frame row's status: its run's, or why it has none."""
+    if observation is None:
+        return RowStatus(STATUS_NOT_REPRODUCED if spec.not_reproduced else STATUS_PAPER_ONLY)
+    return observation.status
+
+
 def _frame_row(spec: TableSpec, reported: dict | None, observation: Observation | None) -> dict[str, Any]:
     key_source = reported if reported is not None else observation.key
     row: dict[str, Any] = {column: plain_value(key_source.get(column)) for column in spec.key}
@@ -378,10 +396,7 @@ def _frame_row(spec: TableSpec, reported: dict | None, observation: Observation 
     row["run"] = None if observation is None else observation.origin
     row["run row"] = ", ".join(f"{c}={v}" for c, v in differing.items()) or None
     row["mode"] = None if observation is None else ", ".join(sorted(observation.modes)) or None
-    if observation is None:
-        row["status"] = STATUS_NOT_REPRODUCED if spec.not_reproduced else STATUS_PAPER_ONLY
-    else:
-        row["status"] = observation.status
+    row["status"] = str(row_status(spec, observation))
     for metric in spec.metrics:
         paper_value = long_form.finite_number(None if reported is None else reported.get(metric))
         samples = [] if observation is None else observation.samples.get(metric, [])
@@ -410,6 +425,7 @@ class TableResult:
     environments: list[str] = field(default_factory=list)
     run_keys: list[dict[str, Any] | None] = field(default_factory=list)  # per frame row: the run's own key
     observations: list[Observation | None] = field(default_factory=list)  # per frame row
+    statuses: list[RowStatus] = field(default_factory=list)               # per frame row (its `status` cell)
     baselines: list[int | None] = field(default_factory=list)            # per frame row: its baseline's index
     layout: str = LAYOUT_ABSOLUTE
     datasets: list[str] = field(default_factory=list)                    # stand-in lines of its runs' data
@@ -423,15 +439,16 @@ class TableResult:
         return [{c: plain_value(v) for c, v in key.items()} if reported else None
                 for key, reported in zip(keys, self.frame["reported"])]
 
-    def runs_with_status(self, prefix: str) -> list[tuple[str, str]]:
-        """(run or measurement id, status detail) of the rows whose status starts with `prefix`."""
-        rows = self.frame[["run", "status"]].dropna()
-        rows = rows[rows["status"].str.startswith(prefix)].drop_duplicates()
-        return [(run, status.removeprefix(prefix).lstrip(": ")) for run, status in rows.itertuples(index=False)]
+    def runs_with_status(self, status: str) -> list[tuple[str, str]]:
+        """(run or measurement id, status detail) of the rows with `status`, each once."""
+        return list(dict.fromkeys((observation.origin, own.detail or "")
+                                  for observation, own in zip(self.observations, self.statuses)
+                                  if observation is not None and own.status == status))
 
     @property
     def modes(self) -> list[str]:
-        return sorted({mode for cell in self.frame["mode"].dropna() for mode in cell.split(", ")})
+        return sorted({mode for observation in self.observations if observation is not None
+                       for mode in observation.modes})
 
 
 def _baseline_indices(spec: TableSpec, frame: pd.DataFrame) -> list[int | None]:
@@ -494,38 +511,33 @@ def build_table(spec: TableSpec, observations: list[Observation], synthetic: boo
     if synthetic:
         layout = LAYOUT_EFFECTS if spec.baseline else LAYOUT_REFERENCE
     table = TableResult(spec, frame, sorted({e for o in observations for e in o.environments}), run_keys,
-                        [observation for _, observation in pairs], _baseline_indices(spec, frame), layout,
-                        list(datasets))
+                        [observation for _, observation in pairs], [row_status(spec, o) for _, o in pairs],
+                        _baseline_indices(spec, frame), layout, list(datasets))
     _fill_effects(table)
     return table
 
 
-def _table_order(frame: pd.DataFrame, reported_ids: Sequence[str]) -> list[str]:
-    seen: list[str] = []
-    for cell in frame["table_ids"].dropna():
-        seen += [t for t in str(cell).split(";") if t and t not in seen]
-    return list(reported_ids) + [t for t in seen if t not in reported_ids]
-
-
 def build_tables(collected: long_form.Collected, reported_ids: Sequence[str]) -> list[TableResult]:
-    """Every table from the long-form frame: the reported ones in `reported_ids` order, then the rest."""
+    """Every table from the long-form frame: the reported ones in `reported_ids` order, then the
+    rest in the order the frame first names them."""
     frame = collected.frame
     members = frame[frame["kind"].isin([long_form.KIND_RUN, long_form.KIND_MEASUREMENT])]
-    report = frame[frame["kind"] == long_form.KIND_REPORT]
-    datasets = report[report["metric"] == "dataset"]
-    synthetic_datasets = set(datasets.loc[datasets["reason"] == "synthetic", "dataset"])
+    datasets = frame[frame["kind"] == long_form.KIND_DATASET]
+    synthetic_datasets = set(datasets.loc[datasets["dataset_source"] == "synthetic", "dataset"])
     stand_ins = dict(zip(datasets["dataset"], datasets["dataset_stands_for"]))
-    groups = {run_id: rows for run_id, rows in members.groupby("run_id", sort=False)}
+    groups = {key: rows for key, rows in members.groupby(["table_id", "run_id"], sort=False)}
+    tables_of = {run_id: list(dict.fromkeys(rows["table_id"].dropna()))
+                 for run_id, rows in members.groupby("run_id", sort=False)}
+    named = list(dict.fromkeys(members["table_id"].dropna()))
     results = []
-    for table_id in _table_order(frame, reported_ids):
-        in_table = [run_id for run_id, rows in groups.items()
-                    if table_id in str(rows["table_ids"].iloc[0] or "").split(";")]
+    for table_id in list(reported_ids) + [t for t in named if t not in reported_ids]:
+        in_table = [run_id for table, run_id in groups if table == table_id]
         if table_id in reported_ids:
             spec = reported_spec(table_id)
         else:
-            spec = unreported_spec(table_id, [json.loads(groups[r]["rows"].iloc[0])[table_id] for r in in_table])
-        observations = [o for run_id in in_table for o in observe(groups[run_id], table_id, spec,
-                                                                     collected.replicates)]
+            spec = unreported_spec(table_id, [long_form.row_key(groups[(table_id, r)].iloc[0]) for r in in_table])
+        observations = [o for run_id in in_table for o in observe(groups[(table_id, run_id)], table_id, spec,
+                                                                     collected.replicates, tables_of[run_id])]
         used = list(dict.fromkeys(o.dataset for o in observations if o.dataset))
         synthetic = bool(used) and all(d in synthetic_datasets for d in used)
         results.append(build_table(spec, observations, synthetic, [stand_ins[d] for d in used if d in stand_ins]))
@@ -569,18 +581,16 @@ class TableValues:
             raise MissingValue(f"{self.side} row {wanted} in {table_id} ({len(matches) or 'no'} matching rows)")
         return int(matches[0])
 
-    def _row(self, table_id: str, key: Mapping[str, Any]) -> pd.Series:
-        return self._table(table_id).frame.loc[self._index(table_id, key)]
-
     def get(self, table_id: str, metric: str, **key: Any) -> Estimate:
-        row = self._row(table_id, key)
+        index = self._index(table_id, key)
+        row = self._table(table_id).frame.loc[index]
         if self.side == "paper":
             value = row[metric_column(metric, "paper")]
             if math.isnan(value):
                 raise MissingValue(f"reported {metric} of {key} in {table_id} (not reported)")
             return Estimate(float(value))
         n = int(row[metric_column(metric, "n")])
-        if n == 0 or str(row["status"]).startswith(STATUS_NOT_COMPARED):
+        if n == 0 or self._table(table_id).statuses[index].status == STATUS_NOT_COMPARED:
             raise MissingValue(f"reproduced {metric} of {key} in {table_id} ({row['status']})")
         return Estimate(float(row[metric_column(metric, "mean")]), float(row[metric_column(metric, "std")]), n)
 
@@ -613,8 +623,9 @@ class TableValues:
     def infeasible(self, table_id: str, **key: Any) -> bool:
         """Reproduced: the run's status is infeasible. Paper: the row reports some metrics but not
         others (Table 2's transformer-decoder: FLOPs, and "NA" for mAP)."""
-        row = self._row(table_id, key)
+        index = self._index(table_id, key)
+        row = self._table(table_id).frame.loc[index]
         if self.side == "reproduced":
-            return str(row["status"]).startswith(STATUS_INFEASIBLE)
+            return self._table(table_id).statuses[index].status == STATUS_INFEASIBLE
         reported = [not math.isnan(row[metric_column(m, "paper")]) for m in self.tables[table_id].spec.metrics]
         return any(reported) and not all(reported)
