@@ -9,7 +9,7 @@ import pytest
 
 from mld.report import comparison
 from mld.report import results as long_form
-from tests.test_tables import HEADER, TABLE1_RUNS, make_results
+from tests.test_tables import HEADER, TABLE1_RUNS, make_results, on_synthetic_data
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -23,10 +23,7 @@ def collected(tmp_path: Path, name: str, shift: dict[str, list[float]], syntheti
     results = tmp_path / name
     registry = make_results(results, runs)
     if synthetic:
-        registry.datasets["coco-like"] = {"name": "coco-like", "role": "coco", "source": "synthetic",
-                                          "preset": "coco-like", "image_size": 64, "path": "results/data/coco-like"}
-        for run_id in TABLE1_RUNS:
-            registry.runs[run_id].config = {"dataset": {"path": "results/data/coco-like"}, "task": "multilabel"}
+        on_synthetic_data(registry)
     path = results / "runs.csv"
     long_form.write(long_form.collect(registry, results, HEADER), path)
     return path

@@ -32,7 +32,8 @@ def tree(tmp_path: Path) -> tuple[Registry, Path]:
     for run_id, seeds in (("coco-like/gap", SEEDS), ("coco-like/ml_decoder", SEEDS[:1])):
         registry.runs[run_id] = Run(run_id, {"dataset": {"path": "results/data/coco-like"}, "task": "multilabel",
                                              "model": {"backbone": "test_resnet"}}, list(SEEDS),
-                                    {"table1_heads": {"head": run_id.split("/")[1], "queries": None}})
+                                    {"table1_heads": {"head": run_id.split("/")[1], "queries": None}},
+                                    dataset="coco-like", backbone_role="medium")
         registry.tables.setdefault("table1_heads", []).append(run_id)
         for seed in seeds:
             seed_dir = Path(paths.run_dir(run_id, seed, str(results)))

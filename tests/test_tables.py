@@ -335,15 +335,20 @@ def test_from_a_committed_runs_csv_rebuilds_its_tables_md_byte_for_byte(folder, 
     assert (tmp_path / "tables.md").read_text() == (folder / "tables.md").read_text()
 
 
-def synthetic_registry(tmp_path: Path) -> Registry:
-    """make_results with its COCO-like runs on a synthetic dataset: Table 1 shows effects."""
-    registry = make_results(tmp_path)
+def on_synthetic_data(registry: Registry) -> Registry:
+    """The registry with its Table 1 runs on a synthetic dataset: Table 1 then shows effects."""
     registry.datasets["coco-like"] = {"name": "coco-like", "role": "coco", "source": "synthetic",
                                       "preset": "coco-like", "image_size": 64, "path": "results/data/coco-like"}
     for run_id in TABLE1_RUNS:
         registry.runs[run_id].config = {"dataset": {"path": "results/data/coco-like"}, "task": "multilabel",
                                         "model": {"backbone": "test_resnet"}}
+        registry.runs[run_id].dataset = "coco-like"
     return registry
+
+
+def synthetic_registry(tmp_path: Path) -> Registry:
+    """make_results with its COCO-like runs on a synthetic dataset."""
+    return on_synthetic_data(make_results(tmp_path))
 
 
 def test_synthetic_tables_show_effects_against_the_baseline_beside_the_papers(tmp_path):

@@ -256,15 +256,6 @@ def dataset_stand_in(entry: Mapping[str, Any]) -> str:
     return f"{entry.get('name')}: {paper_name} (prepared dataset at {entry.get('path')})"
 
 
-def backbone_role(config: Mapping[str, Any], model: Mapping[str, Any]) -> str | None:
-    """The backbone role whose definition a run's model block uses (its first such role)."""
-    for role, spec in config.get("backbones", {}).items():
-        if isinstance(spec, Mapping) and spec.get("name") == model.get("backbone") \
-                and dict(spec.get("options") or {}) == dict(model.get("backbone_options") or {}):
-            return role
-    return None
-
-
 def describe_backbone(config: Mapping[str, Any], role: str) -> str:
     """"`large`: test_resnet {channels: [48, 72, 72, 144]}" or "`resnet101`: the `medium` backbone"."""
     spec = config["backbones"][role]
@@ -352,12 +343,10 @@ def _run_context(registry: Registry, run_id: str) -> dict[str, Any]:
 
     run = registry.runs[run_id]
     config = run.config
-    path = (config.get("dataset") or {}).get("path")
-    dataset_id = next((name for name, entry in registry.datasets.items() if entry.get("path") == path), None)
-    entry = registry.datasets.get(dataset_id, {})
+    entry = registry.datasets.get(run.dataset, {})
     model = config.get("model") or {}
-    role = backbone_role(registry.config, model)
-    return {"dataset": dataset_id, "dataset_stands_for": dataset_stand_in(entry) if entry else None,
+    role = run.backbone_role
+    return {"dataset": run.dataset, "dataset_stands_for": dataset_stand_in(entry) if entry else None,
             "backbone": model.get("backbone"), "backbone_role": role,
             "backbone_stands_for": PAPER_BACKBONE.get(role) if role else None,
             "task": config.get("task", "multilabel"), "weights": run.weights or None,

@@ -47,11 +47,10 @@ BEST_EPOCH = "best epoch"
 METRIC_FIELDS = ("paper", "mean", "std", "n", f"{BEST_EPOCH} mean", f"{BEST_EPOCH} std", f"{BEST_EPOCH} n", "diff",
                  "paper effect", "effect", "effect margin")
 
-STATUS_OK = "ok"
+# A table row's status: a run's own (ok, missing, infeasible: mld.report.results) or one of these.
+STATUS_OK, STATUS_MISSING, STATUS_INFEASIBLE = long_form.STATUS_OK, long_form.STATUS_MISSING, long_form.STATUS_INFEASIBLE
 STATUS_PAPER_ONLY = "paper only"
-STATUS_MISSING = "missing"
 STATUS_PARTIAL = "partial"
-STATUS_INFEASIBLE = "infeasible"
 STATUS_NOT_REPRODUCED = "not reproduced"
 STATUS_NOT_COMPARED = "not compared"
 NOT_COMPARED_REASON = ("the backbone started from random weights (from_scratch), the paper's from pretrained "
@@ -251,14 +250,14 @@ def observe(member: pd.DataFrame, table_id: str, spec: TableSpec,
                                   compared=compared is pd.NA or bool(compared))
         for seed, rows in member.groupby(member["seed"].map(_seed_label), sort=False):
             statuses = set(rows["status"])
-            if statuses == {long_form.STATUS_MISSING}:
+            if statuses == {STATUS_MISSING}:
                 continue
             observation.finished.append(seed)
             observation.modes.update(str(mode) for mode in rows["mode"].dropna())
             observation.environments.update(long_form.describe_environment(record)
                                             for record in rows.to_dict("records"))
             seed_number = plain_value(rows["seed"].iloc[0])
-            if long_form.STATUS_INFEASIBLE in statuses:
+            if STATUS_INFEASIBLE in statuses:
                 values = {str(m): float(v) for m, v in zip(rows["metric"], rows["value"]) if m is not None
                           and long_form.finite_number(v) is not None}
                 observation.infeasible = infeasible_text(str(rows["reason"].iloc[0]), values)
