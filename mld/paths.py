@@ -18,8 +18,8 @@ FEATURES = RESULTS + "/features/{features}"
 # A real dataset's images decoded once at one input resolution (mld.data.store), for end-to-end runs.
 STORE = RESULTS + "/stores/{dataset}/{resolution}px"
 
-# One directory per (run, seed), and the measurements (Table 9's throughput, per-module timing). A run's seeds live side by side in
-# its directory (`mld train --seeds` writes <out>/SEED_DIR for each seed).
+# One directory per (run, seed), and the measurements (Table 9's throughput, the per-module timing).
+# A run's seeds live side by side in its directory (`mld train --seeds` writes <out>/SEED_DIR for each seed).
 SEED_DIR = "seed{seed}"
 RUN_ROOT = RESULTS + "/runs/{run_id}"
 RUN_DIR = RUN_ROOT + "/" + SEED_DIR

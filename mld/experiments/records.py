@@ -14,6 +14,7 @@ from typing import Any
 
 from mld import paths
 
+
 class Record(Mapping):
     """A frozen dataclass read as a mapping of its fields (subclasses are dataclasses)."""
 

@@ -293,7 +293,7 @@ def train_inputs(wildcards):
     return inputs
 
 
-def profile_arguments(wildcards):
+def measure_arguments(wildcards):
     """`mld measure <kind>` flags of one measurement beyond its config file."""
     measurement = lookup(REGISTRY.measurements, wildcards.measurement, "measurement")
     options = {

@@ -18,6 +18,6 @@ rule measure:
         **rule_resources("measure"),
     params:
         kind=lambda wildcards: lookup(REGISTRY.measurements, wildcards.measurement, "measurement")["kind"],
-        arguments=profile_arguments,
+        arguments=measure_arguments,
     shell:
         launched("measure {params.kind} --run-config {input.config} {params.arguments} --out {output} > {log} 2>&1")
