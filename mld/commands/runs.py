@@ -71,7 +71,6 @@ def run_rows(registry: Any, table: str | None = None) -> list[dict[str, Any]]:
         if table not in registry.tables:
             raise ValueError(f"unknown table {table!r}; the tables are {', '.join(tables)}")
         tables = [table]
-    dataset_by_path = {entry["path"]: dataset_id for dataset_id, entry in registry.datasets.items()}
     config = registry.config
     rows = []
     for table_id in tables:
@@ -87,7 +86,7 @@ def run_rows(registry: Any, table: str | None = None) -> list[dict[str, Any]]:
             rows.append({
                 "run_id": run_id, "table": table_id,
                 "row": ", ".join(f"{key}={_plain(value)}" for key, value in run.rows[table_id].items()),
-                "recipe": run.recipes.get(table_id), "dataset": dataset_by_path.get(resolved["dataset"]["path"]),
+                "recipe": run.recipes.get(table_id), "dataset": run.dataset,
                 "num_classes": run.settings.get("num_classes"), "backbone": model["backbone"],
                 "backbone_role": role, "backbone_options": model["backbone_options"], "head": model["head"],
                 "queries": run.settings.get("queries"), "resolution": train["resolution"],
