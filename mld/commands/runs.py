@@ -80,16 +80,16 @@ def run_rows(registry: Any, table: str | None = None) -> list[dict[str, Any]]:
             resolved = validate_run_config(run.config_for_seed(run.seeds[0]), source=run_id)
             model, train = resolved["model"], resolved["train"]
             loss = train["loss"]
-            role = run.settings.get("backbone")
+            role = run.settings.backbone
             mean, std = _mean_std(model) if resolved["features"] is None else ("", "")
             budget = train["feasibility"]
             rows.append({
                 "run_id": run_id, "table": table_id,
                 "row": ", ".join(f"{key}={_plain(value)}" for key, value in run.rows[table_id].items()),
                 "recipe": run.recipes.get(table_id), "dataset": run.dataset,
-                "num_classes": run.settings.get("num_classes"), "backbone": model["backbone"],
+                "num_classes": run.settings.num_classes, "backbone": model["backbone"],
                 "backbone_role": role, "backbone_options": model["backbone_options"], "head": model["head"],
-                "queries": run.settings.get("queries"), "resolution": train["resolution"],
+                "queries": run.settings.queries, "resolution": train["resolution"],
                 "epochs": train["epochs"], "batch_size": train["batch_size"], "optimizer": train["optimizer"],
                 "lr": train["lr"], "weight_decay": train["weight_decay"], "schedule": train["schedule"],
                 "warmup_epochs": train["warmup_epochs"], "loss": loss["name"], "gamma_neg": loss.get("gamma_neg"), "gamma_pos": loss.get("gamma_pos"),

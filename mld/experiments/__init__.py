@@ -47,6 +47,7 @@ from mld.experiments.records import (
     PretrainedBackbone,
     Registry,
     Run,
+    RunSettings,
 )
 from mld.experiments.table import DEFAULT_BACKBONE, TABLE_PATH, Cell, expand, paper_class_count, read_table
 
@@ -61,8 +62,7 @@ __all__ = [
     "EXTRACTION_TRAIN_KEYS", "MULTISCALE_HEADS", "PAPER_BACKBONE", "PAPER_DATASET", "PRETRAIN_ROLE",
     "SCHEMA_PATH", "TABLE_PATH", "TARGETS", "TASK_BY_ROLE", "ZSL_AUGMENTATIONS", "ZSL_HEAD_TYPES", "Cell",
     "DatasetEntry", "ExperimentConfigError", "FeatureCache", "Measurement", "PretrainedBackbone", "Registry", "Run",
-    "build_registry", "check_dataset_source", "check_dataset_sources", "dataset_prepare_arguments", "deep_merge",
-    "expand", "load_config",
-    "option_flags", "paper_class_count", "parse_overrides", "read_table", "resolve_base",
-    "validate_config",
+    "RunSettings", "build_registry", "check_dataset_source", "check_dataset_sources", "dataset_prepare_arguments",
+    "deep_merge", "expand", "load_config", "option_flags", "paper_class_count", "parse_overrides", "read_table",
+    "resolve_base", "validate_config",
 ]

@@ -22,6 +22,7 @@ from mld.experiments.records import (
     PretrainedBackbone,
     Registry,
     Run,
+    RunSettings,
     starting_weights,
 )
 from mld.experiments.table import DEFAULT_BACKBONE, Cell, expand, read_table
@@ -329,8 +330,8 @@ class _Builder:
             existing = self.registry.runs[run_id] = Run(
                 run_id, config, list(self.config["seeds"]), dataset=dataset_id,
                 backbone_role=self.backbone_id(cell.backbone),
-                settings={"dataset": cell.dataset, "backbone": cell.backbone, "head": cell.head,
-                          "num_groups": cell.num_groups, "queries": cell.queries, "num_classes": cell.num_classes})
+                settings=RunSettings(dataset=cell.dataset, backbone=cell.backbone, head=cell.head,
+                                     num_groups=cell.num_groups, queries=cell.queries, num_classes=cell.num_classes))
         elif existing.config != config:
             raise AssertionError(f"two different runs got the id {run_id}; make the id say what differs")
         existing.rows[cell.table] = dict(cell.row)
@@ -443,7 +444,7 @@ def check_run_configs(registry: Registry, k_sources: Mapping[str, str] = {}) -> 
             validate_run_config(run.config_for_seed(run.seeds[0]), source=where)
         except ConfigError as error:
             problems += [line.strip() for line in str(error).splitlines()[1:] if line.strip() not in problems]
-        groups, classes = run.config["model"]["num_groups"], run.settings.get("num_classes")
+        groups, classes = run.config["model"]["num_groups"], run.settings.num_classes
         if groups is not None and classes is not None and groups > classes:
             source = k_sources.get(run.run_id, "the `experiments:` value of its table entry (mld/experiments/table.yaml)")
             problems.append(f"run {run.run_id}: K = {groups} groups for {classes} classes (table(s) "

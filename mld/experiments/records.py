@@ -100,6 +100,19 @@ class Measurement(Record):
     path: str
 
 
+@dataclass(frozen=True)
+class RunSettings(Record):
+    """What a run was declared with in the experiments table: its dataset and backbone roles, head,
+    K (`num_groups`), the head's query count (`queries`) and the class count it trains on."""
+
+    dataset: str | None = None
+    backbone: str | None = None
+    head: str | None = None
+    num_groups: int | None = None
+    queries: int | None = None
+    num_classes: int | None = None
+
+
 @dataclass
 class Run:
     """One run: an engine run config without its seed, its seeds, and its rows in each table.
@@ -119,7 +132,7 @@ class Run:
     seeds: list[int]
     rows: dict[str, dict[str, Any]] = field(default_factory=dict)
     recipes: dict[str, str] = field(default_factory=dict)
-    settings: dict[str, Any] = field(default_factory=dict)
+    settings: RunSettings = field(default_factory=RunSettings)
     weights: str = ""
     compared: bool = True
     refusal: str | None = None
