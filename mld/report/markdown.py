@@ -289,6 +289,9 @@ MARGIN_SCOPE = {
     "end_to_end": "the seeds of whole training runs (backbone fine-tuning included) and the validation images; "
                   "every run of a backbone starts from the same pretrained weights (listed above).",
 }
+SPEED_MARGIN_SCOPE = ("A speed claim's interval covers the timing rounds of this one run, not the machine's state "
+                      "from one run to the next (load, clock speed): a speed verdict near its bound can change on "
+                      "a rerun on the same machine.")
 
 
 def reading_guide(synthetic: bool) -> list[str]:
@@ -347,7 +350,7 @@ def render_markdown(tables: Sequence[TableResult], claims: pd.DataFrame, header:
         "Effects: mAP-like metrics as differences to the baseline row, ± the 95% noise margin of that "
         "difference; costs and speeds as ratios (×). A speed's n counts its timing rounds, taken with nothing "
         "else of the workflow running; a speed claim is decided by its ratio's 95% interval over the rounds.",
-        f"- What the margins cover: {MARGIN_SCOPE.get(header.mode, MARGIN_SCOPE['end_to_end'])}",
+        f"- What the margins cover: {MARGIN_SCOPE.get(header.mode, MARGIN_SCOPE['end_to_end'])} {SPEED_MARGIN_SCOPE}",
         f"- Verdicts: {NOISE_DEFINITION}",
         f"- Claims on the reproduced values: {summary or 'none'} (of {len(claims)}).",
     ]
