@@ -9,6 +9,7 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -22,15 +23,21 @@ from test_engine_support import (  # noqa: F401 (one_thread: one thread, autouse
 pytestmark = pytest.mark.slow
 
 
-def test_two_processes_follow_the_single_process_loss_trajectory(tmp_path):
+def two_process_run(tmp_path: Path, **train: Any) -> tuple[dict[str, Any], Path]:
+    """A run config for one or two processes (batch 16 of 64 images) and its file. test_resnet has
+    BatchNorm: its statistics must be synchronised over both processes' halves of each batch.
+    Dropout is off because its masks depend on the per-process batch shape."""
     dataset = make_dataset(tmp_path, "coco-like", num_train=64, num_val=32)
-    # test_resnet has BatchNorm: its statistics must be synchronised over both processes' halves
-    # of each batch. Dropout is off because its masks depend on the per-process batch shape.
     config = run_config(dataset, model={"head_options": {"decoder_dim": 16, "num_heads": 2, "ff_dim": 32,
                                                          "dropout": 0.0}},
-                        train={"epochs": 3, "batch_size": 16, "eval_every": 0, "device": "cpu"})
+                        train={"epochs": 3, "batch_size": 16, "device": "cpu", **train})
     config_file = tmp_path / "run.yaml"
     config_file.write_text(yaml.safe_dump(config))
+    return config, config_file
+
+
+def test_two_processes_follow_the_single_process_loss_trajectory(tmp_path):
+    config, config_file = two_process_run(tmp_path, eval_every=0)
 
     single = train_on_one_thread(config, tmp_path / "one")
     double = train_under_torchrun(config_file, tmp_path / "two")
@@ -63,14 +70,17 @@ def processes_with(marker: str) -> list[int]:
     return found
 
 
-def launch_job(config_file: Path, out: Path, marker: str, signal_at: str | None = None) -> subprocess.CompletedProcess:
+def launch_job(config_file: Path, out: Path, marker: str, signal_at: str | None = None,
+               at_launcher: bool = True) -> subprocess.CompletedProcess:
     """`python -m mld.launch --gpus 2 ... -- train` in its own session, as a batch job runs; with
-    `signal_at`, rank 0 signals the launcher's group at that event (as Slurm signals the job)."""
+    `signal_at`, rank 0 signals the launcher's group at that event (as Slurm signals the job), or
+    with `at_launcher=False` its own group (as the kernel kills one process)."""
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "MLD_TEST_JOB": marker}
     if signal_at is not None:
         environment[TEST_SIGNAL_ENV] = signal_at
     # The shell becomes the launcher (exec): its pid is the group rank 0 signals.
-    command = ["sh", "-c", f'export {TEST_SIGNAL_GROUP_ENV}=$$; exec "$@"', "sh",
+    group = f"export {TEST_SIGNAL_GROUP_ENV}=$$; " if at_launcher else ""
+    command = ["sh", "-c", f'{group}exec "$@"', "sh",
                sys.executable, "-m", "mld.launch", "--gpus", "2", "--threads", "2", "--set", "train.num_workers=2",
                "--", "train", "--run-config", str(config_file), "--out", str(out)]
     return subprocess.run(command, env=environment, capture_output=True, text=True, timeout=300,
@@ -78,12 +88,7 @@ def launch_job(config_file: Path, out: Path, marker: str, signal_at: str | None 
 
 
 def test_a_two_gpu_job_stops_on_the_launchers_signal_leaves_no_rank_and_resumes_as_one_process(tmp_path):
-    dataset = make_dataset(tmp_path, "coco-like", num_train=64, num_val=32)
-    config = run_config(dataset, model={"head_options": {"decoder_dim": 16, "num_heads": 2, "ff_dim": 32,
-                                                         "dropout": 0.0}},
-                        train={"epochs": 3, "batch_size": 16, "eval_every": 1, "device": "cpu"})
-    config_file = tmp_path / "run.yaml"
-    config_file.write_text(yaml.safe_dump(config))
+    config, config_file = two_process_run(tmp_path, eval_every=1)
     single = train(config, tmp_path / "one")
     out, marker = tmp_path / "two", f"mld-test-{uuid.uuid4()}"
 
@@ -106,16 +111,9 @@ def test_a_two_gpu_job_stops_on_the_launchers_signal_leaves_no_rank_and_resumes_
 
 
 def test_a_rank_killed_in_a_two_gpu_job_takes_every_rank_and_worker_down(tmp_path):
-    dataset = make_dataset(tmp_path, "coco-like", num_train=64, num_val=32)
-    config_file = tmp_path / "run.yaml"
-    config_file.write_text(yaml.safe_dump(run_config(dataset, train={"epochs": 2, "batch_size": 16,
-                                                                      "device": "cpu"})))
+    _, config_file = two_process_run(tmp_path, epochs=2)
     marker = f"mld-test-{uuid.uuid4()}"
-    kill = "SIGKILL:steps/epoch"  # rank 0 dies at once, as when the kernel's OOM killer ends it
-    result = subprocess.run(
-        [sys.executable, "-m", "mld.launch", "--gpus", "2", "--threads", "2", "--set", "train.num_workers=2",
-         "--", "train", "--run-config", str(config_file), "--out", str(tmp_path / "run")],
-        env={**os.environ, "OMP_NUM_THREADS": "1", "MLD_TEST_JOB": marker, TEST_SIGNAL_ENV: kill},
-        capture_output=True, text=True, timeout=300, start_new_session=True)
+    # Rank 0 dies at once, as when the kernel's OOM killer ends it.
+    result = launch_job(config_file, tmp_path / "run", marker, signal_at="SIGKILL:steps/epoch", at_launcher=False)
     assert result.returncode != 0 and not (tmp_path / "run" / "metrics.json").exists()
     assert processes_with(marker) == []
