@@ -57,7 +57,7 @@ class RuleCost:
 
 
 def target_costs(registry: Any, tables: Iterable[str], refusals: Mapping[str, str] = {}) -> dict[str, RuleCost]:
-    """Jobs and GPU-hours by rule of the runs and measurements that make `report` and are not done;
+    """Jobs and GPU-hours by rule of the runs and measurements that make `tables` and are not done;
     `refusals` are the runs their budget will refuse (`expected_refusals`)."""
     config = registry.config
     skipped = set(config.get("skip_datasets", []))

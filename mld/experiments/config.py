@@ -154,9 +154,8 @@ def load_config(sources: ConfigSource | Sequence[ConfigSource] = (), overrides: 
     """The resolved, validated workflow config, as every consumer sees it: the config files (later
     ones override earlier ones, as Snakemake merges them; none: the embedded default), then the
     `--config` overrides (each with old key spellings renamed: `renamed_keys`), then `base:` (see
-    `resolve_base`), then the schema and,
-    with `check_weights` (what submits jobs: the workflow, `mld plan`), the backbone weights
-    (mld.weights.check_weights). What `build_registry` expects."""
+    `resolve_base`), then the schema and, with `check_weights` (what submits jobs: the workflow,
+    `mld plan`), the backbone weights (mld.weights.check_weights). What `build_registry` expects."""
     if isinstance(sources, (str, Path, Mapping)):
         sources = [sources]
     merged: dict[str, Any] = {}
